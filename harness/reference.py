@@ -25,13 +25,14 @@ def reference_attention(
 
     q, k: (B, H, N_q|N_kv, D); v: (B, H, N_kv, D_v) -> (B, H, R, D_v) float64, with
     R = N_q or len(rows). Causal: query i sees keys j <= i (top-left aligned).
-    Time O(R·N_kv·(D + D_v)); memory O(B·H·R·N_kv).
+    Time O(R·N_kv·(D + D_v)); memory O(B·H·R·N_kv). Differentiable (float64 gradients
+    are the reference for the variants' backward passes).
     """
     scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
     index = torch.arange(q.shape[2], device=q.device) if rows is None else rows.to(q.device)
-    qd = q.detach().to(torch.float64)[:, :, index]  # (B, H, R, D)
-    scores = qd @ k.detach().to(torch.float64).transpose(-1, -2) * scale  # (B, H, R, N_kv)
+    qd = q.to(torch.float64)[:, :, index]  # (B, H, R, D)
+    scores = qd @ k.to(torch.float64).transpose(-1, -2) * scale  # (B, H, R, N_kv)
     if causal:
         keys = torch.arange(k.shape[2], device=q.device)
         scores = scores.masked_fill(keys[None, :] > index[:, None], float("-inf"))
-    return torch.softmax(scores, dim=-1) @ v.detach().to(torch.float64)  # (B, H, R, D_v)
+    return torch.softmax(scores, dim=-1) @ v.to(torch.float64)  # (B, H, R, D_v)

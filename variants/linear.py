@@ -38,8 +38,10 @@ def linear_attention(phi_q, phi_k, v, *, causal: bool, chunk: int) -> torch.Tens
 
     B, H, N, m = phi_q.shape
     L = -(-max(N, phi_k.shape[2]) // chunk) * chunk  # common length, a multiple of the chunk
-    # Zero-padding after the feature map: padded keys add nothing to any sum.
-    phi_q = F.pad(phi_q, (0, 0, 0, L - N)).reshape(B, H, L // chunk, chunk, m)  # (B, H, c, C, m)
+    # Padding after the feature map: zero keys add nothing to any sum; padded
+    # queries get features of one, so their (discarded) rows never divide 0/0,
+    # which would send NaN through the backward pass.
+    phi_q = F.pad(phi_q, (0, 0, 0, L - N), value=1.0).reshape(B, H, L // chunk, chunk, m)  # (B, H, c, C, m)
     phi_k = F.pad(phi_k, (0, 0, 0, L - phi_k.shape[2])).reshape(B, H, L // chunk, chunk, m)  # (B, H, c, C, m)
     v = F.pad(v, (0, 0, 0, L - v.shape[2])).reshape(B, H, L // chunk, chunk, -1)  # (B, H, c, C, E)
 
