@@ -6,9 +6,9 @@ trigonometric features, positive, so the normalizer never goes negative.
 Rows of W are made orthogonal in blocks of D (lower variance for the same m).
 Linear-time attention then follows from `linear.linear_attention`.
 
-Numerical stabilization: each query row's features are divided by their own
-maximum and all keys' features (of one head) by one shared maximum; both
-factors cancel between numerator and denominator, and exp never overflows.
+Numerical stabilization (see `_features`): each query row's features are
+divided by their own maximum and all keys' features of a head by one shared
+maximum; both factors cancel in the ratio, and exp never overflows.
 """
 
 from __future__ import annotations
@@ -43,16 +43,26 @@ def orthogonal_gaussian(features: int, dim: int, seed: int, device: str, dtype: 
     return (rows * norms).to(device=device, dtype=dtype)
 
 
-def _features(x: torch.Tensor, w: torch.Tensor, stabilizer_dims: tuple[int, ...]) -> torch.Tensor:
-    """Positive random features of x (B, H, N, D) -> (B, H, N, m), stabilized over ``stabilizer_dims``."""
-    proj = torch.einsum("bhnd,md->bhnm", x, w)  # (B, H, N, m)
-    sq = x.pow(2).sum(dim=-1, keepdim=True) / 2  # (B, H, N, 1)
-    exponent = proj - sq  # (B, H, N, m)
-    # Subtracting the maximum over stabilizer_dims multiplies by a constant that
-    # cancels in the ratio and puts the largest feature at exactly 1; the small
-    # additive term keeps every feature strictly positive after underflow.
-    exponent = exponent - exponent.amax(dim=stabilizer_dims, keepdim=True)
-    return (torch.exp(exponent) + 1e-6) / math.sqrt(w.shape[0])
+def _features(x: torch.Tensor, w: torch.Tensor, *, scale: float, shared: bool) -> torch.Tensor:
+    """Positive random features of sqrt(scale)·x for x (B, H, N, D) -> (B, H, N, m), up to a constant.
+
+    phi(y) = exp(w y - |y|^2 / 2) with y = sqrt(scale)·x, divided by its
+    maximum: per row (``shared=False``, queries) or over all rows of a head
+    (``shared=True``, keys). That constant cancels between numerator and
+    denominator and puts the largest feature at exactly 1, so exp never
+    overflows. Per row, |y|^2/2 is such a constant too and is skipped; so is
+    the usual 1/sqrt(m). Shared features get a floor of 1e-6 so a key whose
+    features all underflow cannot leave a causal prefix with a zero denominator.
+    """
+    B, H, N, D = x.shape
+    root = math.sqrt(scale)
+    proj = (x.reshape(B * H * N, D) @ (w.T * root)).view(B, H, N, -1)  # (B, H, N, m) = w·y
+    if shared:
+        proj.sub_(x.pow(2).sum(dim=-1, keepdim=True).mul_(scale / 2))  # - |y|^2/2
+    with torch.no_grad():  # the stabilizer cancels, so no gradient flows through it
+        top = proj.amax(dim=(-2, -1) if shared else -1, keepdim=True)
+    features = proj.sub_(top).exp_()
+    return features + 1e-6 if shared else features  # out of place: exp_ saved its output for backward
 
 
 @register(
@@ -84,8 +94,8 @@ def performer(
     Time O(N·m·(D + D_v)); memory O(N·m). FLOPs counted as twice the kernelized
     core: the feature projections cost as much again. ``seed`` fixes the projection.
     """
-    root = math.sqrt(softmax_scale(q, scale))  # exp(scale·q·k) = exp((root·q)·(root·k))
     w = orthogonal_gaussian(features, q.shape[-1], seed, str(q.device), q.dtype)  # (m, D)
-    phi_q = _features(q * root, w, stabilizer_dims=(-1,))  # per query row
-    phi_k = _features(k * root, w, stabilizer_dims=(-2, -1))  # one constant for all keys of a head
+    scale = softmax_scale(q, scale)  # exp(scale·q·k) = exp(y_q·y_k) with y = sqrt(scale)·x
+    phi_q = _features(q, w, scale=scale, shared=False)  # (B, H, N_q, m)
+    phi_k = _features(k, w, scale=scale, shared=True)  # (B, H, N_kv, m)
     return linear_attention(phi_q, phi_k, v, causal=causal, chunk=chunk)
