@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import DEVICES, rel_err, runnable
-from variants import get_variant, list_variants
+from variants import Unsupported, get_variant, list_variants
 from variants.layer import SelfAttention
 
 EXACT = [n for n in list_variants() if get_variant(n).exact]
@@ -22,7 +22,11 @@ def test_every_exact_core_gives_the_same_layer_output(name, causal, device):
     layer = SelfAttention(48, 32, heads=2, variant=name, causal=causal).to(device)
     layer.load_state_dict(baseline.state_dict())
     x = torch.randn(3, 50, 48, device=device)
-    assert rel_err(layer(x), baseline(x)) < 1e-5
+    try:
+        out = layer(x)
+    except Unsupported as exc:
+        pytest.skip(f"{name}: {exc}")
+    assert rel_err(out, baseline(x)) < 1e-5
 
 
 def test_layer_shapes_value_dim_and_gradients():

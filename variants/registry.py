@@ -101,15 +101,19 @@ class VariantSpec:
     doc: str = ""
 
     def unavailable_reason(self, device: str | None = None) -> str | None:
-        """Why this variant cannot run on ``device`` of this machine (any device
-        when None), or None when it can. Imports nothing."""
+        """Why this variant cannot run on ``device`` of this machine (on any of its
+        declared devices when None), or None when it may. Imports nothing.
+
+        With ``delegate_checks`` an explicit device outside the declared ones is
+        let through: the call itself then raises `Unsupported` with the wrapped
+        library's own reasons.
+        """
         if self.requires and importlib.util.find_spec(self.requires) is None:
             return f"needs the '{self.requires}' package, which is not installed"
+        if device and device not in self.devices and not self.delegate_checks:
+            return f"has no kernel for device={device} (supported: {', '.join(self.devices)})"
         wanted = [device] if device else list(self.devices)
-        if device and device not in self.devices:
-            return f"no kernel for device={device} (supported: {', '.join(self.devices)})"
-        here = [d for d in wanted if d == "cpu" or (d == "cuda" and torch.cuda.is_available())]
-        if not here:
+        if not any(d == "cpu" or (d == "cuda" and torch.cuda.is_available()) for d in wanted):
             return f"runs on {' or '.join(wanted)} only, and this machine has no CUDA device"
         return None
 

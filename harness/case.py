@@ -1,0 +1,92 @@
+"""One benchmark case: a frozen description, its stable id, and its seeded inputs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+
+from variants import DTYPES
+
+MODES = ("fwd", "fwd_bwd")
+
+
+@dataclass(frozen=True)
+class Case:
+    """Everything that determines a measurement, and nothing else.
+
+    Inputs are q, k, v of shape (batch, heads, seq_len, head_dim), Gaussian
+    times ``input_scale`` (unit-scale inputs give nearly uniform attention;
+    larger scales give the peaked attention real models have). ``mode`` is
+    ``fwd`` or ``fwd_bwd`` (forward plus backward of a fixed upstream gradient).
+    ``threads`` defaults to torch's current count, recorded so the id pins it.
+    """
+
+    variant: str
+    seq_len: int
+    device: str = "cpu"
+    dtype: str = "float32"
+    mode: str = "fwd"
+    causal: bool = False
+    batch: int = 1
+    heads: int = 8
+    head_dim: int = 64
+    threads: int = field(default_factory=torch.get_num_threads)
+    input_scale: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("seq_len", "batch", "heads", "head_dim", "threads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"Case.{name} must be a positive integer, got {value!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"Case.dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"Case.mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if torch.device(self.device).type not in ("cpu", "cuda"):
+            raise ValueError(f"Case.device must be cpu or cuda, got {self.device!r}")
+        if not (isinstance(self.input_scale, (int, float)) and self.input_scale > 0):
+            raise ValueError(f"Case.input_scale must be a positive number, got {self.input_scale!r}")
+
+    @property
+    def case_id(self) -> str:
+        """A content hash of every field: equal cases, equal ids, in any process or run."""
+        canonical = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
+
+    def label(self) -> str:
+        """Short human name: 'sdpa N=1024 float32 fwd causal cpu'."""
+        causal = " causal" if self.causal else ""
+        return f"{self.variant} N={self.seq_len} {self.dtype} {self.mode}{causal} {self.device}"
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+def make_inputs(case: Case) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Seeded q, k, v (B, H, N, D) on the case's device and dtype.
+
+    Drawn in float32 on the CPU from a generator seeded by ``case.seed``, so the
+    same case gives the same numbers on every device, then moved and cast.
+    """
+    gen = torch.Generator().manual_seed(case.seed)
+    shape = (case.batch, case.heads, case.seq_len, case.head_dim)
+    return tuple(  # type: ignore[return-value]
+        (torch.randn(shape, generator=gen) * case.input_scale).to(device=case.device, dtype=case.torch_dtype)
+        for _ in range(3)
+    )
+
+
+def make_grad_output(case: Case) -> torch.Tensor:
+    """The fixed upstream gradient (B, H, N, D) a ``fwd_bwd`` case back-propagates."""
+    gen = torch.Generator().manual_seed(case.seed + 1)
+    shape = (case.batch, case.heads, case.seq_len, case.head_dim)
+    return torch.randn(shape, generator=gen).to(device=case.device, dtype=case.torch_dtype)
