@@ -13,8 +13,13 @@ import sys
 import traceback
 from typing import Any, Sequence
 
+import torch
+
 import variants
 from variants import get_variant, list_variants
+
+from .allocator import pin_allocator
+from .ceilings import cache_path, calibrate, device_name
 
 
 class UsageError(Exception):
@@ -79,6 +84,43 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    device = check_device(args.device)
+    if args.threads is not None:
+        torch.set_num_threads(positive_int(args.threads, "--threads"))
+    pin_allocator()
+    print(f"calibrating {device} ({device_name(device)}, {torch.get_num_threads()} threads)...", file=sys.stderr)
+    ceilings = calibrate(device, refresh=not args.cached)
+    if args.json:
+        print(json.dumps(ceilings, indent=2))
+        return 0
+    n = ceilings["matmul_size"]
+    for dtype, gflops in ceilings["matmul_gflops"].items():
+        print(f"matmul {n}x{n} {dtype:9} {gflops:10.1f} GFLOP/s")
+    print(f"copy {ceilings['copy_bytes'] / 2**20:.0f} MiB        {ceilings['copy_gbps']:10.1f} GB/s (read + write)")
+    print(f"cached in {cache_path()}")
+    return 0
+
+
+def check_device(device: str) -> str:
+    """A device this machine has, or a `UsageError` saying why not."""
+    if device not in ("cpu", "cuda"):
+        raise UsageError(f"unknown device {device!r}; use cpu or cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("device cuda is not available on this machine (torch sees no CUDA device)")
+    return device
+
+
+def positive_int(value: str | int, flag: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise UsageError(f"{flag} must be a positive integer, got {value!r}") from None
+    if number < 1:
+        raise UsageError(f"{flag} must be a positive integer, got {value!r}")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attnbench", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
@@ -88,6 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pattern", nargs="?", default="*", help="shell-style name filter, e.g. 'sdpa*'")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("calibrate", help="measure this machine's matmul GFLOP/s and copy GB/s ceilings")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--threads", default=None, help="torch threads (default: torch's own)")
+    p.add_argument("--cached", action="store_true", help="print the cached ceilings if there are any")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_calibrate)
     return parser
 
 

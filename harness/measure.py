@@ -18,6 +18,7 @@ import torch
 from variants import Unsupported, get_variant
 
 from .accuracy import DEFAULT_MAX_ROWS, measure_accuracy
+from .allocator import pin_allocator
 from .case import Case, make_grad_output, make_inputs
 from .ceilings import device_name
 from .memory import peak_memory
@@ -188,6 +189,7 @@ def measure_case(
     if unavailable:
         return record_for(case, "unsupported", f"{case.variant} {unavailable}")
     record = record_for(case)
+    pin_allocator()
     torch.set_num_threads(case.threads)
     try:
         timed, forward, (q, k, v) = _workload(case)

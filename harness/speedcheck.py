@@ -28,6 +28,7 @@ import torch
 
 from variants import get_variant
 
+from .allocator import pin_allocator
 from .memory import peak_memory
 
 VARIANTS = ["sdpa", "naive", "chunked-query", "chunked-online", "linear-elu", "performer-256"]
@@ -73,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seq-len must be >= 2, --rounds and --threads >= 1")
     if args.threads:
         torch.set_num_threads(args.threads)
+    pin_allocator()
     n = args.seq_len
 
     print(f"fp32 B=1 H=8 D=64 N={n}, forward, {torch.get_num_threads()} threads, {args.rounds} interleaved rounds")

@@ -1,0 +1,116 @@
+"""Check the measurement core against independent references and print the figures.
+
+    python -m harness.selfcheck [--device cpu|cuda]
+
+1. the harness timer's median over torch.utils.benchmark's, same op, same
+   threads, same process (alternating, so drifts in machine speed hit both);
+2. measured peak memory over the analytic size of the tensors each variant
+   must hold at its high-water mark;
+3. the calibrated ceilings (`attnbench calibrate`);
+4. every exact variant's achieved GFLOP/s at N=2048 as a fraction of the
+   matmul ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+
+import torch
+import torch.utils.benchmark as tub
+
+from variants import get_variant, list_variants
+
+from .allocator import pin_allocator
+from .case import Case, make_inputs
+from .ceilings import calibrate
+from .measure import measure_case
+from .memory import peak_memory
+from .timing import time_callable
+
+FP32 = 4
+
+
+def timer_ratio(name: str, n: int, *, device: str = "cpu", pairs: int = 3) -> float:
+    """Median over ``pairs`` alternations of (harness median / torch.utils.benchmark median)."""
+    case = Case(name, n, device=device)
+    q, k, v = make_inputs(case)
+    spec = get_variant(name)
+
+    def call():
+        with torch.inference_mode():
+            return spec(q, k, v)
+
+    ratios = []
+    for _ in range(pairs):
+        ours = time_callable(call, device).median
+        timer = tub.Timer("call()", globals={"call": call}, num_threads=torch.get_num_threads())
+        ratios.append(ours / timer.adaptive_autorange(min_run_time=0.3).median)
+    return statistics.median(ratios)
+
+
+def analytic_peak_bytes(name: str, n: int, *, causal: bool = False, heads: int = 8, d: int = 64) -> int:
+    """Bytes live at the high-water mark of the built-in variants' fp32 forward (B=1)."""
+    out = heads * n * d * FP32
+    if name == "naive":  # scores and probabilities, the causal mask (bool) if any, the output
+        return 2 * heads * n * n * FP32 + (n * n if causal else 0) + out
+    if name == "chunked-query":  # the reused (H, block, N) tile, the scaled copy of q, the output
+        block = get_variant(name).params["block"]
+        return heads * min(block, n) * n * FP32 + out + out
+    raise ValueError(f"no analytic memory model for {name}")
+
+
+def measured_peak_bytes(name: str, n: int, *, causal: bool = False, device: str = "cpu") -> int:
+    case = Case(name, n, causal=causal, device=device)
+    q, k, v = make_inputs(case)
+    spec = get_variant(name)
+    with torch.inference_mode():
+        spec(q, k, v, causal=causal)
+        return peak_memory(lambda: spec(q, k, v, causal=causal), device).peak_bytes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.selfcheck", description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    args = parser.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("device cuda is not available on this machine")
+    device = args.device
+    pin_allocator()
+    threads = torch.get_num_threads()
+    print(f"device {device}, {threads} threads, fp32, B=1 H=8 D=64, forward")
+
+    print("\n1. timer median / torch.utils.benchmark median (target 0.93..1.07)")
+    for name, n in [("sdpa", 1024), ("naive", 512), ("chunked-online", 1024)]:
+        print(f"   {name:15} N={n:<5} {timer_ratio(name, n, device=device):.3f}")
+
+    print("\n2. measured peak / analytic size of the live tensors (target 0.90..1.10)")
+    for name, n, causal in [("naive", 2048, False), ("naive", 1024, True), ("chunked-query", 4096, False)]:
+        measured = measured_peak_bytes(name, n, causal=causal, device=device)
+        expected = analytic_peak_bytes(name, n, causal=causal)
+        label = f"{name}{' causal' if causal else ''}"
+        print(f"   {label:15} N={n:<5} {measured / 2**20:8.1f} MiB / {expected / 2**20:8.1f} MiB = {measured / expected:.3f}")
+
+    print("\n3. calibrated ceilings")
+    ceilings = calibrate(device)
+    for dtype, gflops in ceilings["matmul_gflops"].items():
+        print(f"   matmul {dtype:9} {gflops:8.1f} GFLOP/s")
+    print(f"   copy             {ceilings['copy_gbps']:8.1f} GB/s")
+
+    ceiling = ceilings["matmul_gflops"]["float32"]
+    print(f"\n4. achieved GFLOP/s at N=2048, fraction of the fp32 matmul ceiling ({ceiling:.0f} GFLOP/s)")
+    for name in list_variants():
+        spec = get_variant(name)
+        if not spec.exact:
+            continue
+        r = measure_case(Case(name, 2048, device=device), memory=False)
+        if r.status != "ok":
+            print(f"   {name:15} {r.status}: {r.reason}")
+            continue
+        print(f"   {name:15} {r.gflops_per_s:8.1f} GFLOP/s  {r.gflops_per_s / ceiling:6.1%}  ({r.time_median_s * 1e3:.1f} ms)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""The harness timer against torch.utils.benchmark, in one process with the same threads.
+
+Ratios of medians, not absolute times: the assertion holds on a slow machine too.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness.selfcheck import timer_ratio
+from harness.timing import Measurement, time_callable, time_cpu
+
+
+@pytest.mark.parametrize("name, n", [("sdpa", 1024), ("naive", 512)])
+def test_timer_agrees_with_torch_utils_benchmark(name, n):
+    # Same op, same thread count, same process; alternating the two timers puts
+    # slow drifts of machine speed on both sides alike. A ratio, not a time.
+    ratio = timer_ratio(name, n)
+    assert 0.93 <= ratio <= 1.07, ratio
+
+
+def test_blocks_last_at_least_a_millisecond_and_samples_are_kept():
+    x = torch.randn(64)
+    m = time_callable(lambda: x.sum())
+    assert isinstance(m, Measurement)
+    assert m.block_size > 1  # a ~microsecond call is timed in blocks
+    assert m.median * m.block_size >= 0.5e-3
+    assert len(m.samples) >= 5 and m.summary.n == len(m.samples)
+    assert m.clock == "perf_counter_ns"
+    assert m.stop_reason in {"stable", "time cap", "count cap"}
+
+
+def test_caps_stop_sampling():
+    x = torch.randn(64)
+    m = time_cpu(lambda: x.sum(), max_time_s=0.0, max_samples=7)
+    assert 5 <= len(m.samples) <= 7
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_timer_uses_events():
+    a = torch.randn(2048, 2048, device="cuda")
+    m = time_callable(lambda: a @ a, "cuda")
+    assert m.clock == "cuda_event" and m.median > 0
