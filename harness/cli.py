@@ -1,8 +1,9 @@
 """The ``attnbench`` command line.
 
-Every subcommand is a thin layer over an importable function. Bad input is a
-`UsageError` (or an unknown-variant `KeyError`): one line on stderr, exit
-status 2, no traceback unless ``--debug``.
+Every subcommand is a thin layer over an importable function. Bad input
+(a `UsageError`, `SweepError`, `RunError`, `PluginError`, `ResultsError` or
+an unknown-variant `KeyError`) is one line on stderr and exit status 2, with
+no traceback unless ``--debug``; nothing is written before input is checked.
 """
 
 from __future__ import annotations
@@ -10,20 +11,39 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 import traceback
+import warnings
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
-import variants
-from variants import get_variant, list_variants
+from variants import Unsupported, get_variant, list_variants
 
 from .allocator import pin_allocator
 from .ceilings import cache_path, calibrate, device_name
+from .plugins import PluginError, load_plugins
+from .progress import Progress
+from .results import ResultsError
+from .runner import RunError, RunSummary, run_sweep
+from .sweep import SweepError, build_sweep, check_device, expand
+
+RESULTS_ROOT = Path("results")
 
 
 class UsageError(Exception):
     """Bad input from the user: reported as one line, exit status 2."""
+
+
+BAD_INPUT = (UsageError, SweepError, RunError, PluginError, ResultsError, KeyError, Unsupported)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line (no usage block) and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def variant_table(pattern: str = "*") -> list[dict[str, Any]]:
@@ -64,6 +84,7 @@ def format_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    load_plugins(args.plugin)
     rows = variant_table(args.pattern)
     if not rows:
         raise UsageError(f"no variant matches {args.pattern!r}; known: {', '.join(list_variants())}")
@@ -84,6 +105,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def positive_int(value: str | int, flag: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise UsageError(f"{flag} must be a positive integer, got {value!r}") from None
+    if number < 1:
+        raise UsageError(f"{flag} must be a positive integer, got {value!r}")
+    return number
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     device = check_device(args.device)
     if args.threads is not None:
@@ -102,34 +133,105 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_device(device: str) -> str:
-    """A device this machine has, or a `UsageError` saying why not."""
-    if device not in ("cpu", "cuda"):
-        raise UsageError(f"unknown device {device!r}; use cpu or cuda")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("device cuda is not available on this machine (torch sees no CUDA device)")
-    return device
+SWEEP_FLAGS = {  # flag attribute -> Sweep field
+    "variants": "variants",
+    "seq_lens": "seq_lens",
+    "batch": "batch",
+    "heads": "heads",
+    "head_dim": "head_dim",
+    "dtype": "dtypes",
+    "causal": "causal",
+    "mode": "modes",
+    "device": "devices",
+    "threads": "threads",
+    "timeout": "timeout_s",
+    "max_time": "max_time_s",
+    "input_scale": "input_scale",
+    "seed": "seed",
+}
 
 
-def positive_int(value: str | int, flag: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise UsageError(f"{flag} must be a positive integer, got {value!r}") from None
-    if number < 1:
-        raise UsageError(f"{flag} must be a positive integer, got {value!r}")
-    return number
+def _default_out(preset: str | None) -> Path:
+    return RESULTS_ROOT / f"{preset or 'quick'}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _sweep_from_args(args: argparse.Namespace):
+    load_plugins(args.plugin)  # before the sweep is checked: plugin variants are valid names
+    overrides = {field: getattr(args, flag) for flag, field in SWEEP_FLAGS.items()}
+    sweep = build_sweep(args.preset, args.config, **overrides)
+    if not expand(sweep):
+        raise UsageError("the sweep has no cases: no requested variant is available on the requested devices")
+    return sweep
+
+
+def _report_summary(summary: RunSummary) -> None:
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items()))
+    fraction = summary.timed_s / summary.wall_s if summary.wall_s else 0.0
+    print(f"{summary.total} cases ({counts}); {summary.resumed} were already recorded")
+    print(f"wall time {summary.wall_s:.1f} s, of which {summary.timed_s:.1f} s ({fraction:.0%}) inside timed calls")
+    for path in summary.paths:
+        print(f"wrote {path}")
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    sweep = _sweep_from_args(args)
+    out = Path(args.out) if args.out else _default_out(args.preset)
+    summary = run_sweep(sweep, out, resume=args.resume, plugins=args.plugin, progress=Progress())
+    _report_summary(summary)
+    print(f"next: attnbench report {out}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    args.preset = args.preset or "quick"
+    return cmd_sweep(args)
+
+
+def _add_sweep_flags(p: argparse.ArgumentParser, *, with_grid: bool = True) -> None:
+    p.add_argument("--preset", help="quick (default), default or full")
+    p.add_argument("--out", help="run directory (default results/<preset>-<time>)")
+    p.add_argument("--resume", action="store_true", help="finish a killed sweep in --out: run only unrecorded cases")
+    p.add_argument("--plugin", action="append", default=[], metavar="PATH_OR_MODULE", help="load variants from here")
+    p.add_argument("--threads", help="torch threads per worker (default: torch's own)")
+    p.add_argument("--timeout", help="seconds per case before its worker is killed")
+    p.add_argument("--max-time", help="seconds per case for the timing loop's cap")
+    if not with_grid:
+        for name in ("config", "variants", "seq_lens", "batch", "heads", "head_dim", "dtype", "causal", "mode"):
+            p.set_defaults(**{name: None})
+        p.set_defaults(device=None, input_scale=None, seed=None)
+        return
+    p.add_argument("--config", help="sweep TOML file (keys: the Sweep fields)")
+    p.add_argument("--variants", help="comma-separated names, or 'all' (default: all available)")
+    p.add_argument("--seq-lens", help="128,256,512 or 128:8192:x2")
+    p.add_argument("--batch", help="comma-separated batch sizes")
+    p.add_argument("--heads", help="comma-separated head counts")
+    p.add_argument("--head-dim", help="comma-separated head dims")
+    p.add_argument("--dtype", help="comma-separated: float32,bfloat16,float16,float64")
+    p.add_argument("--causal", help="comma-separated: false,true")
+    p.add_argument("--mode", help="comma-separated: fwd,fwd_bwd")
+    p.add_argument("--device", help="comma-separated: cpu,cuda")
+    p.add_argument("--input-scale", help="standard deviation of the Gaussian inputs")
+    p.add_argument("--seed", help="seed of inputs and random projections")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="attnbench", description=__doc__.splitlines()[0])
+    parser = Parser(prog="attnbench", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 
     p = sub.add_parser("list", help="list the registered attention variants")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style name filter, e.g. 'sdpa*'")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--plugin", action="append", default=[], metavar="PATH_OR_MODULE", help="load variants from here")
     p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("sweep", help="run a sweep and write its results table")
+    _add_sweep_flags(p)
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("run", help="the quick start: the quick preset on this machine")
+    _add_sweep_flags(p, with_grid=False)
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("calibrate", help="measure this machine's matmul GFLOP/s and copy GB/s ceilings")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
@@ -140,18 +242,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"attnbench: warning: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    args = parser.parse_args(argv)  # argparse itself exits 2 with one usage line on bad flags
+    args = build_parser().parse_args(argv)
+    warnings.showwarning = _one_line_warning
     try:
         return args.func(args)
-    except (UsageError, KeyError, variants.Unsupported) as exc:
+    except BAD_INPUT as exc:
         if args.debug:
             traceback.print_exc()
         message = exc.args[0] if exc.args else str(exc)
         print(f"attnbench {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"attnbench {args.command}: interrupted; finished cases are kept (use --resume)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

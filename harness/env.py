@@ -11,7 +11,6 @@ from pathlib import Path
 
 import torch
 
-from .allocator import pinned
 from .ceilings import device_name
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -66,7 +65,6 @@ def capture_env() -> dict:
         "torch_interop_threads": torch.get_num_interop_threads(),
         "thread_env": {name: os.environ.get(name) for name in THREAD_ENV},
         "flush_denormal": flushes_denormals(),
-        "malloc_pinned": pinned(),
         "cuda": torch.version.cuda if cuda else None,
         "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
         "argv": sys.argv,

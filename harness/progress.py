@@ -1,0 +1,44 @@
+"""Sweep progress on stderr: a live line on a terminal, one line per case otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+from .case import Case
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class Progress:
+    """Callable as ``progress(done, total, case, record)`` (see `harness.runner.run_sweep`)."""
+
+    def __init__(self, stream: TextIO = sys.stderr, width: int = 24) -> None:
+        self.stream = stream
+        self.live = stream.isatty()
+        self.width = width
+        self.started = time.monotonic()
+        self.first_done: int | None = None
+
+    def __call__(self, done: int, total: int, case: Case, record: dict | None) -> None:
+        if self.first_done is None:
+            self.first_done = done  # cases finished by an earlier, resumed run do not count for the ETA
+        elapsed = time.monotonic() - self.started
+        ran = done - self.first_done
+        eta = _clock(elapsed / ran * (total - done)) if ran else "?"
+        if self.live:
+            filled = int(self.width * done / total)
+            bar = "#" * filled + "-" * (self.width - filled)
+            line = f"\r[{bar}] {done}/{total}  {_clock(elapsed)} elapsed, ETA {eta}  {case.label()}"
+            self.stream.write(line[:160].ljust(160))
+            if done == total and record is not None:
+                self.stream.write("\n")
+        elif record is not None:
+            status = record["status"]
+            detail = f"{record['time_median_s'] * 1e3:.3f} ms" if status == "ok" else record.get("reason", "")[:120]
+            self.stream.write(f"[{done}/{total}] {case.label()}: {status} {detail}  ({_clock(elapsed)}, ETA {eta})\n")
+        self.stream.flush()

@@ -1,0 +1,138 @@
+"""The runner against killed sweeps and misbehaving workers, through the real command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness.results import load_results, read_jsonl
+
+ROOT = Path(__file__).resolve().parent.parent
+PLUGIN = str(Path(__file__).resolve().parent / "plugins" / "misbehaving.py")
+
+
+@pytest.fixture(scope="session")
+def cli_env(tmp_path_factory):
+    """Environment for attnbench subprocesses: a session-wide ceilings cache, so calibration runs once."""
+    env = dict(os.environ)
+    env["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def attnbench(args, env, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, env=env, timeout=600, **kwargs
+    )
+
+
+SMALL = ["--variants", "naive,sdpa,chunked-query", "--seq-lens", "32:256:x2", "--heads", "2", "--max-time", "0.05"]
+
+
+def test_killed_sweep_resumes_with_every_case_once(tmp_path, cli_env):
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "sweep", *SMALL, "--out", str(killed)],
+        env=cli_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    jsonl = killed / "cases.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if jsonl.exists() and len(jsonl.read_text().splitlines()) >= 4:
+            break
+        if proc.poll() is not None:
+            pytest.fail("the sweep finished before it could be killed")
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = read_jsonl(jsonl)
+    assert 4 <= len(partial) < 12
+    assert not (killed / "results.parquet").exists()
+
+    resumed = attnbench(["sweep", *SMALL, "--out", str(killed), "--resume"], cli_env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{len(partial)} were already recorded" in resumed.stdout
+    records = read_jsonl(jsonl)
+    ids = [r["case_id"] for r in records]
+    assert len(ids) == len(set(ids)) == 12, "every case recorded exactly once"
+    assert [r["case_id"] for r in records[: len(partial)]] == [r["case_id"] for r in partial], "nothing lost"
+
+    whole = tmp_path / "whole"
+    assert attnbench(["sweep", *SMALL, "--out", str(whole)], cli_env).returncode == 0
+    a, b = load_results(killed), load_results(whole)
+    assert a.shape == b.shape
+    assert list(a.columns) == list(b.columns)
+    assert set(a["case_id"]) == set(b["case_id"])
+    assert (a["status"] == "ok").all()
+
+
+def test_torn_last_line_is_skipped_with_a_warning_and_rerun(tmp_path, cli_env):
+    out = tmp_path / "torn"
+    args = ["sweep", "--variants", "sdpa", "--seq-lens", "32,64", "--heads", "1", "--max-time", "0.05", "--out", str(out)]
+    assert attnbench(args, cli_env).returncode == 0
+    jsonl = out / "cases.jsonl"
+    lines = jsonl.read_text().splitlines(keepends=True)
+    jsonl.write_text(lines[0] + lines[1][: len(lines[1]) // 2])  # the kill landed mid-write
+    with pytest.warns(UserWarning, match="torn last line"):
+        assert len(read_jsonl(jsonl)) == 1
+    resumed = attnbench(args + ["--resume"], cli_env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "torn last line" in resumed.stderr
+    records = read_jsonl(jsonl)
+    assert len(records) == 2 and len({r["case_id"] for r in records}) == 2
+
+
+def test_crash_timeout_and_oom_are_rows_and_the_sweep_goes_on(tmp_path, cli_env):
+    out = tmp_path / "bad"
+    result = attnbench(
+        [
+            "sweep", "--plugin", PLUGIN, "--variants", "test-segfault,test-sleeper,test-hog,sdpa",
+            "--seq-lens", "32,64", "--heads", "1", "--max-time", "0.05", "--timeout", "5", "--out", str(out),
+        ],
+        cli_env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    frame = load_results(out).set_index(["variant", "seq_len"])
+    assert frame.loc[("test-segfault", 32), "status"] == "crash"
+    assert "SIGSEGV" in frame.loc[("test-segfault", 32), "reason"]
+    assert frame.loc[("test-sleeper", 32), "status"] == "timeout"
+    assert frame.loc[("test-hog", 32), "status"] in ("oom", "skipped")
+    # After a failure the same configuration is not run again at a larger N.
+    for name in ("test-segfault", "test-sleeper", "test-hog"):
+        assert frame.loc[(name, 64), "status"] == "skipped"
+        assert "at N=32" in frame.loc[(name, 64), "reason"]
+    assert (frame.loc["sdpa", "status"] == "ok").all()
+    log = (out / "worker.log").read_text()
+    assert "Fatal Python error: Segmentation fault" in log
+
+
+def test_trimmed_quick_preset_end_to_end(tmp_path, cli_env):
+    out = tmp_path / "quick"
+    result = attnbench(
+        ["sweep", "--preset", "quick", "--seq-lens", "64,128", "--variants", "naive,sdpa,linear-elu,performer-64",
+         "--max-time", "0.05", "--out", str(out)],
+        cli_env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "8 cases (8 ok)" in result.stdout
+    assert f"next: attnbench report {out}" in result.stdout
+    frame = pd.read_parquet(out / "results.parquet")
+    csv = pd.read_csv(out / "results.csv")
+    assert len(frame) == len(csv) == 8
+    assert frame["run_id"].unique().tolist() == ["quick"]
+    assert (frame["time_median_s"] > 0).all() and (frame["peak_mem_bytes"] > 0).all()
+    assert frame.loc[frame["exact"], "rel_err"].max() < 1e-5
+    assert frame["n_samples"].tolist() == [len(s) for s in frame["time_samples_s"]]
+    env = json.loads((out / "env.json").read_text())
+    assert env["torch"] and env["ceilings"]["cpu"]["matmul_gflops"]["float32"] > 0
+    assert env["worker_env"]["MALLOC_MMAP_THRESHOLD_"] and env["worker_env"]["OMP_NUM_THREADS"]
