@@ -1,0 +1,112 @@
+"""Bad input: one clear line on stderr, exit status 2, no traceback, nothing written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def attnbench(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
+
+
+def snapshot(path: Path) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()} if path.exists() else {}
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> None:
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "error" in lines[0]
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+BAD_SWEEPS = [
+    (["--variants", "sdap"], ["unknown variant 'sdap'", "sdpa"]),
+    (["--seq-lens", "0"], ["--seq-lens", "'0'"]),
+    (["--seq-lens", "-5"], ["--seq-lens", "'-5'"]),
+    (["--seq-lens", "abc"], ["--seq-lens", "'abc'"]),
+    (["--seq-lens", "128:64:x2"], ["stop 64 is below start 128"]),
+    (["--dtype", "float8"], ["unknown dtype 'float8'"]),
+    (["--device", "tpu"], ["unknown device 'tpu'"]),
+    (["--threads", "0"], ["--threads", "'0'"]),
+    (["--mode", "backward"], ["unknown mode 'backward'"]),
+    (["--causal", "maybe"], ["--causal", "'maybe'"]),
+    (["--preset", "huge"], ["unknown preset 'huge'"]),
+    (["--plugin", "no/such/plugin.py"], ["plugin no/such/plugin.py", "no such file"]),
+]
+
+
+@pytest.mark.parametrize("flags, needles", BAD_SWEEPS, ids=lambda x: " ".join(x) if isinstance(x, list) else None)
+def test_bad_sweep_flags(tmp_path, flags, needles):
+    out = tmp_path / "run"
+    assert_one_line_error(attnbench("sweep", *flags, "--out", str(out)), *needles)
+    assert not out.exists(), "nothing written"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_unavailable_device(tmp_path):
+    out = tmp_path / "run"
+    assert_one_line_error(attnbench("sweep", "--device", "cuda", "--out", str(out)), "cuda is not available")
+    assert not out.exists()
+
+
+def test_malformed_toml(tmp_path):
+    config = tmp_path / "sweep.toml"
+    config.write_text("seq_lens = [128, 256\n")
+    assert_one_line_error(attnbench("sweep", "--config", str(config), "--out", str(tmp_path / "run")), "malformed TOML")
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_toml_key(tmp_path):
+    config = tmp_path / "sweep.toml"
+    config.write_text('seq_lens = [128]\ncolour = "red"\n')
+    assert_one_line_error(attnbench("sweep", "--config", str(config), "--out", str(tmp_path / "run")), "unknown key 'colour'")
+
+
+def test_bad_value_in_toml(tmp_path):
+    config = tmp_path / "sweep.toml"
+    config.write_text('seq_lens = "128:64:x2"\n')
+    assert_one_line_error(attnbench("sweep", "--config", str(config), "--out", str(tmp_path / "run")), "below start")
+
+
+def test_out_dir_that_is_a_file(tmp_path):
+    out = tmp_path / "file"
+    out.write_text("not a directory")
+    result = attnbench("sweep", "--variants", "sdpa", "--seq-lens", "32", "--out", str(out))
+    assert_one_line_error(result, "is a file")
+    assert out.read_text() == "not a directory"
+
+
+def test_resume_of_another_sweeps_directory(tmp_path):
+    out = tmp_path / "run"
+    first = attnbench("sweep", "--variants", "sdpa", "--seq-lens", "32", "--heads", "1", "--max-time", "0.05", "--out", str(out))
+    assert first.returncode == 0, first.stderr
+    before = snapshot(out)
+    again = attnbench("sweep", "--variants", "sdpa", "--seq-lens", "64", "--out", str(out), "--resume")
+    assert_one_line_error(again, "another sweep's cases")
+    assert snapshot(out) == before, "nothing written"
+    fresh = attnbench("sweep", "--variants", "sdpa", "--seq-lens", "32", "--heads", "1", "--out", str(out))
+    assert_one_line_error(fresh, "already holds a sweep", "--resume")
+    assert snapshot(out) == before
+
+
+def test_unknown_command_and_flag():
+    assert_one_line_error(attnbench("frobnicate"), "invalid choice")
+    assert_one_line_error(attnbench("sweep", "--frobnicate"), "unrecognized arguments")
