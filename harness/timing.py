@@ -10,7 +10,7 @@ synchronize per batch of calls; the host clock is never read without a
 synchronize.
 
 Both: one untimed call (lazy initialization), a warm-up of at least 3 calls
-and ~100 ms, then samples until at least 5 samples and ~0.3 s are in and the
+and ~100 ms (one call when the untimed call took over 1 s), then samples until at least 5 samples and ~0.3 s are in and the
 IQR/median is below 5%, or a cap (time or count) is hit. Calls over 1 s take 3
 samples. The raw samples are kept; statistics come from `harness.stats`.
 """
@@ -61,6 +61,15 @@ def _warn_if_noisy(summary: Summary) -> tuple[str, ...]:
     return ()
 
 
+def _warmup_calls(first_call_s: float) -> int:
+    """Warm-up length: WARMUP_CALLS, or one call after a first call over SLOW_CALL_S.
+
+    A call that long has already warmed caches, the allocator and the clock
+    frequency by itself; three more would cost seconds and change nothing.
+    """
+    return 1 if first_call_s > SLOW_CALL_S else WARMUP_CALLS
+
+
 def _stop(samples: list[float], elapsed: float, max_time_s: float, max_samples: int) -> str | None:
     """Why to stop now, or None to keep sampling."""
     if len(samples) >= SLOW_CALL_SAMPLES and min(samples) > SLOW_CALL_S:
@@ -76,9 +85,11 @@ def _stop(samples: list[float], elapsed: float, max_time_s: float, max_samples: 
 
 def time_cpu(fn: Callable[[], object], *, max_time_s: float = 5.0, max_samples: int = 1000) -> Measurement:
     """Time ``fn`` on the CPU in blocks of k calls; see the module docstring."""
+    start = time.perf_counter_ns()
     fn()  # untimed: lazy initialization, first-touch page faults
+    warmup_calls = _warmup_calls((time.perf_counter_ns() - start) * 1e-9)
     calls, start = 0, time.perf_counter_ns()
-    while calls < WARMUP_CALLS or time.perf_counter_ns() - start < WARMUP_S * 1e9:
+    while calls < warmup_calls or time.perf_counter_ns() - start < WARMUP_S * 1e9:
         fn()
         calls += 1
     per_call = (time.perf_counter_ns() - start) * 1e-9 / calls
@@ -107,10 +118,12 @@ def time_cuda(
     l2_bytes = getattr(props, "L2_cache_size", 0) or 64 * 2**20
     flush = torch.empty(2 * l2_bytes, dtype=torch.uint8, device=device)
 
+    start = time.perf_counter()
     fn()  # untimed
     torch.cuda.synchronize(device)
+    warmup_calls = _warmup_calls(time.perf_counter() - start)
     calls, start = 0, time.perf_counter()
-    while calls < WARMUP_CALLS or time.perf_counter() - start < WARMUP_S:
+    while calls < warmup_calls or time.perf_counter() - start < WARMUP_S:
         fn()
         calls += 1
         torch.cuda.synchronize(device)  # warm-up only: the host clock needs the work finished

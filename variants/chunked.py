@@ -141,7 +141,10 @@ def _online_forward(q, k, v, causal: bool, scale: float, block: int):
 
 
 def _online_backward(q, k, v, out, lse, grad_out, causal: bool, scale: float, block: int):
-    """Blockwise gradients recomputing each tile's probabilities from the saved lse. O(N) memory."""
+    """Blockwise gradients recomputing each tile's probabilities from the saved lse. O(N) memory.
+
+    Two (rows, block) tiles are reused by every block, as in the forward pass.
+    """
     B, H, N, D = q.shape
     M, E = k.shape[2], v.shape[-1]
     dt = lse.dtype
@@ -150,21 +153,29 @@ def _online_backward(q, k, v, out, lse, grad_out, causal: bool, scale: float, bl
     do = grad_out.to(dt).reshape(B * H, N, E)  # (BH, N, E)
     delta = (do * out.to(dt).reshape(B * H, N, E)).sum(-1, keepdim=True)  # (BH, N, 1) = rowsum(dO∘O)
     dqs = torch.zeros_like(qs)  # gradient w.r.t. the scaled queries
-    dk, dv = torch.zeros_like(kf), torch.zeros_like(vf)
+    dk, dv = torch.empty_like(kf), torch.empty_like(vf)
+    p_tile = torch.empty(B * H, N, block, dtype=dt, device=q.device)  # probabilities
+    ds_tile = torch.empty_like(p_tile)  # dP, then dS
+    diagonal = future_mask(block, block, device=q.device) if causal else None
     for start in range(0, M, block):
         first = start if causal else 0
-        if first >= N:
-            break
         kb, vb = kf[:, start : start + block], vf[:, start : start + block]  # (BH, b, ·)
         b = kb.shape[1]
-        s = qs[:, first:] @ kb.transpose(1, 2)  # (BH, rows, b)
+        if first >= N:  # no query sees these keys
+            dk[:, start : start + b].zero_()
+            dv[:, start : start + b].zero_()
+            continue
+        rows = N - first
+        p, ds = p_tile[:, :rows, :b], ds_tile[:, :rows, :b]  # (BH, rows, b)
+        torch.bmm(qs[:, first:], kb.transpose(1, 2), out=p)
         if causal:
-            s[:, :b].masked_fill_(future_mask(min(b, N - first), b, device=q.device), float("-inf"))
-        p = torch.exp(s - lse[:, first:])  # (BH, rows, b) normalized probabilities
-        dv[:, start : start + b] = p.transpose(1, 2) @ do[:, first:]  # (BH, b, E)
-        ds = p * (do[:, first:] @ vb.transpose(1, 2) - delta[:, first:])  # (BH, rows, b)
-        dqs[:, first:] += ds @ kb  # (BH, rows, D)
-        dk[:, start : start + b] = ds.transpose(1, 2) @ qs[:, first:]  # (BH, b, D)
+            p[:, :b].masked_fill_(diagonal[: min(b, rows), :b], float("-inf"))
+        p.sub_(lse[:, first:]).exp_()  # normalized probabilities
+        torch.bmm(p.transpose(1, 2), do[:, first:], out=dv[:, start : start + b])  # (BH, b, E)
+        torch.bmm(do[:, first:], vb.transpose(1, 2), out=ds)  # dP
+        ds.sub_(delta[:, first:]).mul_(p)  # dS = P ∘ (dP - delta)
+        dqs[:, first:].baddbmm_(ds, kb)  # (BH, rows, D)
+        torch.bmm(ds.transpose(1, 2), qs[:, first:], out=dk[:, start : start + b])  # (BH, b, D)
     dq = (dqs * scale).reshape(B, H, N, D).to(q.dtype)
     return dq, dk.reshape(B, H, M, D).to(k.dtype), dv.reshape(B, H, M, E).to(v.dtype)
 
