@@ -25,11 +25,13 @@ from .allocator import pin_allocator
 from .ceilings import cache_path, calibrate, device_name
 from .plugins import PluginError, load_plugins
 from .progress import Progress
+from .report import build_report
 from .results import ResultsError
 from .runner import RunError, RunSummary, run_sweep
 from .sweep import SweepError, build_sweep, check_device, expand
 
 RESULTS_ROOT = Path("results")
+REPORT_ROOT = Path("report")
 
 
 class UsageError(Exception):
@@ -178,13 +180,28 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else _default_out(args.preset)
     summary = run_sweep(sweep, out, resume=args.resume, plugins=args.plugin, progress=Progress())
     _report_summary(summary)
-    print(f"next: attnbench report {out}")
+    if args.report:
+        index = build_report([out], REPORT_ROOT / out.name)
+        print(f"report: {index}")
+    else:
+        print(f"next: attnbench report {out}")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     args.preset = args.preset or "quick"
+    args.report = True
     return cmd_sweep(args)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    load_plugins(args.plugin)  # so plugin variants' declared classes reach the fit table
+    runs = [Path(r) for r in args.runs]
+    out = Path(args.out) if args.out else REPORT_ROOT / "-".join(r.resolve().name for r in runs)
+    index = build_report(runs, out, baseline=args.baseline)
+    print(f"report: {index}")
+    print(f"summary: {out / 'summary.md'}")
+    return 0
 
 
 def _add_sweep_flags(p: argparse.ArgumentParser, *, with_grid: bool = True) -> None:
@@ -227,11 +244,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="run a sweep and write its results table")
     _add_sweep_flags(p)
+    p.add_argument("--report", action="store_true", help="write the report when the sweep ends")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("run", help="the quick start: the quick preset on this machine")
     _add_sweep_flags(p, with_grid=False)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="write the report (HTML, Markdown, figures, tables) of one or more runs")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out", help="report directory (default report/<run names>)")
+    p.add_argument("--baseline", default="sdpa", help="variant the speedup figure compares with (default sdpa)")
+    p.add_argument("--plugin", action="append", default=[], metavar="PATH_OR_MODULE", help="load variants from here")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("calibrate", help="measure this machine's matmul GFLOP/s and copy GB/s ceilings")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")

@@ -22,6 +22,7 @@ PARQUET_FILE = "results.parquet"
 CSV_FILE = "results.csv"
 ENV_FILE = "env.json"
 SWEEP_FILE = "sweep.json"
+MAPS_FILE = "attention_maps.json"
 
 # DESIGN.md "Results table", in order; then the extra columns the harness keeps.
 COLUMNS = [

@@ -37,6 +37,7 @@ from .measure import record_for
 from .results import (
     CASES_FILE,
     ENV_FILE,
+    MAPS_FILE,
     SWEEP_FILE,
     JsonlWriter,
     consolidate,
@@ -118,7 +119,11 @@ class Worker:
 
     def run(self, case: Case, max_time_s: float, timeout: float) -> dict | None:
         """The case's record, or None when it overran ``timeout`` (the worker is then killed)."""
-        request = json.dumps({"case": asdict(case), "max_time_s": max_time_s}) + "\n"
+        return self.ask({"case": asdict(case), "max_time_s": max_time_s}, timeout)
+
+    def ask(self, message: dict, timeout: float) -> dict | None:
+        """Send one request; its reply, or None past ``timeout`` (the worker is then killed)."""
+        request = json.dumps(message) + "\n"
         try:
             self.proc.stdin.write(request.encode())
             self.proc.stdin.flush()
@@ -297,6 +302,7 @@ def run_sweep(
             worker.close()
         writer.close()
 
+    write_attention_maps(run_dir, cases, plugins, sweep.timeout_s)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a torn line was already reported when resuming
         frame = consolidate(run_dir)
@@ -312,6 +318,27 @@ def run_sweep(
         timed_s=timed_s,
         paths=[run_dir / CASES_FILE, run_dir / "results.parquet", run_dir / "results.csv", run_dir / ENV_FILE],
     )
+
+
+def write_attention_maps(run_dir: Path, cases: list[Case], plugins: list[str], timeout: float) -> None:
+    """``attention_maps.json``: exact softmax's and each swept variant's implied attention
+    matrix (`harness.maps`), computed on the CPU in a worker, non-causal and causal."""
+    names = ["exact"] + sorted({c.variant for c in cases})
+    maps: dict[str, dict] = {"non_causal": {}, "causal": {}}
+    worker: Worker | None = None
+    for name in names:
+        for key, causal in (("non_causal", False), ("causal", True)):
+            try:
+                worker = worker or Worker(plugins, 1, 0, run_dir / "worker.log")
+                reply = worker.ask({"map": name, "causal": causal}, timeout)
+                if reply is None:
+                    reply, worker = {"status": "timeout", "reason": f"no map within {timeout:g} s"}, None
+            except WorkerDied as died:
+                reply, worker = {"status": "crash", "reason": str(died)}, None
+            maps[key][name] = reply
+    if worker is not None:
+        worker.close()
+    (run_dir / MAPS_FILE).write_text(json.dumps(maps))
 
 
 def _memory_limit(case: Case, budgets: dict[str, int]) -> int:

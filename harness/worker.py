@@ -1,5 +1,8 @@
 """A measurement worker process: cases in on stdin, records out, one JSON line each.
 
+A request is ``{"case": {...}, "max_time_s": S}`` (answered with a record) or
+``{"map": VARIANT}`` (answered with its attention map, `harness.maps`).
+
     python -m harness.worker [--plugin P]... [--memory-limit BYTES]
 
 Started by the runner, one per variant, and replaced after any failure, so a
@@ -56,6 +59,7 @@ def main() -> int:
 
     from .allocator import pin_allocator
     from .case import Case
+    from .maps import attention_map
     from .measure import measure_case
     from .plugins import load_plugins
 
@@ -67,9 +71,11 @@ def main() -> int:
 
     for line in sys.stdin:
         request = json.loads(line)
-        case = Case(**request["case"])
-        record = measure_case(case, max_time_s=request["max_time_s"])
-        protocol.write(json.dumps(record.to_dict()) + "\n")
+        if "map" in request:  # an attention map for the report (harness.maps)
+            reply = attention_map(request["map"], causal=request.get("causal", False))
+        else:
+            reply = measure_case(Case(**request["case"]), max_time_s=request["max_time_s"]).to_dict()
+        protocol.write(json.dumps(reply) + "\n")
     return 0
 
 

@@ -135,4 +135,4 @@ def test_trimmed_quick_preset_end_to_end(tmp_path, cli_env):
     assert frame["n_samples"].tolist() == [len(s) for s in frame["time_samples_s"]]
     env = json.loads((out / "env.json").read_text())
     assert env["torch"] and env["ceilings"]["cpu"]["matmul_gflops"]["float32"] > 0
-    assert env["worker_env"]["MALLOC_MMAP_THRESHOLD_"] and env["worker_env"]["OMP_NUM_THREADS"]
+    assert env["worker_env"]["MALLOC_MMAP_MAX_"] == "0" and env["worker_env"]["OMP_NUM_THREADS"]

@@ -1,0 +1,144 @@
+"""Tables derived from a results table: complexity fits, crossovers, fastest per N, failures.
+
+Pure pandas over `harness.results` rows; the report formats these, the CLI
+can print them, a notebook can use them directly. A *curve* is one variant
+under one configuration (run, device, dtype, mode, causal, batch, heads,
+head_dim) across sequence lengths.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+
+from variants import get_variant
+
+from .fits import agrees, crossovers, declared_exponent, fit_power_law
+
+MIN_LEAD = 0.10  # a crossover counts when the curves end at least this far apart
+CONFIG_COLUMNS = ["run_id", "device", "dtype", "mode", "causal", "batch", "heads", "head_dim"]
+
+
+def with_config(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame plus a ``config`` label naming everything about a curve but its variant.
+
+    Columns that take one value across the whole frame are left out of the label.
+    """
+    frame = frame.copy()
+    varying = [c for c in CONFIG_COLUMNS if frame[c].nunique(dropna=False) > 1]
+
+    def label(row) -> str:
+        parts = [f"{row['device']} {row['dtype']} {row['mode']}" + (" causal" if row["causal"] else "")]
+        parts += [f"{c}={row[c]}" for c in varying if c in ("batch", "heads", "head_dim")]
+        if "run_id" in varying:
+            parts.insert(0, str(row["run_id"]))
+        return " · ".join(parts)
+
+    frame["config"] = frame.apply(label, axis=1) if len(frame) else pd.Series(dtype=str)
+    return frame
+
+
+def _declared(variant: str, field: str) -> str | None:
+    try:
+        return getattr(get_variant(variant), field)
+    except KeyError:  # a plugin variant not loaded in this process
+        return None
+
+
+def fit_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per curve with >= 3 ok points: fitted time alpha and memory beta with 95% CIs."""
+    ok = with_config(frame[frame["status"] == "ok"])
+    rows = []
+    for (config, variant), curve in ok.groupby(["config", "variant"], sort=True):
+        curve = curve.sort_values("seq_len")
+        ns = curve["seq_len"].tolist()
+        time_fit = fit_power_law(ns, curve["time_median_s"].tolist(), [list(s) for s in curve["time_samples_s"]])
+        mem = curve["peak_mem_bytes"].astype(float).tolist()
+        mem_fit = fit_power_law(ns, mem) if np.all(np.isfinite(mem)) else None
+        if time_fit is None:
+            continue
+        declared_time = _declared(variant, "time")
+        declared_mem = _declared(variant, "memory")
+        expected_time = declared_exponent(declared_time) if declared_time else None
+        expected_mem = declared_exponent(declared_mem) if declared_mem else None
+        rows.append(
+            {
+                "config": config,
+                "variant": variant,
+                "time_alpha": time_fit.alpha,
+                "time_ci_low": time_fit.ci_low,
+                "time_ci_high": time_fit.ci_high,
+                "fit_n_lo": time_fit.n_lo,
+                "fit_n_hi": time_fit.n_hi,
+                "declared_time": declared_time,
+                "time_agrees": agrees(time_fit, expected_time),
+                "mem_beta": mem_fit.alpha if mem_fit else np.nan,
+                "mem_ci_low": mem_fit.ci_low if mem_fit else np.nan,
+                "mem_ci_high": mem_fit.ci_high if mem_fit else np.nan,
+                "declared_memory": declared_mem,
+                "mem_agrees": agrees(mem_fit, expected_mem) if mem_fit else None,
+                "time_local_slopes": " ".join(f"{s:.2f}" for s in time_fit.local_slopes),
+                "note": time_fit.note,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def crossover_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """For each pair of variants within a configuration, the last N where their time
+    (or memory) curves cross, with the one ahead beyond it; interpolated in log space."""
+    ok = with_config(frame[frame["status"] == "ok"])
+    rows = []
+    for config, group in ok.groupby("config", sort=True):
+        for metric, column in (("time", "time_median_s"), ("memory", "peak_mem_bytes")):
+            wide = group.pivot_table(index="seq_len", columns="variant", values=column, aggfunc="first")
+            for a, b in itertools.combinations(sorted(wide.columns), 2):
+                pair = wide[[a, b]].dropna()
+                found = crossovers(pair.index.tolist(), pair[a].tolist(), pair[b].tolist())
+                # Curves within 10% of each other at the largest N (one kernel under two
+                # names, say) cross back and forth by noise: no one overtakes anyone.
+                if not found or abs(np.log(pair[a].iloc[-1] / pair[b].iloc[-1])) < np.log(1 + MIN_LEAD):
+                    continue
+                n_star, lower = found[-1]
+                ahead, behind = (a, b) if lower == "a" else (b, a)
+                rows.append(
+                    {
+                        "config": config,
+                        "metric": metric,
+                        "ahead_beyond": ahead,
+                        "behind_beyond": behind,
+                        "crossover_n": n_star,
+                        "n_range": f"{int(pair.index.min())}..{int(pair.index.max())}",
+                    }
+                )
+    return pd.DataFrame(rows, columns=["config", "metric", "ahead_beyond", "behind_beyond", "crossover_n", "n_range"])
+
+
+def fastest_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration and N: the fastest variant, and the fastest exact one."""
+    ok = with_config(frame[frame["status"] == "ok"])
+    rows = []
+    for (config, n), group in ok.groupby(["config", "seq_len"], sort=True):
+        best = group.loc[group["time_median_s"].idxmin()]
+        exact = group[group["exact"].astype(bool)]
+        best_exact = exact.loc[exact["time_median_s"].idxmin()] if len(exact) else None
+        rows.append(
+            {
+                "config": config,
+                "seq_len": int(n),
+                "fastest": best["variant"],
+                "time_s": best["time_median_s"],
+                "fastest_exact": best_exact["variant"] if best_exact is not None else None,
+                "exact_time_s": best_exact["time_median_s"] if best_exact is not None else np.nan,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def failure_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every case that did not finish ``ok``, with its status and reason."""
+    bad = with_config(frame[frame["status"] != "ok"])
+    columns = ["config", "variant", "seq_len", "status", "reason"]
+    return bad[columns].sort_values(["status", "variant", "config", "seq_len"]).reset_index(drop=True) if len(bad) else pd.DataFrame(columns=columns)

@@ -1,0 +1,53 @@
+"""Each variant's implied attention matrix, extracted black-box: pass V = identity.
+
+With v = I (N x N), attention returns A itself: row i is the weight query i
+gives every key. That works for any variant that accepts a value head dim
+unlike q's, plugins included, and shows where an approximation's error comes
+from. The inputs are structured, not Gaussian: sinusoidal position codes
+(as in Transformer position encodings) give exact attention a band around the
+diagonal, and a few "sink" keys with a large norm draw attention from every
+query -- two patterns real attention has and approximations blur differently.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from variants import Unsupported, get_variant
+
+from .reference import reference_attention
+
+MAP_N = 64
+MAP_D = 16
+
+
+def structured_qk(n: int = MAP_N, d: int = MAP_D, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """q, k of shape (1, 1, n, d): sinusoidal position codes, key 0 and n/2 made sinks, a little noise."""
+    position = torch.arange(n, dtype=torch.float64).unsqueeze(1)  # (n, 1)
+    freq = torch.exp(-math.log(n) * torch.arange(0, d, 2, dtype=torch.float64) / d)  # (d/2,)
+    codes = torch.cat([torch.sin(position * freq), torch.cos(position * freq)], dim=1)  # (n, d)
+    gen = torch.Generator().manual_seed(seed)
+    q = 2.0 * codes + 0.1 * torch.randn(n, d, generator=gen, dtype=torch.float64)
+    k = 2.0 * codes + 0.1 * torch.randn(n, d, generator=gen, dtype=torch.float64)
+    k[0] += 2.5 * q.mean(0) / q.mean(0).norm() * math.sqrt(d)  # sinks: aligned with the average query
+    k[n // 2] += 2.0 * q.mean(0) / q.mean(0).norm() * math.sqrt(d)
+    return q.float().view(1, 1, n, d), k.float().view(1, 1, n, d)
+
+
+def attention_map(variant: str, *, causal: bool = False, n: int = MAP_N, seed: int = 0) -> dict:
+    """{"status": "ok", "matrix": n x n list} or {"status": "unsupported"|"error", "reason": ...}."""
+    q, k = structured_qk(n, seed=seed)
+    identity = torch.eye(n).view(1, 1, n, n)  # V = I, so the output is the attention matrix
+    try:
+        if variant == "exact":
+            matrix = reference_attention(q, k, identity, causal=causal)
+        else:
+            with torch.inference_mode():
+                matrix = get_variant(variant)(q, k, identity, causal=causal, seed=seed)
+    except Unsupported as exc:
+        return {"status": "unsupported", "reason": str(exc)}
+    except Exception as exc:  # a broken variant is a fact for the report, not a reason to stop
+        return {"status": "error", "reason": f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"}
+    return {"status": "ok", "matrix": matrix[0, 0].double().tolist()}

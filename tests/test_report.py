@@ -1,0 +1,137 @@
+"""The generated report: fits on a real run, bad run directories, and a real headless browser."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness.report import build_report, load_run
+from harness.results import ResultsError, to_frame
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+INJECTION = "<script>alert(1)</script>"
+
+
+def synthetic_run(run_dir: Path, variants: dict[str, tuple[float, float]], *, reason: str = "") -> Path:
+    """A finished run folder whose curves follow t = c·N^alpha, memory = c·N^beta exactly."""
+    rng = np.random.default_rng(0)
+    records = []
+    for variant, (alpha, beta) in variants.items():
+        for n in [128, 256, 512, 1024, 2048, 4096]:
+            median = 1e-9 * n**alpha
+            samples = list(median * np.exp(rng.normal(0, 0.02, 9)))
+            records.append(
+                {
+                    "run_id": run_dir.name, "case_id": f"{variant}-{n}", "variant": variant, "family": "test",
+                    "exact": True, "device": "cpu", "dtype": "float32", "mode": "fwd", "causal": False, "batch": 1,
+                    "heads": 8, "seq_len": n, "head_dim": 64, "threads": 2, "input_scale": 1.0, "seed": 0,
+                    "params": "{}", "status": "ok", "reason": "", "time_median_s": float(np.median(samples)),
+                    "time_samples_s": samples, "block_size": 1, "n_samples": 9, "peak_mem_bytes": int(n**beta),
+                    "flops": 4.0 * 8 * n * n * 64, "gflops_per_s": 4.0 * 8 * n * n * 64 / median / 1e9,
+                    "rel_err": 1e-7, "cosine": 1.0,
+                }
+            )  # fmt: skip
+    records.append({**records[0], "case_id": "bad", "seq_len": 8192, "status": "error", "reason": reason or "boom",
+                    "time_median_s": None, "time_samples_s": []})  # fmt: skip
+    run_dir.mkdir(parents=True)
+    to_frame(records).to_parquet(run_dir / "results.parquet", index=False)
+    (run_dir / "env.json").write_text(json.dumps({"torch": "x", "ceilings": {"cpu": {"matmul_gflops": {"float32": 400.0}}}}))
+    return run_dir
+
+
+def test_report_files_and_fitted_exponents(tmp_path):
+    run = synthetic_run(tmp_path / "synthetic", {"quadratic": (2.0, 2.0), "linear": (1.0, 1.0)})
+    index = build_report([run], tmp_path / "report")
+    assert index.name == "index.html" and index.is_file()
+    assert (tmp_path / "report" / "summary.md").read_text().startswith("# attnbench report")
+    fits = pd.read_csv(tmp_path / "report" / "tables" / "complexity_fits.csv").set_index("variant")
+    assert fits.loc["quadratic", "time_alpha"] == pytest.approx(2.0, abs=0.05)
+    assert fits.loc["linear", "mem_beta"] == pytest.approx(1.0, abs=0.01)
+    crossings = pd.read_csv(tmp_path / "report" / "tables" / "crossovers.csv")
+    assert crossings.empty  # parallel-ish power laws that never meet in range: c·N vs c·N^2 with equal c
+    for name in ["time_vs_n", "memory_vs_n", "gflops_vs_n", "accuracy_vs_n", "error_vs_time", "exponents"]:
+        assert (tmp_path / "report" / "figures" / f"{name}.png").stat().st_size > 1000
+
+
+def test_two_runs_in_one_report(tmp_path):
+    a = synthetic_run(tmp_path / "a" / "run", {"v": (2.0, 2.0)})
+    b = synthetic_run(tmp_path / "b" / "run", {"v": (1.0, 1.0)})
+    build_report([a, b], tmp_path / "report")
+    fits = pd.read_csv(tmp_path / "report" / "tables" / "complexity_fits.csv")
+    assert len(fits) == 2 and fits["config"].nunique() == 2
+
+
+def attnbench(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, timeout=300, cwd=ROOT)
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "torn", "unfinished", "file"])
+def test_report_on_bad_run_directory_is_one_line_and_exit_2(tmp_path, kind):
+    run = tmp_path / "run"
+    if kind == "empty":
+        run.mkdir()
+    elif kind == "torn":
+        run.mkdir()
+        (run / "results.parquet").write_bytes(b"PAR1 this is not a parquet file")
+    elif kind == "unfinished":
+        run.mkdir()
+        (run / "cases.jsonl").write_text('{"case_id": "a", "status": "ok"}\n{"case_id": "b", "sta')
+    elif kind == "file":
+        run.write_text("x")
+    result = attnbench("report", str(run), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert str(run) in lines[0]
+    with pytest.raises(ResultsError):
+        load_run(run)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine (.ci/run installs it)")
+def test_report_in_a_real_browser(tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    run = synthetic_run(tmp_path / "run", {INJECTION: (2.0, 2.0), "linear": (1.0, 1.0)}, reason=INJECTION)
+    index = build_report([run], tmp_path / "report")
+    assert INJECTION not in index.read_text()  # escaped in the file itself
+
+    console_errors, dialogs = [], []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run", "--disable-quic"],
+        )  # fmt: skip
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: console_errors.append(str(e)))
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(index.as_uri())
+        page.wait_for_load_state("load")
+        images = page.eval_on_selector_all("img", "imgs => imgs.map(i => [i.getAttribute('src'), i.complete, i.naturalWidth])")
+        text = page.inner_text("body")
+        scripts = page.eval_on_selector_all("script", "s => s.length")
+        shot = tmp_path / "shot.png"
+        page.screenshot(path=str(shot), full_page=False)
+        browser.close()
+
+    assert len(images) >= 6
+    assert all(complete and width > 0 for _src, complete, width in images), images
+    assert console_errors == []
+    assert dialogs == [] and scripts == 0
+    assert INJECTION in text  # shown as text, run as nothing
+    pixels = plt_imread(shot)
+    assert pixels.std() > 0.02, "the screenshot is blank"
+
+
+def plt_imread(path: Path) -> np.ndarray:
+    import matplotlib.image
+
+    return matplotlib.image.imread(str(path))
