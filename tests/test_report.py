@@ -135,3 +135,23 @@ def plt_imread(path: Path) -> np.ndarray:
     import matplotlib.image
 
     return matplotlib.image.imread(str(path))
+
+
+def test_fitted_classes_on_a_real_quick_preset_run(tmp_path):
+    """naive time and memory ~N^2, sdpa memory ~N, linear-time variants ~N, measured for real."""
+    result = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "sweep", "--preset", "quick", "--variants",
+         "naive,sdpa,linear-elu,performer-256", "--max-time", "0.3", "--out", "results/real", "--report"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    index = tmp_path / "report" / "real" / "index.html"
+    assert f"report: {Path('report/real/index.html')}" in result.stdout and index.is_file()
+    assert (tmp_path / "results" / "real" / "attention_maps.json").is_file()
+    assert (tmp_path / "report" / "real" / "figures" / "attention_maps.png").is_file()
+    fits = pd.read_csv(tmp_path / "report" / "real" / "tables" / "complexity_fits.csv").set_index("variant")
+    assert 1.7 <= fits.loc["naive", "time_alpha"] <= 2.3, fits.loc["naive"]
+    assert 1.7 <= fits.loc["naive", "mem_beta"] <= 2.3
+    assert fits.loc["sdpa", "mem_beta"] <= 1.3
+    assert fits.loc["linear-elu", "time_alpha"] <= 1.3
+    assert fits.loc["performer-256", "time_alpha"] <= 1.3
