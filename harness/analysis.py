@@ -141,4 +141,8 @@ def failure_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Every case that did not finish ``ok``, with its status and reason."""
     bad = with_config(frame[frame["status"] != "ok"])
     columns = ["config", "variant", "seq_len", "status", "reason"]
-    return bad[columns].sort_values(["status", "variant", "config", "seq_len"]).reset_index(drop=True) if len(bad) else pd.DataFrame(columns=columns)
+    return (
+        bad[columns].sort_values(["status", "variant", "config", "seq_len"]).reset_index(drop=True)
+        if len(bad)
+        else pd.DataFrame(columns=columns)
+    )

@@ -80,8 +80,7 @@ def make_inputs(case: Case) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(case.seed)
     shape = (case.batch, case.heads, case.seq_len, case.head_dim)
     return tuple(  # type: ignore[return-value]
-        (torch.randn(shape, generator=gen) * case.input_scale).to(device=case.device, dtype=case.torch_dtype)
-        for _ in range(3)
+        (torch.randn(shape, generator=gen) * case.input_scale).to(device=case.device, dtype=case.torch_dtype) for _ in range(3)
     )
 
 

@@ -54,7 +54,7 @@ def measure_ceilings(device: str = "cpu") -> dict:
         dtype = getattr(torch, name)
         a = torch.randn(n, n, device=device).to(dtype)
         b = torch.randn(n, n, device=device).to(dtype)
-        m = time_callable(lambda: a @ b, device, max_time_s=2.0)
+        m = time_callable(lambda a=a, b=b: a @ b, device, max_time_s=2.0)
         matmul[name] = 2 * n**3 / m.median / 1e9
     src = torch.empty(COPY_BYTES[kind] // 4, device=device)
     src.fill_(1.0)

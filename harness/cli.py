@@ -14,19 +14,24 @@ import sys
 import time
 import traceback
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
+import pandas as pd
 import torch
 
 from variants import Unsupported, get_variant, list_variants
 
 from .allocator import pin_allocator
 from .ceilings import cache_path, calibrate, device_name
+from .checks import check_variant
+from .compare import METRICS, compare_runs
+from .export import write_pytest_benchmark
 from .plugins import PluginError, load_plugins
 from .progress import Progress
 from .report import build_report
-from .results import ResultsError
+from .results import ResultsError, load_results
 from .runner import RunError, RunSummary, run_sweep
 from .sweep import SweepError, build_sweep, check_device, expand
 
@@ -194,6 +199,59 @@ def cmd_run(args: argparse.Namespace) -> int:
     return cmd_sweep(args)
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    load_plugins(args.plugin)
+    device = check_device(args.device)
+    results = check_variant(args.name, device=device)
+    marks = {True: "pass", False: "FAIL", None: "n/a "}
+    for result in results:
+        print(f"{marks[result.passed]}  {result.name:18} {result.detail}")
+    failed = [r.name for r in results if r.passed is False]
+    print(
+        f"{args.name}: " + (f"{len(failed)} check(s) failed: {', '.join(failed)}" if failed else "every applicable check passed")
+    )
+    return 1 if failed else 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    try:
+        threshold = float(args.threshold)
+    except ValueError:
+        raise UsageError(f"--threshold must be a number, got {args.threshold!r}") from None
+    if not threshold > 0:
+        raise UsageError(f"--threshold must be positive, got {args.threshold!r}")
+    base, new = load_results(args.base), load_results(args.new)
+    table = compare_runs(base, new, threshold=threshold, metric=args.metric)
+    unit, scale = ("ms", 1e3) if args.metric == "time" else ("MiB", 2**-20)
+    shown = [
+        {
+            "verdict": r["verdict"],
+            "variant": r["variant"],
+            "case": f"{r['device']} {r['dtype']} {r['mode']}{' causal' if r['causal'] else ''} N={r['seq_len']}",
+            f"base {unit}": "-" if pd.isna(r["base"]) else f"{r['base'] * scale:.4g}",
+            f"new {unit}": "-" if pd.isna(r["new"]) else f"{r['new'] * scale:.4g}",
+            "new/base": "-" if pd.isna(r["ratio"]) else f"{r['ratio']:.3f}",
+            "noise (IQR/base)": f"{r['noise_rel']:.1%}" if args.metric == "time" else "-",
+        }
+        for r in table.to_dict("records")
+    ]
+    if shown:
+        print(format_table(shown, list(shown[0])))
+    counts = table["verdict"].value_counts().to_dict() if len(table) else {}
+    print(f"{args.metric}, threshold {threshold:.0%}: " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items())))
+    return 1 if counts.get("regression") else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    run = Path(args.run)
+    frame = load_results(run)
+    env_path = run / "env.json" if run.is_dir() else run.parent / "env.json"
+    env = json.loads(env_path.read_text()) if env_path.is_file() else {}
+    count = write_pytest_benchmark(frame, env, args.out)
+    print(f"wrote {count} benchmarks to {args.out} (pytest-benchmark JSON)")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     load_plugins(args.plugin)  # so plugin variants' declared classes reach the fit table
     runs = [Path(r) for r in args.runs]
@@ -257,6 +315,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", default="sdpa", help="variant the speedup figure compares with (default sdpa)")
     p.add_argument("--plugin", action="append", default=[], metavar="PATH_OR_MODULE", help="load variants from here")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("check", help="run the registry's contract and accuracy checks on one variant")
+    p.add_argument("name", help="registered variant name")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--plugin", action="append", default=[], metavar="PATH_OR_MODULE", help="load variants from here")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("compare", help="per-case ratios of two runs; exit 1 on a regression beyond threshold and noise")
+    p.add_argument("base", metavar="BASE_RUN")
+    p.add_argument("new", metavar="NEW_RUN")
+    p.add_argument("--threshold", default="0.10", help="relative change that counts (default 0.10)")
+    p.add_argument("--metric", default="time", choices=sorted(METRICS), help="time (default) or memory")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("export", help="write a run as a pytest-benchmark JSON document")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--format", default="pytest-benchmark", choices=["pytest-benchmark"])
+    p.add_argument("--out", required=True, help="output JSON file")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("calibrate", help="measure this machine's matmul GFLOP/s and copy GB/s ceilings")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")

@@ -7,6 +7,7 @@ its colour everywhere. Axes are log-log where the quantity spans decades.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -14,10 +15,10 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display, no GUI toolkit
 
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import NullFormatter, ScalarFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.ticker import NullFormatter, ScalarFormatter  # noqa: E402
 
 from .analysis import with_config  # noqa: E402
 from .fits import declared_exponent  # noqa: E402
@@ -190,14 +191,15 @@ def attention_map_figure(maps: dict, path: Path) -> Path | None:
         return None
     cols = min(6, len(panels))
     rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.9 * rows), squeeze=False)
     exact = np.array(maps["exact"]["matrix"]) if maps.get("exact", {}).get("status") == "ok" else None
     vmax = float(np.quantile(exact, 0.995)) if exact is not None else None
     for ax, (name, entry) in zip(axes.flat, panels):
         ax.set_xticks([])
         ax.set_yticks([])
         if entry.get("status") != "ok":
-            ax.text(0.5, 0.5, f"{entry.get('status')}\n(see the failures table)", ha="center", va="center", fontsize=8)
+            reason = textwrap.fill(str(entry.get("reason", ""))[:140], 30)
+            ax.text(0.5, 0.5, f"{entry.get('status')}\n\n{reason}", ha="center", va="center", fontsize=6.5)
             ax.set_title(name, fontsize=9)
             continue
         matrix = np.array(entry["matrix"])
@@ -213,7 +215,9 @@ def attention_map_figure(maps: dict, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def make_figures(frame: pd.DataFrame, fits: pd.DataFrame, ceilings: dict, maps: dict, out: Path, baseline: str) -> dict[str, Path]:
+def make_figures(
+    frame: pd.DataFrame, fits: pd.DataFrame, ceilings: dict, maps: dict, out: Path, baseline: str
+) -> dict[str, Path]:
     """Write every figure under ``out``; returns {name: path} for those drawn."""
     out.mkdir(parents=True, exist_ok=True)
     ok = with_config(frame[frame["status"] == "ok"])

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -95,9 +95,7 @@ def fit_power_law(
     rng = np.random.default_rng(seed)
     if samples is not None and all(len(samples[i]) > 1 for i in idx):
         raw = [np.asarray(samples[i], float) for i in idx]
-        boot = np.array(
-            [slope(x, np.log([np.median(rng.choice(r, size=len(r))) for r in raw])) for _ in range(resamples)]
-        )
+        boot = np.array([slope(x, np.log([np.median(rng.choice(r, size=len(r))) for r in raw])) for _ in range(resamples)])
     elif len(idx) >= 3:
         fitted = y.mean() + alpha * (x - x.mean())
         residuals = y - fitted

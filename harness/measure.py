@@ -10,8 +10,9 @@ A failure in any pass is data: a record with a status and a reason.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -20,6 +21,7 @@ from variants import Unsupported, get_variant
 from .accuracy import DEFAULT_MAX_ROWS, measure_accuracy
 from .allocator import pin_allocator
 from .case import Case, make_grad_output, make_inputs
+from .checks import contract_violation
 from .ceilings import device_name
 from .memory import peak_memory
 from .timing import time_callable
@@ -194,6 +196,9 @@ def measure_case(
     try:
         timed, forward, (q, k, v) = _workload(case)
         out = forward()  # also the untimed first call
+        problem = contract_violation(out, q, k, v)
+        if problem:
+            return record_for(case, "error", f"contract broken: {case.variant} {problem}")
         acc = measure_accuracy(out, q, k, v, causal=case.causal, max_rows=accuracy_rows, seed=case.seed)
         if spec.backend is not None:
             record.backend = spec.backend(q, k, v, causal=case.causal)

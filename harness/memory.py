@@ -13,8 +13,8 @@ model predicts), unlike process RSS, which glibc's page reuse blurs, or
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch.profiler import ProfilerActivity, profile

@@ -48,13 +48,16 @@ def load_run(run_dir: str | Path) -> tuple[pd.DataFrame, dict, dict]:
     if not parquet.is_file():
         if (run_dir / CASES_FILE).is_file():
             raise ResultsError(
-                f"{run_dir}: the sweep did not finish (no {PARQUET_FILE}); finish it with attnbench sweep --resume --out {run_dir}"
+                f"{run_dir}: the sweep did not finish (no {PARQUET_FILE}); "
+                f"finish it with attnbench sweep --resume --out {run_dir}"
             )
         raise ResultsError(f"{run_dir} holds no results ({PARQUET_FILE})")
     try:
         frame = pd.read_parquet(parquet)
     except Exception as exc:  # pyarrow raises several types for a damaged file
-        raise ResultsError(f"{parquet}: unreadable ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise ResultsError(
+            f"{parquet}: unreadable ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
     if frame.empty:
         raise ResultsError(f"{parquet} has no rows")
     env, maps = {}, {}
@@ -166,10 +169,18 @@ def build_report(run_dirs: list[str | Path], out: str | Path, *, baseline: str =
         for name, path in figures.items()
     )
     sections = [
-        _table_html(headline, "Complexity fits", "Log-log least squares over the largest points spanning >= 8x in N; "
-                    "95% intervals from resampling the raw timing samples. 'agrees': within 0.3 of the declared class."),
-        _table_html(tables["crossovers"], "Crossovers", "The last N where one variant's curve crosses another's "
-                    "(interpolated in log space); 'ahead_beyond' is lower (faster, or smaller) past it."),
+        _table_html(
+            headline,
+            "Complexity fits",
+            "Log-log least squares over the largest points spanning >= 8x in N; "
+            "95% intervals from resampling the raw timing samples. 'agrees': within 0.3 of the declared class.",
+        ),
+        _table_html(
+            tables["crossovers"],
+            "Crossovers",
+            "The last N where one variant's curve crosses another's "
+            "(interpolated in log space); 'ahead_beyond' is lower (faster, or smaller) past it.",
+        ),
         f"<section><h2>Figures</h2>{figure_html}</section>",
         _table_html(tables["fastest_per_n"], "Fastest variant per N"),
         _table_html(tables["failures"], "Cases that did not finish ok"),

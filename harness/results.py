@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 
@@ -71,7 +72,9 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             is_last = number == len(lines) or all(not rest.strip() for rest in lines[number:])
             if is_last:
-                warnings.warn(f"{path}: skipping a torn last line ({len(line)} bytes; the sweep was interrupted mid-write)", stacklevel=2)
+                warnings.warn(
+                    f"{path}: skipping a torn last line ({len(line)} bytes; the sweep was interrupted mid-write)", stacklevel=2
+                )
                 continue
             raise ResultsError(f"{path}: line {number} is not valid JSON") from None
     return records

@@ -7,8 +7,8 @@ Hyndman & Fan type 7), so with samples 1..5 the 20th percentile is 1.8.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 NOISY_IQR_RATIO = 0.10  # IQR/median above this marks a measurement as noisy
 

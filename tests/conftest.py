@@ -7,26 +7,31 @@ import torch
 
 import variants
 from harness.allocator import pin_allocator
+from harness.checks import relative_error, seeded_qkv
 
-# Timings in this process compare like with like only with malloc's thresholds fixed.
+# Timings in this process compare like with like only with malloc pinned to the heap.
 pin_allocator()
+
+# Options that ask pytest-benchmark to measure; without any, benchmarks run once, untimed.
+_BENCHMARK_REQUESTS = ("benchmark_only", "benchmark_enable", "benchmark_json", "benchmark_autosave",
+                       "benchmark_save", "benchmark_compare")  # fmt: skip
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    """The default test run executes tests/benchmarks once each as a smoke test (--benchmark-disable)."""
+    if hasattr(config.option, "benchmark_disable") and not any(
+        getattr(config.option, name, None) for name in _BENCHMARK_REQUESTS
+    ):
+        config.option.benchmark_disable = True
+
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))]
 
 
-def make_qkv(n_q, n_kv=None, *, d=64, d_v=None, batch=1, heads=4, dtype=torch.float32, device="cpu", seed=0, scale=1.0):
-    """Seeded Gaussian q (B, H, n_q, d), k (B, H, n_kv, d), v (B, H, n_kv, d_v), times ``scale``."""
-    n_kv = n_q if n_kv is None else n_kv
-    d_v = d if d_v is None else d_v
-    gen = torch.Generator().manual_seed(seed)
-    shapes = [(batch, heads, n_q, d), (batch, heads, n_kv, d), (batch, heads, n_kv, d_v)]
-    return [(torch.randn(s, generator=gen) * scale).to(device=device, dtype=dtype) for s in shapes]
-
-
-def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
-    """Relative Frobenius error of ``out`` against ``ref``, computed in float64."""
-    out, ref = out.detach().double().cpu(), ref.detach().double().cpu()
-    return ((out - ref).norm() / ref.norm()).item()
+# The suite and `attnbench check` share their inputs and error measure.
+make_qkv = seeded_qkv
+rel_err = relative_error
 
 
 def runnable(name: str, device: str) -> variants.VariantSpec:

@@ -49,7 +49,6 @@ BAD_SWEEPS = [
     (["--mode", "backward"], ["unknown mode 'backward'"]),
     (["--causal", "maybe"], ["--causal", "'maybe'"]),
     (["--preset", "huge"], ["unknown preset 'huge'"]),
-    (["--plugin", "no/such/plugin.py"], ["plugin no/such/plugin.py", "no such file"]),
 ]
 
 

@@ -70,7 +70,7 @@ def test_crossover_interpolates_in_log_space():
     ns = [100, 1000, 10000]
     a = [1.0, 10.0, 100.0]  # ~N
     b = [0.01, 1.0, 100.0 * 100]  # ~N^2, equal to a where 1e-6·N^2 = 1e-2·N... crosses between 1000 and 10000
-    (n_star, lower_after), = crossovers(ns, a, b)
+    ((n_star, lower_after),) = crossovers(ns, a, b)
     assert lower_after == "a"
     # log-linear interpolation between (1000: log(10/1)) and (10000: log(100/10000)):
     d0, d1 = np.log(10.0), np.log(100.0 / 10000)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import DEVICES, rel_err, runnable
+
 from variants import Unsupported, get_variant, list_variants
 from variants.layer import SelfAttention
 

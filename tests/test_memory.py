@@ -43,6 +43,7 @@ def test_linear_memory_grows_linearly_and_naive_quadratically():
 def test_a_plain_allocation_is_counted_exactly():
     n = 1 << 20
     assert peak_memory(lambda: torch.empty(n, dtype=torch.float32)).peak_bytes == n * FP32
+
     # Two live at once, then one freed: the peak is both.
     def two():
         a = torch.empty(n)

@@ -4,6 +4,8 @@ Importing this package registers every built-in family (one module each).
 Third-party variants register the same way with `register`, from anywhere.
 """
 
+# Imported for their @register side effects, in listing order.
+from . import chunked, linear, naive, performer, sdpa, xformers_mea  # noqa: E402,F401
 from .registry import (
     DTYPES,
     Unsupported,
@@ -14,9 +16,6 @@ from .registry import (
     register,
     unregister,
 )
-
-# Imported for their @register side effects, in listing order.
-from . import naive, sdpa, chunked, linear, performer, xformers_mea  # noqa: E402,F401
 
 __all__ = [
     "DTYPES",

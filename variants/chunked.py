@@ -127,14 +127,14 @@ def _online_forward(q, k, v, causal: bool, scale: float, block: int):
         torch.bmm(qs[:, first:], kb.transpose(1, 2), out=s)
         if causal:  # only the first b rows of this slice reach past the diagonal
             s[:, :b].masked_fill_(diagonal[: min(b, rows), :b], float("-inf"))
-        m, l, a = row_max[:, first:], row_sum[:, first:], acc[:, first:]
+        m, total, a = row_max[:, first:], row_sum[:, first:], acc[:, first:]
         torch.amax(s, dim=-1, keepdim=True, out=new_max[:, first:])
         torch.maximum(new_max[:, first:], m, out=new_max[:, first:])
         torch.sub(m, new_max[:, first:], out=rescale[:, first:])
         r = rescale[:, first:].exp_()  # exp(old max - new max), <= 1
         m.copy_(new_max[:, first:])
         s.sub_(m).exp_()  # (BH, rows, b) unnormalized probabilities
-        l.mul_(r).add_(s.sum(dim=-1, keepdim=True))
+        total.mul_(r).add_(s.sum(dim=-1, keepdim=True))
         a.mul_(r).baddbmm_(s, vb)
     out = (acc / row_sum).reshape(B, H, N, E).to(q.dtype)
     return out, row_max + row_sum.log()

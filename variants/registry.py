@@ -22,9 +22,10 @@ import difflib
 import fnmatch
 import functools
 import importlib.util
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 
@@ -131,8 +132,7 @@ class VariantSpec:
             raise Unsupported(f"{self.name} has no backward pass")
         if not (q.dim() == k.dim() == v.dim() == 4):
             raise ValueError(
-                f"{self.name}: q, k, v must be (B, H, N, D); got {tuple(q.shape)}, "
-                f"{tuple(k.shape)}, {tuple(v.shape)}"
+                f"{self.name}: q, k, v must be (B, H, N, D); got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
             )
 
     def __call__(

@@ -42,7 +42,7 @@ def _condense(message: str) -> str:
             continue
         if current and line.startswith("    ") and line.strip():
             reasons.append(f"{current}: {line.strip()}")
-    return "; ".join(reasons) if reasons else " ".join(l.strip() for l in lines if l.strip())
+    return "; ".join(reasons) if reasons else " ".join(line.strip() for line in lines if line.strip())
 
 
 @register(

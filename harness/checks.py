@@ -1,0 +1,172 @@
+"""The contract checks every variant must pass, runnable on one variant in seconds.
+
+    attnbench check NAME [--plugin P]      or      harness.check_variant(NAME)
+
+The registry-parametrized test suite asserts the same functions, so a plugin
+author sees exactly what the project's own variants are held to:
+
+- contract: the call accepts (q, k, v, causal=, scale=) and returns (B, H, N_q, D_v)
+  in q's dtype and device, finite;
+- input-preserving: q, k, v unchanged, in value and in version counter;
+- deterministic: the same inputs (and seed) give the same output;
+- exact variants: within dtype tolerance of float64 attention (fp32 1e-5,
+  bf16 2e-2), causal and not, N_q != N_kv where supported;
+- backward: exact variants' gradients within 1e-4 of float64 gradients;
+  approximations' gradients finite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from variants import Unsupported, VariantSpec, get_variant
+
+from .reference import reference_attention
+
+TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float64: 1e-10}
+GRAD_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check's outcome; ``passed`` is None when the variant declared it unsupported."""
+
+    name: str
+    passed: bool | None
+    detail: str
+
+
+def seeded_qkv(n_q: int, n_kv: int | None = None, *, d: int = 32, d_v: int | None = None, heads: int = 2,
+               dtype: torch.dtype = torch.float32, device: str = "cpu", seed: int = 0, scale: float = 1.0):  # fmt: skip
+    """Seeded Gaussian q (1, H, n_q, d), k (1, H, n_kv, d), v (1, H, n_kv, d_v), times ``scale``."""
+    n_kv = n_q if n_kv is None else n_kv
+    gen = torch.Generator().manual_seed(seed)
+    shapes = [(1, heads, n_q, d), (1, heads, n_kv, d), (1, heads, n_kv, d if d_v is None else d_v)]
+    return [(torch.randn(s, generator=gen, dtype=torch.float64) * scale).to(device=device, dtype=dtype) for s in shapes]
+
+
+def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    """||out - ref|| / ||ref|| in float64."""
+    out, ref = out.detach().double().cpu(), ref.detach().double().cpu()
+    return ((out - ref).norm() / ref.norm()).item()
+
+
+def contract_violation(out, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str | None:
+    """What is wrong with a variant's output for inputs q, k, v, or None."""
+    expected = (*q.shape[:3], v.shape[-1])
+    if not isinstance(out, torch.Tensor):
+        return f"returned {type(out).__name__}, not a tensor"
+    if tuple(out.shape) != expected:
+        return f"returned shape {tuple(out.shape)}, expected {expected}"
+    if out.dtype != q.dtype or out.device != q.device:
+        return f"returned {out.dtype} on {out.device}, expected {q.dtype} on {q.device}"
+    return None
+
+
+def check_contract(spec: VariantSpec, *, n_q: int = 33, n_kv: int = 47, d: int = 16, d_v: int = 8,
+                   causal: bool = False, device: str = "cpu") -> CheckResult:  # fmt: skip
+    """Shape, dtype, device, finiteness; inputs untouched."""
+    q, k, v = seeded_qkv(n_q, n_kv, d=d, d_v=d_v, device=device)
+    before = [(t.clone(), t._version) for t in (q, k, v)]
+    try:
+        out = spec(q, k, v, causal=causal)
+    except Unsupported as exc:
+        return CheckResult("contract", None, str(exc))
+    except TypeError as exc:
+        return CheckResult("contract", False, f"the call (q, k, v, causal=..., scale=...) failed: {exc}")
+    problem = contract_violation(out, q, k, v)
+    if problem:
+        return CheckResult("contract", False, problem)
+    if not torch.isfinite(out).all():
+        return CheckResult("contract", False, "output has NaN or Inf")
+    for (copy, version), t, name in zip(before, (q, k, v), "qkv"):
+        if not torch.equal(copy, t) or t._version != version:
+            return CheckResult("contract", False, f"modified its input {name}")
+    return CheckResult("contract", True, f"shape {tuple(out.shape)}, dtype and device kept, finite, inputs untouched")
+
+
+def check_deterministic(spec: VariantSpec, *, n: int = 64, device: str = "cpu") -> CheckResult:
+    q, k, v = seeded_qkv(n, device=device)
+    try:
+        first, second = spec(q, k, v, seed=3), spec(q, k, v, seed=3)
+    except Unsupported as exc:
+        return CheckResult("deterministic", None, str(exc))
+    if torch.equal(first, second):
+        return CheckResult("deterministic", True, "identical output for identical inputs and seed")
+    return CheckResult("deterministic", False, f"two calls differ by {relative_error(first, second):.2e} (relative)")
+
+
+def exact_error(spec: VariantSpec, *, n_q: int, n_kv: int | None = None, d: int = 64, d_v: int | None = None,
+                causal: bool, dtype: torch.dtype = torch.float32, device: str = "cpu", scale: float | None = None,
+                input_scale: float = 2.0, seed: int = 0) -> float:  # fmt: skip
+    """Relative error against float64 attention; raises `Unsupported` where the variant does."""
+    q, k, v = seeded_qkv(n_q, n_kv, d=d, d_v=d_v, dtype=dtype, device=device, seed=seed, scale=input_scale)
+    out = spec(q, k, v, causal=causal, scale=scale)
+    return relative_error(out, reference_attention(q, k, v, causal=causal, scale=scale))
+
+
+def check_exact(spec: VariantSpec, *, device: str = "cpu") -> CheckResult:
+    """Exact variants within dtype tolerance at a few shapes, causal and not."""
+    worst, skipped = {}, []
+    shapes = [(7, 7, None), (257, 257, None), (100, 160, None), (64, 64, 24)]
+    for dtype in (torch.float32, torch.bfloat16):
+        for n_q, n_kv, d_v in shapes:
+            for causal in (False, True):
+                try:
+                    err = exact_error(spec, n_q=n_q, n_kv=n_kv, d_v=d_v, causal=causal, dtype=dtype, device=device)
+                except Unsupported as exc:
+                    skipped.append(str(exc))
+                    continue
+                key = str(dtype).removeprefix("torch.")
+                worst[key] = max(worst.get(key, 0.0), err)
+    if not worst:
+        return CheckResult("exact", None, skipped[0] if skipped else "no case ran")
+    failed = [f"{k} {e:.1e} > {TOLERANCE[getattr(torch, k)]:.0e}" for k, e in worst.items() if e > TOLERANCE[getattr(torch, k)]]
+    summary = ", ".join(f"{k} {e:.1e}" for k, e in worst.items())
+    return CheckResult(
+        "exact", not failed, ("over tolerance: " + "; ".join(failed)) if failed else f"largest relative error {summary}"
+    )
+
+
+def gradient_error(spec: VariantSpec, *, n_q: int, n_kv: int, causal: bool, device: str = "cpu") -> dict[str, float]:
+    """Relative error of dq, dk, dv against float64 autograd through exact attention."""
+    q, k, v = seeded_qkv(n_q, n_kv, d=32, device=device, seed=5, scale=1.5)
+    grad_out = seeded_qkv(n_q, d=32, device=device, seed=6)[0]
+    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+    grads = torch.autograd.grad(spec(*leaves, causal=causal), leaves, grad_out)
+    exact = [t.detach().double().requires_grad_() for t in (q, k, v)]
+    ref_grads = torch.autograd.grad(reference_attention(*exact, causal=causal), exact, grad_out.double())
+    return {f"d{name}": relative_error(g, r) for name, g, r in zip("qkv", grads, ref_grads)}
+
+
+def check_backward(spec: VariantSpec, *, device: str = "cpu") -> CheckResult:
+    if not spec.backward:
+        return CheckResult("backward", None, f"{spec.name} declares no backward pass")
+    try:
+        if spec.exact:
+            worst = 0.0
+            for n_q, n_kv in ((65, 65), (65, 130), (130, 65)):
+                for causal in (False, True):
+                    worst = max(worst, *gradient_error(spec, n_q=n_q, n_kv=n_kv, causal=causal, device=device).values())
+            ok = worst <= GRAD_TOLERANCE
+            return CheckResult("backward", ok, f"largest gradient error {worst:.1e} (tolerance {GRAD_TOLERANCE:.0e})")
+        leaves = [t.requires_grad_() for t in seeded_qkv(100, device=device)]
+        spec(*leaves).square().sum().backward()
+        finite = all(t.grad is not None and torch.isfinite(t.grad).all() for t in leaves)
+        return CheckResult("backward", finite, "gradients finite" if finite else "a gradient is missing or not finite")
+    except Unsupported as exc:
+        return CheckResult("backward", None, str(exc))
+
+
+def check_variant(name: str, *, device: str = "cpu") -> list[CheckResult]:
+    """Run every check on one registered variant; `KeyError` for an unknown name."""
+    spec = get_variant(name)
+    results = [check_contract(spec, device=device), check_contract(spec, causal=True, device=device)]
+    results[1] = CheckResult("contract (causal)", results[1].passed, results[1].detail)
+    results.append(check_deterministic(spec, device=device))
+    if spec.exact:
+        results.append(check_exact(spec, device=device))
+    results.append(check_backward(spec, device=device))
+    return results

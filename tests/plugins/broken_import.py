@@ -1,0 +1,3 @@
+"""A plugin whose import fails."""
+
+import attnbench_no_such_dependency  # noqa: F401

@@ -1,0 +1,128 @@
+"""Variants from outside the repository: --plugin files, installed entry points, broken plugins."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness.checks import check_variant
+
+ROOT = Path(__file__).resolve().parent.parent
+PLUGINS = Path(__file__).resolve().parent / "plugins"
+
+
+def attnbench(*args: str, pythonpath: list[Path] = (), cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(str(p) for p in [*pythonpath, ROOT])
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=600, cwd=cwd)  # fmt: skip
+
+
+def listed(result: subprocess.CompletedProcess) -> set[str]:
+    assert result.returncode == 0, result.stderr
+    return {row["name"] for row in json.loads(result.stdout)}
+
+
+def test_plugin_file_is_listed_checked_and_swept(tmp_path):
+    plugin = str(PLUGINS / "good.py")
+    assert "test-plugin-attn" in listed(attnbench("list", "--json", "--plugin", plugin))
+
+    check = attnbench("check", "test-plugin-attn", "--plugin", plugin)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "every applicable check passed" in check.stdout
+    assert "pass  exact" in check.stdout and "pass  backward" in check.stdout
+
+    out = tmp_path / "run"
+    sweep = attnbench("sweep", "--plugin", plugin, "--variants", "test-plugin-attn,sdpa", "--seq-lens", "32,64,128",
+                      "--heads", "2", "--max-time", "0.05", "--out", str(out), "--report", cwd=tmp_path)  # fmt: skip
+    assert sweep.returncode == 0, sweep.stderr
+    frame = pd.read_parquet(out / "results.parquet")
+    mine = frame[frame["variant"] == "test-plugin-attn"]
+    assert (mine["status"] == "ok").all() and mine["rel_err"].max() < 1e-5  # measured against float64 like any other
+    fits = pd.read_csv(tmp_path / "report" / "run" / "tables" / "complexity_fits.csv")
+    assert "test-plugin-attn" in set(fits["variant"])
+    maps = json.loads((out / "attention_maps.json").read_text())
+    assert maps["non_causal"]["test-plugin-attn"]["status"] == "ok"
+
+
+def test_check_reports_a_failing_variant():
+    results = {r.name: r for r in check_variant("linear-elu")}
+    assert results["contract"].passed and results["deterministic"].passed
+    assert "exact" not in results  # an approximation is not held to exact tolerances
+    check = attnbench("check", "test-fine", "--plugin", str(PLUGINS / "bad_contract.py"))
+    assert check.returncode == 0, check.stdout
+    assert attnbench("check", "nosuch").returncode == 2
+
+
+def make_distribution(site: Path, module: str, body: str, name: str = "demo") -> None:
+    """A minimal installed distribution: its module, and a *.dist-info with entry_points.txt."""
+    (site / f"{module}.py").write_text(body)
+    info = site / f"attnbench_{name}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: attnbench-{name}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[attnbench.variants]\n{name} = {module}\n")
+
+
+def test_installed_entry_point_is_discovered_without_a_flag(tmp_path):
+    body = (PLUGINS / "good.py").read_text().replace("test-plugin-attn", "ep-demo-attn")
+    make_distribution(tmp_path, "ep_demo_variants", body)
+    assert "ep-demo-attn" in listed(attnbench("list", "--json", pythonpath=[tmp_path]))
+    check = attnbench("check", "ep-demo-attn", pythonpath=[tmp_path])
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_broken_entry_point_never_stops_list(tmp_path):
+    make_distribution(tmp_path, "ep_broken", "raise RuntimeError('kaput')\n", name="broken")
+    result = attnbench("list", "--json", pythonpath=[tmp_path])
+    names = listed(result)
+    assert "naive" in names
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "broken" in warnings[0] and "RuntimeError: kaput" in warnings[0]
+
+
+@pytest.mark.parametrize(
+    "plugin, needle",
+    [
+        ("broken_import.py", "ModuleNotFoundError: No module named 'attnbench_no_such_dependency'"),
+        ("duplicate.py", "variant 'naive' is already registered"),
+        ("no_such_file.py", "no such file"),
+    ],
+)
+def test_broken_plugin_is_one_line_and_the_rest_still_works(plugin, needle):
+    path = str(PLUGINS / plugin)
+    result = attnbench("list", "--json", "--plugin", path)
+    names = listed(result)
+    assert {"naive", "sdpa"} <= names
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and path in lines[0] and needle in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_contract_breakers_get_a_clear_line_and_the_rest_still_runs(tmp_path):
+    path = str(PLUGINS / "bad_contract.py")
+    result = attnbench("list", "--json", "--plugin", path)
+    names = listed(result)
+    assert {"test-fine", "test-bad-shape", "test-bad-dtype"} <= names
+    assert "test-bad-signature" not in names  # refused at load: no call needed to see it
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and path in lines[0] and "test-bad-signature" in lines[0] and "signature" in lines[0]
+
+    # Output contracts are caught on the first call, in the worker: one error row each, with the reason.
+    out = tmp_path / "run"
+    sweep = attnbench("sweep", "--plugin", path, "--variants", "test-fine,test-bad-shape,test-bad-dtype",
+                      "--seq-lens", "32", "--heads", "1", "--max-time", "0.05", "--out", str(out))  # fmt: skip
+    assert sweep.returncode == 0, sweep.stderr
+    rows = pd.read_parquet(out / "results.parquet").set_index("variant")
+    assert rows.loc["test-fine", "status"] == "ok"
+    assert rows.loc["test-bad-shape", "status"] == "error"
+    assert "contract broken: test-bad-shape returned shape (1, 1, 32, 63)" in rows.loc["test-bad-shape", "reason"]
+    assert rows.loc["test-bad-dtype", "status"] == "error" and "torch.float64" in rows.loc["test-bad-dtype", "reason"]
+    for name, needle in (("test-bad-shape", "shape"), ("test-bad-dtype", "float64")):
+        check = attnbench("check", name, "--plugin", path)
+        assert check.returncode == 1 and needle in check.stdout
