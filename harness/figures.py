@@ -59,27 +59,28 @@ def _wrap(data: pd.DataFrame, column: str = "config") -> int:
     return max(1, min(COL_WRAP, data[column].nunique()))
 
 
+def _curves(data: pd.DataFrame, y: str, ylabel: str, colours: dict, **line) -> sns.FacetGrid:
+    """One log-log panel per configuration, one line per variant."""
+    grid = sns.relplot(
+        data=data, x="seq_len", y=y, hue="variant", col="config", col_wrap=_wrap(data), kind="line",
+        palette=colours, marker="o", height=3.2, aspect=1.2, **line,
+    )  # fmt: skip
+    _loglog(grid, ylabel)
+    return grid
+
+
 def time_figure(ok: pd.DataFrame, colours: dict, path: Path) -> Path:
     """Median time per call vs N, with the interquartile range of the raw samples as a band."""
     samples = ok[["config", "variant", "seq_len", "time_samples_s"]].explode("time_samples_s")
     samples["time_s"] = samples["time_samples_s"].astype(float)
-    grid = sns.relplot(
-        data=samples, x="seq_len", y="time_s", hue="variant", col="config", col_wrap=_wrap(ok), kind="line",
-        estimator="median", errorbar=("pi", 50), palette=colours, marker="o", height=3.2, aspect=1.2,
-    )  # fmt: skip
-    _loglog(grid, "time per call (s), median and IQR")
+    grid = _curves(samples, "time_s", "time per call (s), median and IQR", colours, estimator="median", errorbar=("pi", 50))
     return _save(grid.figure, path)
 
 
 def memory_figure(ok: pd.DataFrame, colours: dict, path: Path) -> Path:
     """Peak memory vs N."""
     data = ok.assign(peak_mib=ok["peak_mem_bytes"].astype(float) / 2**20)
-    grid = sns.relplot(
-        data=data, x="seq_len", y="peak_mib", hue="variant", col="config", col_wrap=_wrap(data), kind="line",
-        palette=colours, marker="o", height=3.2, aspect=1.2,
-    )  # fmt: skip
-    _loglog(grid, "peak memory (MiB)")
-    return _save(grid.figure, path)
+    return _save(_curves(data, "peak_mib", "peak memory (MiB)", colours).figure, path)
 
 
 def speedup_figure(ok: pd.DataFrame, colours: dict, baseline: str, path: Path) -> Path | None:
@@ -89,11 +90,7 @@ def speedup_figure(ok: pd.DataFrame, colours: dict, baseline: str, path: Path) -
         return None
     data = ok.merge(base, on=["config", "seq_len"], suffixes=("", "_base"))
     data["speedup"] = data["time_median_s_base"] / data["time_median_s"]
-    grid = sns.relplot(
-        data=data, x="seq_len", y="speedup", hue="variant", col="config", col_wrap=_wrap(ok), kind="line",
-        palette=colours, marker="o", height=3.2, aspect=1.2,
-    )  # fmt: skip
-    _loglog(grid, f"speedup over {baseline}")
+    grid = _curves(data, "speedup", f"speedup over {baseline}", colours)
     for ax in grid.axes.flat:
         ax.axhline(1.0, color="black", lw=0.8, ls="--")
     return _save(grid.figure, path)
@@ -101,11 +98,7 @@ def speedup_figure(ok: pd.DataFrame, colours: dict, baseline: str, path: Path) -
 
 def throughput_figure(ok: pd.DataFrame, colours: dict, ceilings: dict, path: Path) -> Path:
     """Achieved GFLOP/s vs N, with the machine's measured matmul ceiling per facet."""
-    grid = sns.relplot(
-        data=ok, x="seq_len", y="gflops_per_s", hue="variant", col="config", col_wrap=_wrap(ok), kind="line",
-        palette=colours, marker="o", height=3.2, aspect=1.2,
-    )  # fmt: skip
-    _loglog(grid, "achieved GFLOP/s")
+    grid = _curves(ok, "gflops_per_s", "achieved GFLOP/s", colours)
     for config, ax in grid.axes_dict.items():
         row = ok[ok["config"] == config].iloc[0]
         ceiling = ceilings.get((row["run_id"], row["device"]), {}).get("matmul_gflops", {}).get(row["dtype"])
@@ -118,12 +111,7 @@ def throughput_figure(ok: pd.DataFrame, colours: dict, ceilings: dict, path: Pat
 def accuracy_figure(ok: pd.DataFrame, colours: dict, path: Path) -> Path:
     """Relative error against float64 vs N (log-log; exact variants sit near dtype precision)."""
     data = ok[ok["rel_err"].astype(float) > 0]
-    grid = sns.relplot(
-        data=data, x="seq_len", y="rel_err", hue="variant", col="config", col_wrap=_wrap(ok), kind="line",
-        palette=colours, marker="o", height=3.2, aspect=1.2,
-    )  # fmt: skip
-    _loglog(grid, "relative error vs float64")
-    return _save(grid.figure, path)
+    return _save(_curves(data, "rel_err", "relative error vs float64", colours).figure, path)
 
 
 def tradeoff_figure(ok: pd.DataFrame, colours: dict, path: Path) -> Path:

@@ -21,8 +21,8 @@ from variants import Unsupported, get_variant
 from .accuracy import DEFAULT_MAX_ROWS, measure_accuracy
 from .allocator import pin_allocator
 from .case import Case, make_grad_output, make_inputs
-from .checks import contract_violation
 from .ceilings import device_name
+from .checks import contract_violation
 from .memory import peak_memory
 from .timing import time_callable
 

@@ -27,7 +27,6 @@ import torch
 
 from variants import get_variant, list_variants, unregister
 
-
 ENTRY_POINT_GROUP = "attnbench.variants"
 _discovered = False
 

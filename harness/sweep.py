@@ -141,6 +141,15 @@ def _bool(text: Any, what: str) -> bool:
     raise SweepError(f"{what}: expected true or false, got {text!r}")
 
 
+def _choices(value: Any, allowed, what: str) -> tuple[str, ...]:
+    """Items of ``value``, each one of ``allowed``, or a `SweepError` naming the first that is not."""
+    names = tuple(_items(value))
+    for name in names:
+        if name not in allowed:
+            raise SweepError(f"unknown {what} {name!r}; known: {', '.join(allowed)}")
+    return names
+
+
 def _items(value: Any) -> list[Any]:
     """A comma-separated string or a list -> list of items."""
     if isinstance(value, str):
@@ -174,17 +183,9 @@ def normalize(field_name: str, value: Any) -> Any:
             raise SweepError(f"{flag}: expected a positive number, got {value!r}")
         return number
     if field_name == "dtypes":
-        names = tuple(_items(value))
-        for name in names:
-            if name not in DTYPES:
-                raise SweepError(f"unknown dtype {name!r}; known: {', '.join(DTYPES)}")
-        return names
+        return _choices(value, DTYPES, "dtype")
     if field_name == "modes":
-        names = tuple(_items(value))
-        for name in names:
-            if name not in MODES:
-                raise SweepError(f"unknown mode {name!r}; known: {', '.join(MODES)}")
-        return names
+        return _choices(value, MODES, "mode")
     if field_name == "causal":
         return tuple(dict.fromkeys(_bool(v, "--causal") for v in _items(value)))
     if field_name == "devices":
