@@ -194,8 +194,8 @@ def _growth_key(case: Case) -> tuple:
     return tuple(sorted(d.items()))
 
 
-def prepare_run_dir(run_dir: Path, cases: list[Case], sweep: Sweep, plugins: list[str], resume: bool) -> set[str]:
-    """Create or check the run directory; returns the ids of the cases already recorded."""
+def prepare_run_dir(run_dir: Path, cases: list[Case], sweep: Sweep, plugins: list[str], resume: bool) -> list[dict]:
+    """Create or check the run directory; returns the records already in it."""
     if run_dir.exists() and not run_dir.is_dir():
         raise RunError(f"output directory {run_dir} is a file")
     jsonl = run_dir / CASES_FILE
@@ -211,13 +211,13 @@ def prepare_run_dir(run_dir: Path, cases: list[Case], sweep: Sweep, plugins: lis
             raise RunError(f"--resume: {run_dir} holds another sweep's cases (a different definition); use another --out")
         recorded = read_jsonl(jsonl)  # warns about a torn last line; its case runs again
         repair_torn_tail(jsonl)
-        return {r["case_id"] for r in recorded if "case_id" in r}
+        return recorded
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RunError(f"cannot create output directory {run_dir}: {exc.strerror}") from None
     (run_dir / SWEEP_FILE).write_text(json.dumps({"sweep": sweep.to_dict(), "definition": definition}, indent=2))
-    return set()
+    return []
 
 
 def run_sweep(
@@ -239,7 +239,8 @@ def run_sweep(
     cases = expand(sweep)
     if not cases:
         raise RunError("the sweep has no cases (no variant available on the requested devices?)")
-    done = prepare_run_dir(run_dir, cases, sweep, plugins, resume)
+    recorded = prepare_run_dir(run_dir, cases, sweep, plugins, resume)
+    done = {r["case_id"] for r in recorded}
     run_id = run_dir.name
 
     torch.set_num_threads(sweep.threads)
@@ -251,7 +252,13 @@ def run_sweep(
 
     budgets = {device: int(available_bytes(device) * BUDGET_FRACTION) for device in sweep.devices}
     writer = JsonlWriter(run_dir / CASES_FILE)
+    # Failures of the run being resumed count too: a resumed sweep skips what an uninterrupted one would.
     failed_at: dict[tuple, tuple[int, str]] = {}
+    by_id = {c.case_id: c for c in cases}
+    for r in sorted(recorded, key=lambda r: r.get("seq_len", 0)):
+        if r.get("status") in FAILURES_THAT_STOP_GROWTH and r["case_id"] in by_id:
+            case = by_id[r["case_id"]]
+            failed_at.setdefault(_growth_key(case), (case.seq_len, r["status"]))
     worker: Worker | None = None
     worker_key: tuple | None = None
     measured_s = 0.0
