@@ -5,7 +5,7 @@
     report/<name>/figures/*.png    seaborn figures (`harness.figures`)
     report/<name>/tables/*.csv     every table, full precision
 
-The report reads results files only (parquet and JSON, never pickle) and runs
+The report reads results files only (parquet and JSON: data, not code) and runs
 no kernel. Every string it takes from results -- variant names, reasons,
 parameters, environment -- is HTML-escaped, so a results file cannot inject
 markup or script into the page.

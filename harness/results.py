@@ -4,7 +4,7 @@
 killed sweep loses at most the case in flight; a torn last line (the kill
 landed mid-write) is skipped with a warning. Consolidation turns the JSONL
 into ``results.parquet`` and ``results.csv``, one row per case. Nothing here
-executes code from a results file: JSON, parquet and CSV only, never pickle.
+executes code from a results file: JSON, parquet and CSV only, formats that hold data, not objects.
 """
 
 from __future__ import annotations

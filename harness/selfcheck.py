@@ -32,7 +32,7 @@ from .timing import time_callable
 FP32 = 4
 
 
-def timer_ratio(name: str, n: int, *, device: str = "cpu", pairs: int = 3) -> float:
+def timer_ratio(name: str, n: int, *, device: str = "cpu", pairs: int = 5) -> float:
     """Median over ``pairs`` alternations of (harness median / torch.utils.benchmark median)."""
     case = Case(name, n, device=device)
     q, k, v = make_inputs(case)

@@ -17,6 +17,7 @@ samples. The raw samples are kept; statistics come from `harness.stats`.
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 from collections.abc import Callable
@@ -152,7 +153,17 @@ def time_cuda(
 
 
 def time_callable(fn: Callable[[], object], device: torch.device | str = "cpu", **caps) -> Measurement:
-    """Dispatch to `time_cpu` or `time_cuda` by device type."""
-    if torch.device(device).type == "cuda":
-        return time_cuda(fn, device, **caps)
-    return time_cpu(fn, **caps)
+    """Dispatch to `time_cpu` or `time_cuda` by device type, with Python's GC paused.
+
+    As in ``timeit`` (and so ``torch.utils.benchmark``): a cyclic-GC pass
+    landing in one sample is the interpreter's cost, not the kernel's.
+    """
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        if torch.device(device).type == "cuda":
+            return time_cuda(fn, device, **caps)
+        return time_cpu(fn, **caps)
+    finally:
+        if paused:
+            gc.enable()
