@@ -27,13 +27,20 @@ from .case import Case, make_inputs
 from .ceilings import calibrate
 from .measure import measure_case
 from .memory import peak_memory
-from .timing import time_callable
+from .timing import MIN_TIME_S, TARGET_IQR_RATIO, time_callable
 
 FP32 = 4
 
 
-def timer_ratio(name: str, n: int, *, device: str = "cpu", pairs: int = 5) -> float:
-    """Median over ``pairs`` alternations of (harness median / torch.utils.benchmark median)."""
+def timer_ratio(name: str, n: int, *, device: str = "cpu", pairs: int = 5, max_time_s: float = 2.0) -> float:
+    """Median over ``pairs`` alternations of (harness median / torch.utils.benchmark median).
+
+    Both timers get the same stopping rule (IQR/median below TARGET_IQR_RATIO
+    after MIN_TIME_S, at most ``max_time_s``): an adaptive timer stops sooner in
+    a quiet spell, so on a shared machine two different rules select different
+    spells and their medians differ by the machine's noise, not by the timers.
+    The order alternates within pairs so a drift of machine speed hits both alike.
+    """
     case = Case(name, n, device=device)
     q, k, v = make_inputs(case)
     spec = get_variant(name)
@@ -42,11 +49,20 @@ def timer_ratio(name: str, n: int, *, device: str = "cpu", pairs: int = 5) -> fl
         with torch.inference_mode():
             return spec(q, k, v)
 
-    ratios = []
-    for _ in range(pairs):
-        ours = time_callable(call, device).median
+    def ours() -> float:
+        return time_callable(call, device, max_time_s=max_time_s).median
+
+    def theirs() -> float:
         timer = tub.Timer("call()", globals={"call": call}, num_threads=torch.get_num_threads())
-        ratios.append(ours / timer.adaptive_autorange(min_run_time=0.3).median)
+        return timer.adaptive_autorange(TARGET_IQR_RATIO, min_run_time=MIN_TIME_S, max_run_time=max_time_s).median
+
+    ratios = []
+    for pair in range(pairs):
+        if pair % 2:
+            t_theirs, t_ours = theirs(), ours()
+        else:
+            t_ours, t_theirs = ours(), theirs()
+        ratios.append(t_ours / t_theirs)
     return statistics.median(ratios)
 
 
