@@ -32,7 +32,7 @@ from .timing import MIN_TIME_S, TARGET_IQR_RATIO, time_callable
 FP32 = 4
 
 
-def timer_ratio(name: str, n: int, *, device: str = "cpu", pairs: int = 5, max_time_s: float = 2.0) -> float:
+def timer_ratio(name: str, n: int, *, device: str = "cpu", pairs: int = 9, max_time_s: float = 1.0) -> float:
     """Median over ``pairs`` alternations of (harness median / torch.utils.benchmark median).
 
     Both timers get the same stopping rule (IQR/median below TARGET_IQR_RATIO

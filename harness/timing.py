@@ -2,7 +2,8 @@
 
 CPU: ``perf_counter_ns`` around blocks of k calls, k chosen so a block lasts
 at least 1 ms (so clock resolution and loop overhead are < 0.1%); each sample
-is a block's time divided by k.
+is a block's time divided by k. Blocks start 100 µs after the previous one
+ended, so a sample does not pay for its predecessor's memory traffic.
 
 CUDA: a CUDA event pair around each call, with the L2 cache flushed (a buffer
 twice its size zeroed) between calls and outside the events, and one
@@ -35,6 +36,7 @@ MIN_TIME_S = 0.3
 TARGET_IQR_RATIO = 0.05
 SLOW_CALL_S = 1.0
 SLOW_CALL_SAMPLES = 3
+SETTLE_S = 100e-6
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,20 @@ def _stop(samples: list[float], elapsed: float, max_time_s: float, max_samples: 
     return None
 
 
+def _settle(since_ns: int) -> None:
+    """Busy-wait until SETTLE_S after ``since_ns``: the previous block's memory traffic drains first.
+
+    The CPU analogue of flushing L2 between CUDA calls: a memory-bound call
+    started the instant the previous one returned competes with its write-back
+    (naive at N=512 ran up to 6% slower back-to-back on a shared 2-vCPU
+    machine), so a sample would depend on its predecessor. A busy wait, not a
+    sleep: an idle vCPU may be descheduled and woken late.
+    """
+    deadline = since_ns + SETTLE_S * 1e9
+    while time.perf_counter_ns() < deadline:
+        pass
+
+
 def time_cpu(fn: Callable[[], object], *, max_time_s: float = 5.0, max_samples: int = 1000) -> Measurement:
     """Time ``fn`` on the CPU in blocks of k calls; see the module docstring."""
     start = time.perf_counter_ns()
@@ -96,18 +112,25 @@ def time_cpu(fn: Callable[[], object], *, max_time_s: float = 5.0, max_samples: 
     per_call = (time.perf_counter_ns() - start) * 1e-9 / calls
     k = max(1, math.ceil(MIN_BLOCK_S / per_call)) if per_call > 0 else 1000
 
-    samples: list[float] = []
+    # Preallocated: a list growing between calls is reallocated into the heap
+    # among the op's own freed buffers and moves where the next call's land.
+    # Whatever else is allocated between blocks is freed before the next one.
+    samples = [0.0] * max(1, max_samples)
+    n = 0
     began = time.perf_counter_ns()
     while True:
         t0 = time.perf_counter_ns()
         for _ in range(k):
             fn()
-        samples.append((time.perf_counter_ns() - t0) * 1e-9 / k)
-        reason = _stop(samples, (time.perf_counter_ns() - began) * 1e-9, max_time_s, max_samples)
+        t1 = time.perf_counter_ns()
+        samples[n] = (t1 - t0) * 1e-9 / k
+        n += 1
+        reason = _stop(samples[:n], (t1 - began) * 1e-9, max_time_s, max_samples)
         if reason:
             break
-    summary = summarize(samples)
-    return Measurement(tuple(samples), k, "perf_counter_ns", reason, _warn_if_noisy(summary))
+        _settle(t1)
+    kept = tuple(samples[:n])
+    return Measurement(kept, k, "perf_counter_ns", reason, _warn_if_noisy(summarize(kept)))
 
 
 def time_cuda(
