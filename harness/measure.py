@@ -24,10 +24,11 @@ from .case import Case, make_grad_output, make_inputs
 from .ceilings import device_name
 from .checks import contract_violation
 from .memory import peak_memory
+from .threads import thread_count
 from .timing import time_callable
 
 BACKWARD_FLOPS_FACTOR = 2.5  # backward ~2.5x forward (two matmuls per forward one, plus recompute)
-STATUSES = ("ok", "unsupported", "skipped", "oom", "timeout", "crash", "error")
+STATUSES = ("ok", "contended", "unsupported", "skipped", "oom", "timeout", "crash", "error")
 
 
 @dataclass
@@ -72,6 +73,11 @@ class Record:
     n_outliers: int | None = None
     stop_reason: str | None = None
     time_samples_s: list[float] = field(default_factory=list)
+    runqueue_wait_ratio: float | None = None
+    cpu_utilization: float | None = None
+    discarded_blocks: int | None = None
+    load_avg: float | None = None
+    steal_ratio: float | None = None
     peak_mem_bytes: int | None = None
     mem_method: str | None = None
     flops: float | None = None
@@ -174,6 +180,24 @@ def _workload(case: Case) -> tuple[Callable[[], Any], Callable[[], torch.Tensor]
     return forward_backward, forward_only, (q, k, v)
 
 
+def input_damage(inputs: tuple[torch.Tensor, ...], pristine: tuple[torch.Tensor, ...]) -> str | None:
+    """'modified its input k' for the first of q, k, v that no longer equals its pristine copy, or None."""
+    for name, tensor, copy in zip("qkv", inputs, pristine):
+        if not torch.equal(tensor, copy):
+            return f"modified its input {name}"
+    return None
+
+
+def non_finite(out: torch.Tensor) -> str | None:
+    """'non-finite output (k of n elements)', or None when every element is finite.
+
+    The inputs are finite Gaussians of a bounded scale, so their exact
+    attention is finite: a NaN or Inf is the variant's, never the reference's.
+    """
+    bad = int((~torch.isfinite(out)).sum())
+    return f"non-finite output ({bad} of {out.numel()} elements)" if bad else None
+
+
 def measure_case(
     case: Case,
     *,
@@ -182,7 +206,13 @@ def measure_case(
     memory: bool = True,
 ) -> Record:
     """Measure ``case`` (accuracy, time, peak memory) and return its record; never raises
-    for a failing variant: unsupported cases, allocation failures and errors become statuses."""
+    for a failing variant: unsupported cases, allocation failures and errors become statuses.
+
+    Garbage is never ``ok``: a non-finite output, or inputs changed by the
+    call (checked after the first call and again after timing), are ``error``
+    rows; accuracy is computed on pristine copies of the inputs. A timing the
+    machine disturbed past repair (`harness.timing`) is ``contended``.
+    """
     try:
         spec = get_variant(case.variant)
     except KeyError as exc:
@@ -192,19 +222,23 @@ def measure_case(
         return record_for(case, "unsupported", f"{case.variant} {unavailable}")
     record = record_for(case)
     pin_allocator()
-    torch.set_num_threads(case.threads)
     try:
-        timed, forward, (q, k, v) = _workload(case)
-        out = forward()  # also the untimed first call
-        problem = contract_violation(out, q, k, v)
-        if problem:
-            return record_for(case, "error", f"contract broken: {case.variant} {problem}")
-        acc = measure_accuracy(out, q, k, v, causal=case.causal, max_rows=accuracy_rows, seed=case.seed)
-        if spec.backend is not None:
-            record.backend = spec.backend(q, k, v, causal=case.causal)
-        del out
-        timing = time_callable(timed, case.device, max_time_s=max_time_s)
-        mem = peak_memory(timed, case.device) if memory else None
+        with thread_count(case.threads):
+            timed, forward, inputs = _workload(case)
+            pristine = tuple(t.clone() for t in inputs)
+            out = forward()  # also the untimed first call
+            problem = contract_violation(out, *inputs) or non_finite(out) or input_damage(inputs, pristine)
+            if problem:
+                return record_for(case, "error", f"{case.variant} {problem}")
+            acc = measure_accuracy(out, *pristine, causal=case.causal, max_rows=accuracy_rows, seed=case.seed)
+            if spec.backend is not None:
+                record.backend = spec.backend(*pristine, causal=case.causal)
+            del out
+            timing = time_callable(timed, case.device, max_time_s=max_time_s)
+            mem = peak_memory(timed, case.device) if memory else None
+            damage = input_damage(inputs, pristine)
+            if damage:
+                return record_for(case, "error", f"{case.variant} {damage} while being timed")
     except Exception as exc:  # errors are data: the sweep records them and goes on
         status, reason = failure_status(exc)
         record.status, record.reason = status, reason
@@ -216,6 +250,12 @@ def measure_case(
     record.n_samples, record.block_size, record.noisy, record.n_outliers = s.n, timing.block_size, s.noisy, s.outliers
     record.stop_reason, record.time_samples_s = timing.stop_reason, list(timing.samples)
     record.warnings = list(timing.warnings)
+    if timing.contended:
+        record.status, record.reason = "contended", timing.warnings[0]
+    i = timing.interference
+    if i is not None:
+        record.runqueue_wait_ratio, record.cpu_utilization, record.discarded_blocks = i.wait_ratio, i.cpu_utilization, i.discarded
+        record.load_avg, record.steal_ratio = i.load_avg, i.steal
     if mem is not None:
         record.peak_mem_bytes, record.mem_method = mem.peak_bytes, mem.method
     record.flops = case_flops(case)

@@ -17,6 +17,8 @@ TOML keys are the `Sweep` field names::
 from __future__ import annotations
 
 import itertools
+import math
+import os
 import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -31,7 +33,7 @@ import torch
 
 from variants import DTYPES, get_variant, list_variants
 
-from .case import MODES, Case
+from .case import MAX_INPUT_SCALE, MAX_SEED, MODES, Case
 
 
 class SweepError(ValueError):
@@ -62,6 +64,12 @@ class Sweep:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+
+MAX_SIZE = 2**31 - 1  # lengths, batch, heads, head dims and threads: beyond, a size is a typo
+# Fields whose flag is not "--" + the field name.
+FLAG_NAMES = {"timeout_s": "--timeout", "max_time_s": "--max-time", "dtypes": "--dtype", "modes": "--mode", "devices": "--device"}
+# Numeric fields: (exclusive low, inclusive high).
+NUMBER_LIMITS = {"input_scale": (0.0, MAX_INPUT_SCALE), "timeout_s": (0.0, 86400.0), "max_time_s": (0.0, 3600.0)}
 
 PRESETS: dict[str, Sweep] = {
     # Every variant available on the device, N = 128..4096, forward fp32: ~2 minutes on 2 CPU cores.
@@ -125,8 +133,8 @@ def _positive_int(text: Any, what: str) -> int:
             value = int(str(text).strip())
         except ValueError:
             raise SweepError(f"{what}: expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise SweepError(f"{what}: expected a positive integer, got {text!r}")
+    if not 1 <= value <= MAX_SIZE:
+        raise SweepError(f"{what}: expected a positive integer up to {MAX_SIZE}, got {text!r}")
     return value
 
 
@@ -141,9 +149,18 @@ def _bool(text: Any, what: str) -> bool:
     raise SweepError(f"{what}: expected true or false, got {text!r}")
 
 
+def _names(value: Any, what: str) -> tuple[str, ...]:
+    """Items of ``value`` (a comma-separated string or a list of strings), or a `SweepError`."""
+    names = tuple(_items(value))
+    for name in names:
+        if not isinstance(name, str):
+            raise SweepError(f"{what}: expected names (strings), got {name!r}")
+    return names
+
+
 def _choices(value: Any, allowed, what: str) -> tuple[str, ...]:
     """Items of ``value``, each one of ``allowed``, or a `SweepError` naming the first that is not."""
-    names = tuple(_items(value))
+    names = _names(value, what)
     for name in names:
         if name not in allowed:
             raise SweepError(f"unknown {what} {name!r}; known: {', '.join(allowed)}")
@@ -161,7 +178,7 @@ def _items(value: Any) -> list[Any]:
 
 def normalize(field_name: str, value: Any) -> Any:
     """Validate one field's value (from a flag or a TOML file) into its `Sweep` form."""
-    flag = "--" + field_name.replace("_", "-")
+    flag = FLAG_NAMES.get(field_name, "--" + field_name.replace("_", "-"))
     if field_name == "seq_lens":
         if isinstance(value, str):
             return parse_seq_lens(value)
@@ -169,18 +186,27 @@ def normalize(field_name: str, value: Any) -> Any:
     if field_name in ("batch", "heads", "head_dim"):
         return tuple(_positive_int(v, flag) for v in _items(value))
     if field_name == "threads":
-        return _positive_int(value, flag)
+        threads = _positive_int(value, flag)
+        if threads > cpu_count():
+            raise SweepError(
+                f"{flag} {threads}: this machine has {cpu_count()} CPUs, and threads beyond them wait on each other's run queues"
+            )
+        return threads
     if field_name == "seed":
-        if isinstance(value, bool) or not str(value).lstrip("-").isdigit():
-            raise SweepError(f"{flag}: expected an integer, got {value!r}")
-        return int(value)
-    if field_name in ("input_scale", "timeout_s", "max_time_s"):
+        if isinstance(value, bool) or not re.fullmatch(r"[0-9]+", str(value).strip()):
+            raise SweepError(f"{flag}: expected a non-negative integer, got {value!r}")
+        seed = int(str(value).strip())
+        if seed > MAX_SEED:
+            raise SweepError(f"{flag}: {value} is too large (at most {MAX_SEED}, a 64-bit seed)")
+        return seed
+    if field_name in NUMBER_LIMITS:
+        low, high = NUMBER_LIMITS[field_name]
         try:
-            number = float(value)
+            number = float(value) if not isinstance(value, bool) else math.nan
         except (TypeError, ValueError):
-            raise SweepError(f"{flag}: expected a positive number, got {value!r}") from None
-        if not number > 0:
-            raise SweepError(f"{flag}: expected a positive number, got {value!r}")
+            number = math.nan
+        if not low < number <= high:  # also rejects nan and inf
+            raise SweepError(f"{flag}: expected a number in ({low:g}, {high:g}], got {value!r}")
         return number
     if field_name == "dtypes":
         return _choices(value, DTYPES, "dtype")
@@ -189,12 +215,12 @@ def normalize(field_name: str, value: Any) -> Any:
     if field_name == "causal":
         return tuple(dict.fromkeys(_bool(v, "--causal") for v in _items(value)))
     if field_name == "devices":
-        names = tuple(_items(value))
+        names = _names(value, flag)
         for name in names:
             check_device(name)
         return names
     if field_name == "variants":
-        names = tuple(_items(value))
+        names = _names(value, flag)
         if names != ("all",):
             for name in names:
                 try:
@@ -207,6 +233,14 @@ def normalize(field_name: str, value: Any) -> Any:
             raise SweepError("max_seq_len must be a table of variant[:mode] = N")
         return {str(k): _positive_int(v, f"max_seq_len.{k}") for k, v in value.items()}
     raise SweepError(f"unknown sweep setting {field_name!r}")
+
+
+def cpu_count() -> int:
+    """Logical CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def check_device(name: str) -> str:
@@ -225,9 +259,11 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     """The settings of a sweep TOML file, validated; `SweepError` names the problem."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise SweepError(f"cannot read config {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise SweepError(f"config {path} is not UTF-8 text (byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise SweepError(f"malformed TOML in {path}: {exc}") from None
     unknown = sorted(set(data) - set(SWEEP_FIELDS))
@@ -257,7 +293,7 @@ def variants_for(sweep: Sweep, device: str) -> list[str]:
 
 def expand(sweep: Sweep) -> list[Case]:
     """Every case of the grid, grouped by device and variant, N ascending within a group."""
-    cases = []
+    cases, seen = [], set()
     for device in sweep.devices:
         for variant in variants_for(sweep, device):
             grid = itertools.product(
@@ -267,20 +303,21 @@ def expand(sweep: Sweep) -> list[Case]:
                 limit = sweep.max_seq_len.get(f"{variant}:{mode}", sweep.max_seq_len.get(variant))
                 if limit is not None and n > limit:
                     continue
-                cases.append(
-                    Case(
-                        variant=variant,
-                        seq_len=n,
-                        device=device,
-                        dtype=dtype,
-                        mode=mode,
-                        causal=causal,
-                        batch=batch,
-                        heads=heads,
-                        head_dim=head_dim,
-                        threads=sweep.threads,
-                        input_scale=sweep.input_scale,
-                        seed=sweep.seed,
-                    )
+                case = Case(
+                    variant=variant,
+                    seq_len=n,
+                    device=device,
+                    dtype=dtype,
+                    mode=mode,
+                    causal=causal,
+                    batch=batch,
+                    heads=heads,
+                    head_dim=head_dim,
+                    threads=sweep.threads,
+                    input_scale=sweep.input_scale,
+                    seed=sweep.seed,
                 )
+                if case.case_id not in seen:  # "--variants sdpa,sdpa" or "--batch 1,1" name a case twice
+                    seen.add(case.case_id)
+                    cases.append(case)
     return cases

@@ -1,19 +1,27 @@
-"""Honest wall-clock timing of one callable: warm-up, blocks, adaptive stopping.
+"""Honest wall-clock timing of one callable: warm-up, blocks, adaptive stopping, interference.
 
 CPU: ``perf_counter_ns`` around blocks of k calls, k chosen so a block lasts
 at least 1 ms (so clock resolution and loop overhead are < 0.1%); each sample
 is a block's time divided by k. Blocks start 100 µs after the previous one
-ended, so a sample does not pay for its predecessor's memory traffic.
+ended, so a sample does not pay for its predecessor's memory traffic. The
+run-queue wait of this process's threads is read around every block
+(`harness.interference`): a block that waited more than 2% of its wall time
+was preempted and is discarded and re-taken, so a busy machine cannot inflate
+the median quietly. A measurement that cannot collect enough clean blocks
+within its cap is ``contended``.
 
 CUDA: a CUDA event pair around each call, with the L2 cache flushed (a buffer
 twice its size zeroed) between calls and outside the events, and one
 synchronize per batch of calls; the host clock is never read without a
-synchronize.
+synchronize. Events time the device, which host preemption does not slow
+unless the GPU runs dry; host load is still recorded.
 
-Both: one untimed call (lazy initialization), a warm-up of at least 3 calls
-and ~100 ms (one call when the untimed call took over 1 s), then samples until at least 5 samples and ~0.3 s are in and the
-IQR/median is below 5%, or a cap (time or count) is hit. Calls over 1 s take 3
-samples. The raw samples are kept; statistics come from `harness.stats`.
+Both: one untimed call (lazy initialization), then a warm-up that lasts until
+the per-call time stops falling (at least 2 calls, at most ~100 ms; one call
+when the untimed call took over 1 s), then samples until at least 5 samples
+and 0.1 s are in and the IQR/median is below 5%, or a cap (time or count) is
+hit. Calls over 1 s take 3 samples. The raw samples are kept; statistics
+come from `harness.stats`.
 """
 
 from __future__ import annotations
@@ -26,32 +34,47 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .interference import Interference, SchedulerProbe, load_average, read_steal, steal_share
 from .stats import Summary, summarize
 
 MIN_BLOCK_S = 1e-3
-WARMUP_S = 0.1
-WARMUP_CALLS = 3
+WARMUP_MAX_S = 0.1
+WARMUP_MIN_CALLS = 2
+WARMUP_SETTLED = 0.97  # warm once a call is no faster than 97% of the best before it
 MIN_SAMPLES = 5
-MIN_TIME_S = 0.3
+MIN_TIME_S = 0.1
 TARGET_IQR_RATIO = 0.05
 SLOW_CALL_S = 1.0
 SLOW_CALL_SAMPLES = 3
 SETTLE_S = 100e-6
+WAIT_TOLERANCE = 0.02  # a block whose threads waited over 2% of its wall time was preempted
 
 
 @dataclass(frozen=True)
 class Measurement:
-    """Raw per-call samples (seconds) and how they were taken; statistics derived on demand."""
+    """Raw per-call samples (seconds) and how they were taken; statistics derived on demand.
+
+    ``samples`` are the clean blocks; ``rejected`` the blocks discarded because
+    this process waited on a run queue during them. A ``contended``
+    measurement got too few clean blocks within its cap: its ``summary`` then
+    covers every block and is not to be trusted as a time.
+    """
 
     samples: tuple[float, ...]
     block_size: int
     clock: str  # "perf_counter_ns" or "cuda_event"
-    stop_reason: str  # "stable", "time cap", "count cap", "slow call"
+    stop_reason: str  # "stable", "time cap", "count cap", "slow call", "contended"
     warnings: tuple[str, ...] = field(default=())
+    rejected: tuple[float, ...] = field(default=())
+    interference: Interference | None = None
+
+    @property
+    def contended(self) -> bool:
+        return self.stop_reason == "contended"
 
     @property
     def summary(self) -> Summary:
-        return summarize(self.samples)
+        return summarize(self.samples if self.samples and not self.contended else self.samples + self.rejected)
 
     @property
     def median(self) -> float:
@@ -64,26 +87,25 @@ def _warn_if_noisy(summary: Summary) -> tuple[str, ...]:
     return ()
 
 
-def _warmup_calls(first_call_s: float) -> int:
-    """Warm-up length: WARMUP_CALLS, or one call after a first call over SLOW_CALL_S.
+def _stop(samples: list[float], elapsed: float, max_time_s: float, max_samples: int, waited: int = 0) -> str | None:
+    """Why to stop now, or None to keep sampling.
 
-    A call that long has already warmed caches, the allocator and the clock
-    frequency by itself; three more would cost seconds and change nothing.
+    ``samples`` are the clean blocks so far, ``waited`` how many were discarded.
+    At a cap with too few clean blocks, a measurement whose blocks waited is
+    ``contended``; one whose blocks did not (a cap shorter than MIN_SAMPLES
+    blocks) samples on until it has them.
     """
-    return 1 if first_call_s > SLOW_CALL_S else WARMUP_CALLS
-
-
-def _stop(samples: list[float], elapsed: float, max_time_s: float, max_samples: int) -> str | None:
-    """Why to stop now, or None to keep sampling."""
-    if len(samples) >= SLOW_CALL_SAMPLES and min(samples) > SLOW_CALL_S:
+    n = len(samples)
+    if n >= SLOW_CALL_SAMPLES and min(samples) > SLOW_CALL_S:
         return "slow call"
-    if len(samples) >= MIN_SAMPLES and elapsed >= MIN_TIME_S and summarize(samples).iqr_ratio < TARGET_IQR_RATIO:
+    if n >= MIN_SAMPLES and elapsed >= MIN_TIME_S and summarize(samples).iqr_ratio < TARGET_IQR_RATIO:
         return "stable"
-    if elapsed >= max_time_s and len(samples) >= min(MIN_SAMPLES, max_samples):
-        return "time cap"
-    if len(samples) >= max_samples:
-        return "count cap"
-    return None
+    capped = "time cap" if elapsed >= max_time_s else "count cap" if n + waited >= max_samples else None
+    if capped is None:
+        return None
+    if n >= min(MIN_SAMPLES, max_samples) or (samples and min(samples) > SLOW_CALL_S):
+        return capped
+    return "contended" if waited else None
 
 
 def _settle(since_ns: int) -> None:
@@ -100,37 +122,97 @@ def _settle(since_ns: int) -> None:
         pass
 
 
-def time_cpu(fn: Callable[[], object], *, max_time_s: float = 5.0, max_samples: int = 1000) -> Measurement:
-    """Time ``fn`` on the CPU in blocks of k calls; see the module docstring."""
-    start = time.perf_counter_ns()
+def _warm_up(fn: Callable[[], object], clock: Callable[[], float]) -> float:
+    """Call ``fn`` until its time stops falling; returns the per-call time of the warm calls.
+
+    A first call over SLOW_CALL_S is warm-up enough by itself (it has already
+    warmed caches, the allocator and the clock frequency; more would cost seconds).
+    """
+    start = clock()
     fn()  # untimed: lazy initialization, first-touch page faults
-    warmup_calls = _warmup_calls((time.perf_counter_ns() - start) * 1e-9)
-    calls, start = 0, time.perf_counter_ns()
-    while calls < warmup_calls or time.perf_counter_ns() - start < WARMUP_S * 1e9:
+    first = clock() - start
+    if first > SLOW_CALL_S:
+        return first
+    times: list[float] = []
+    began = clock()
+    while True:
+        t0 = clock()
         fn()
-        calls += 1
-    per_call = (time.perf_counter_ns() - start) * 1e-9 / calls
+        times.append(clock() - t0)
+        settled = len(times) >= WARMUP_MIN_CALLS and times[-1] >= WARMUP_SETTLED * min(times[:-1])
+        if settled or clock() - began >= WARMUP_MAX_S:
+            break
+    warm = sorted(times[-3:])
+    return warm[len(warm) // 2]
+
+
+def time_cpu(
+    fn: Callable[[], object], *, max_time_s: float = 5.0, max_samples: int = 1000, threads: int | None = None
+) -> Measurement:
+    """Time ``fn`` on the CPU in blocks of k calls, discarding preempted blocks; see the module docstring.
+
+    ``threads``: how many threads the call runs on (default torch's count), the
+    denominator of the recorded wait and CPU shares.
+    """
+    threads = threads or torch.get_num_threads()
+    load, steal_before = load_average(), read_steal()
+    per_call = _warm_up(fn, lambda: time.perf_counter_ns() * 1e-9)
     k = max(1, math.ceil(MIN_BLOCK_S / per_call)) if per_call > 0 else 1000
 
     # Preallocated: a list growing between calls is reallocated into the heap
     # among the op's own freed buffers and moves where the next call's land.
     # Whatever else is allocated between blocks is freed before the next one.
-    samples = [0.0] * max(1, max_samples)
-    n = 0
-    began = time.perf_counter_ns()
-    while True:
-        t0 = time.perf_counter_ns()
-        for _ in range(k):
-            fn()
-        t1 = time.perf_counter_ns()
-        samples[n] = (t1 - t0) * 1e-9 / k
-        n += 1
-        reason = _stop(samples[:n], (t1 - began) * 1e-9, max_time_s, max_samples)
-        if reason:
-            break
-        _settle(t1)
-    kept = tuple(samples[:n])
-    return Measurement(kept, k, "perf_counter_ns", reason, _warn_if_noisy(summarize(kept)))
+    capacity = max(1, max_samples)
+    clean, waited = [0.0] * capacity, [0.0] * capacity
+    n = n_waited = 0
+    with SchedulerProbe() as probe:
+        began = time.perf_counter_ns()
+        first_cpu, first_wait = cpu0, wait0 = probe.read()
+        while True:
+            t0 = time.perf_counter_ns()
+            for _ in range(k):
+                fn()
+            t1 = time.perf_counter_ns()
+            cpu1, wait1 = probe.read()
+            sample = (t1 - t0) * 1e-9 / k
+            if wait1 - wait0 > WAIT_TOLERANCE * (t1 - t0):  # preempted: discard, take another
+                waited[n_waited] = sample
+                n_waited += 1
+            else:
+                clean[n] = sample
+                n += 1
+            reason = _stop(clean[:n], (t1 - began) * 1e-9, max_time_s, max_samples, n_waited)
+            if reason:
+                break
+            _settle(t1)
+            cpu0, wait0 = probe.read()
+    # Shares over the whole sampling span: a thread's CPU time is only brought
+    # up to date at scheduler ticks, so a single block's CPU delta is coarse.
+    span = (t1 - began) * threads
+    interference = Interference(
+        wait_ratio=(wait1 - first_wait) / span if span else None,
+        cpu_utilization=(cpu1 - first_cpu) / span if span and probe.procfs else None,
+        discarded=n_waited,
+        load_avg=load,
+        steal=steal_share(steal_before, read_steal()),
+    )
+    m = Measurement(tuple(clean[:n]), k, "perf_counter_ns", reason, (), tuple(waited[:n_waited]), interference)
+    return _with_warnings(m)
+
+
+def _with_warnings(m: Measurement) -> Measurement:
+    """``m`` with its warnings: contention (naming the measured wait) or noise."""
+    i = m.interference
+    if m.contended and i is not None:
+        total = len(m.samples) + len(m.rejected)
+        warning = (
+            f"contended: {len(m.rejected)} of {total} blocks waited on a run queue "
+            f"(wait {i.wait_ratio:.0%} of wall x threads"
+            + (f", load average {i.load_avg:.1f}" if i.load_avg is not None else "")
+            + "); the time is not trustworthy"
+        )
+        return Measurement(m.samples, m.block_size, m.clock, m.stop_reason, (warning,), m.rejected, i)
+    return Measurement(m.samples, m.block_size, m.clock, m.stop_reason, _warn_if_noisy(m.summary), m.rejected, i)
 
 
 def time_cuda(
@@ -138,48 +220,46 @@ def time_cuda(
 ) -> Measurement:
     """Time ``fn`` on a CUDA device with events, flushing L2 between calls."""
     device = torch.device(device)
-    props = torch.cuda.get_device_properties(device)
-    l2_bytes = getattr(props, "L2_cache_size", 0) or 64 * 2**20
-    flush = torch.empty(2 * l2_bytes, dtype=torch.uint8, device=device)
+    load, steal_before = load_average(), read_steal()
+    with torch.cuda.device(device):
+        props = torch.cuda.get_device_properties(device)
+        l2_bytes = getattr(props, "L2_cache_size", 0) or 64 * 2**20
+        flush = torch.empty(2 * l2_bytes, dtype=torch.uint8, device=device)
 
-    start = time.perf_counter()
-    fn()  # untimed
-    torch.cuda.synchronize(device)
-    warmup_calls = _warmup_calls(time.perf_counter() - start)
-    calls, start = 0, time.perf_counter()
-    while calls < warmup_calls or time.perf_counter() - start < WARMUP_S:
-        fn()
-        calls += 1
-        torch.cuda.synchronize(device)  # warm-up only: the host clock needs the work finished
-    per_call = (time.perf_counter() - start) / calls
-    # Calls per batch: about 50 ms of work between synchronizes, at least 1.
-    batch = max(1, min(100, int(0.05 / max(per_call, 1e-6))))
+        def synchronized() -> float:
+            torch.cuda.synchronize(device)  # the host clock needs the work finished
+            return time.perf_counter()
 
-    samples: list[float] = []
-    elapsed = 0.0
-    while True:
-        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(batch)]
-        for begin, end in events:
-            flush.zero_()  # evict the inputs from L2: every call starts cold, as in a real model
-            begin.record()
-            fn()
-            end.record()
-        torch.cuda.synchronize(device)
-        batch_samples = [begin.elapsed_time(end) * 1e-3 for begin, end in events]
-        samples.extend(batch_samples)
-        elapsed += sum(batch_samples)
-        reason = _stop(samples, elapsed, max_time_s, max_samples)
-        if reason:
-            break
-    summary = summarize(samples)
-    return Measurement(tuple(samples), 1, "cuda_event", reason, _warn_if_noisy(summary))
+        per_call = _warm_up(fn, synchronized)
+        # Calls per batch: about 50 ms of work between synchronizes, at least 1.
+        batch = max(1, min(100, int(0.05 / max(per_call, 1e-6))))
+
+        samples: list[float] = []
+        elapsed = 0.0
+        while True:
+            events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(batch)]
+            for begin, end in events:
+                flush.zero_()  # evict the inputs from L2: every call starts cold, as in a real model
+                begin.record()
+                fn()
+                end.record()
+            torch.cuda.synchronize(device)
+            batch_samples = [begin.elapsed_time(end) * 1e-3 for begin, end in events]
+            samples.extend(batch_samples)
+            elapsed += sum(batch_samples)
+            reason = _stop(samples, elapsed, max_time_s, max_samples)
+            if reason:
+                break
+    interference = Interference(None, None, 0, load, steal_share(steal_before, read_steal()))
+    return _with_warnings(Measurement(tuple(samples), 1, "cuda_event", reason, (), (), interference))
 
 
 def time_callable(fn: Callable[[], object], device: torch.device | str = "cpu", **caps) -> Measurement:
-    """Dispatch to `time_cpu` or `time_cuda` by device type, with Python's GC paused.
+    """Time ``fn()`` on ``device``: a `Measurement` with raw samples, ``.summary.median`` and interference.
 
-    As in ``timeit`` (and so ``torch.utils.benchmark``): a cyclic-GC pass
-    landing in one sample is the interpreter's cost, not the kernel's.
+    Dispatches to `time_cpu` or `time_cuda` by device type, with Python's GC
+    paused: as in ``timeit`` (and so ``torch.utils.benchmark``), a cyclic-GC
+    pass landing in one sample is the interpreter's cost, not the kernel's.
     """
     paused = gc.isenabled()
     gc.disable()
