@@ -15,7 +15,7 @@ import pandas as pd
 
 from variants import get_variant
 
-from .fits import agrees, crossovers, declared_exponent, fit_power_law
+from .fits import agrees, crossovers, declared_exponent, fit_power_law, implausible
 
 MIN_LEAD = 0.10  # a crossover counts when the curves end at least this far apart
 CONFIG_COLUMNS = ["run_id", "device", "dtype", "mode", "causal", "batch", "heads", "head_dim"]
@@ -63,6 +63,11 @@ def fit_table(frame: pd.DataFrame) -> pd.DataFrame:
         declared_mem = _declared(variant, "memory")
         expected_time = declared_exponent(declared_time) if declared_time else None
         expected_mem = declared_exponent(declared_mem) if declared_mem else None
+        in_fit = curve[curve["seq_len"].between(time_fit.n_lo, time_fit.n_hi)]
+        noisy_points = int(in_fit["noisy"].fillna(False).astype(bool).sum())
+        why = implausible(time_fit, noisy_points)
+        if not why and noisy_points:
+            why = f"{noisy_points} noisy point(s) in the fit range"
         rows.append(
             {
                 "config": config,
@@ -73,14 +78,16 @@ def fit_table(frame: pd.DataFrame) -> pd.DataFrame:
                 "fit_n_lo": time_fit.n_lo,
                 "fit_n_hi": time_fit.n_hi,
                 "declared_time": declared_time,
-                "time_agrees": agrees(time_fit, expected_time),
+                # An implausible exponent is not a disagreement: it says nothing either way.
+                "time_agrees": None if implausible(time_fit) else agrees(time_fit, expected_time),
                 "mem_beta": mem_fit.alpha if mem_fit else np.nan,
                 "mem_ci_low": mem_fit.ci_low if mem_fit else np.nan,
                 "mem_ci_high": mem_fit.ci_high if mem_fit else np.nan,
                 "declared_memory": declared_mem,
                 "mem_agrees": agrees(mem_fit, expected_mem) if mem_fit else None,
                 "time_local_slopes": " ".join(f"{s:.2f}" for s in time_fit.local_slopes),
-                "note": time_fit.note,
+                "noisy_points": noisy_points,
+                "note": "; ".join(part for part in (time_fit.note, why) if part),
             }
         )
     return pd.DataFrame(rows)
@@ -135,6 +142,32 @@ def fastest_table(frame: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def quality_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every measured case whose time is not to be taken at face value: contended, noisy, or with re-taken blocks.
+
+    Contended cases are left out of fits, crossovers and the fastest-per-N
+    table (their status is not ``ok``); noisy ones are kept and flagged.
+    """
+    columns = ["config", "variant", "seq_len", "status", "iqr_over_median", "runqueue_wait", "discarded_blocks",
+               "load_avg", "reason"]  # fmt: skip
+    measured = frame[frame["status"].isin(["ok", "contended"])]
+    if not len(measured):
+        return pd.DataFrame(columns=columns)
+    for column in ("runqueue_wait_ratio", "discarded_blocks", "load_avg"):
+        if column not in measured:  # runs recorded before interference was measured
+            measured = measured.assign(**{column: np.nan})
+    flagged = measured[
+        (measured["status"] == "contended")
+        | measured["noisy"].fillna(False).astype(bool)
+        | (measured["discarded_blocks"].fillna(0) > 0)
+    ]
+    flagged = with_config(flagged).assign(
+        iqr_over_median=lambda f: f["time_iqr_s"] / f["time_median_s"],
+        runqueue_wait=lambda f: f["runqueue_wait_ratio"],
+    )
+    return flagged[columns].sort_values(["status", "variant", "config", "seq_len"]).reset_index(drop=True)
 
 
 def failure_table(frame: pd.DataFrame) -> pd.DataFrame:

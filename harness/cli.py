@@ -32,8 +32,8 @@ from .plugins import PluginError, load_plugins
 from .progress import Progress
 from .report import build_report
 from .results import ResultsError, load_results
-from .runner import RunError, RunSummary, run_sweep
-from .sweep import SweepError, build_sweep, check_device, expand
+from .runner import RunError, RunFailed, RunSummary, run_sweep
+from .sweep import SweepError, build_sweep, check_device, expand, normalize
 
 RESULTS_ROOT = Path("results")
 REPORT_ROOT = Path("report")
@@ -112,20 +112,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def positive_int(value: str | int, flag: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise UsageError(f"{flag} must be a positive integer, got {value!r}") from None
-    if number < 1:
-        raise UsageError(f"{flag} must be a positive integer, got {value!r}")
-    return number
-
-
 def cmd_calibrate(args: argparse.Namespace) -> int:
     device = check_device(args.device)
     if args.threads is not None:
-        torch.set_num_threads(positive_int(args.threads, "--threads"))
+        torch.set_num_threads(normalize("threads", args.threads))
     pin_allocator()
     print(f"calibrating {device} ({device_name(device)}, {torch.get_num_threads()} threads)...", file=sys.stderr)
     ceilings = calibrate(device, refresh=not args.cached)
@@ -175,6 +165,12 @@ def _report_summary(summary: RunSummary) -> None:
     counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items()))
     fraction = summary.timed_s / summary.wall_s if summary.wall_s else 0.0
     print(f"{summary.total} cases ({counts}); {summary.resumed} were already recorded")
+    trouble = summary.counts.get("contended", 0)
+    if trouble or summary.noisy:
+        print(
+            f"measurement quality: {trouble} contended (the machine kept preempting them; not timed), "
+            f"{summary.noisy} noisy (IQR/median over 10%)" + (f"; before the sweep: {summary.busy}" if summary.busy else "")
+        )
     print(f"wall time {summary.wall_s:.1f} s, of which {summary.timed_s:.1f} s ({fraction:.0%}) inside timed calls")
     for path in summary.paths:
         print(f"wrote {path}")
@@ -183,7 +179,7 @@ def _report_summary(summary: RunSummary) -> None:
 def cmd_sweep(args: argparse.Namespace) -> int:
     sweep = _sweep_from_args(args)
     out = Path(args.out) if args.out else _default_out(args.preset)
-    summary = run_sweep(sweep, out, resume=args.resume, plugins=args.plugin, progress=Progress())
+    summary = run_sweep(sweep, out, resume=args.resume, plugins=args.plugin, progress=Progress(), strict=args.strict)
     _report_summary(summary)
     if args.report:
         index = build_report([out], REPORT_ROOT / out.name)
@@ -270,6 +266,7 @@ def _add_sweep_flags(p: argparse.ArgumentParser, *, with_grid: bool = True) -> N
     p.add_argument("--threads", help="torch threads per worker (default: torch's own)")
     p.add_argument("--timeout", help="seconds per case before its worker is killed")
     p.add_argument("--max-time", help="seconds per case for the timing loop's cap")
+    p.add_argument("--strict", action="store_true", help="refuse to run on a busy machine (the quiet check fails)")
     if not with_grid:
         for name in ("config", "variants", "seq_lens", "batch", "heads", "head_dim", "dtype", "causal", "mode"):
             p.set_defaults(**{name: None})
@@ -362,6 +359,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = exc.args[0] if exc.args else str(exc)
         print(f"attnbench {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except RunFailed as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"attnbench {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"attnbench {args.command}: interrupted; finished cases are kept (use --resume)", file=sys.stderr)
         return 130

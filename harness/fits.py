@@ -127,6 +127,24 @@ def declared_exponent(complexity: str) -> float | None:
     return None
 
 
+MAX_CI_WIDTH = 1.0  # a 95% interval wider than one power of N cannot tell O(N) from O(N^2)
+
+
+def implausible(fit: Fit, noisy_points: int = 0) -> str:
+    """Why a time exponent cannot be read as a complexity class, or ''.
+
+    Work never shrinks as N grows, so a negative exponent is the machine's
+    noise (or a fixed overhead falling away), not an algorithm; neither is an
+    interval too wide to separate neighbouring classes.
+    """
+    noise = f"; {noisy_points} noisy point(s) in the curve" if noisy_points else ""
+    if fit.alpha < 0:
+        return f"time fell as N grew (alpha {fit.alpha:.2f}): noise or fixed overhead, not a complexity{noise}"
+    if fit.ci_high - fit.ci_low > MAX_CI_WIDTH:
+        return f"95% interval [{fit.ci_low:.2f}, {fit.ci_high:.2f}] too wide to classify{noise}"
+    return ""
+
+
 def agrees(fit: Fit, expected: float | None) -> bool | None:
     """Whether a fit matches the declared exponent (None when nothing was declared)."""
     if expected is None:

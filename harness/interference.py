@@ -118,3 +118,60 @@ class Interference:
     discarded: int
     load_avg: float | None
     steal: float | None
+
+
+QUIET_WAIT = 0.05  # a quiet machine: threads waited under 5% of the check
+QUIET_STEAL = 0.05
+QUIET_SPREAD = 1.25  # a quiet machine: the check's median block within 25% of its best
+
+
+def quiet_check(threads: int, seconds: float = 1.0) -> dict:
+    """Is the machine quiet enough to time on? A ``seconds``-long matmul loop on ``threads`` threads.
+
+    Returns ``{"busy": reason or None, "wait_ratio", "steal", "load_avg", "spread", "cpus"}``.
+    Busy means: the loop's threads waited on a run queue (another process
+    holds the CPUs they need), the hypervisor stole time, or the loop's blocks
+    ran well over their best (contention procfs cannot see, e.g. a sibling
+    hyperthread or memory bandwidth).
+    """
+    import torch
+
+    from .threads import thread_count
+
+    cpus = os.cpu_count() or 1
+    load = load_average()
+    a = torch.randn(256, 256)
+    blocks: list[float] = []
+    with thread_count(threads), SchedulerProbe() as probe:
+        (a @ a).sum()  # start the thread pool before the first reading
+        steal_before = read_steal()
+        _cpu0, wait0 = probe.read()
+        began = end = time.perf_counter()
+        while end - began < seconds:
+            t0 = time.perf_counter()
+            for _ in range(10):
+                a @ a
+            end = time.perf_counter()
+            blocks.append(end - t0)
+        _cpu1, wait1 = probe.read()
+    wait = (wait1 - wait0) * 1e-9 / ((end - began) * threads)
+    steal = steal_share(steal_before, read_steal())
+    blocks.sort()
+    spread = blocks[len(blocks) // 2] / blocks[0]
+    reasons = []
+    if probe.procfs and wait > QUIET_WAIT:
+        reasons.append(f"this process's threads waited on a run queue {wait:.0%} of a {seconds:g}-s check")
+    if steal is not None and steal > QUIET_STEAL:
+        reasons.append(f"the hypervisor stole {steal:.0%} of CPU time")
+    if spread > QUIET_SPREAD:
+        reasons.append(f"a calibration loop's median block ran {spread:.2f}x its best")
+    if reasons and load is not None:
+        reasons.append(f"load average {load:.1f} on {cpus} CPUs")
+    return {
+        "busy": "; ".join(reasons) or None,
+        "wait_ratio": wait if probe.procfs else None,
+        "steal": steal,
+        "load_avg": load,
+        "spread": spread,
+        "cpus": cpus,
+    }

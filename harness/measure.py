@@ -248,7 +248,7 @@ def measure_case(
     record.time_median_s, record.time_iqr_s = s.median, s.iqr
     record.time_p20_s, record.time_p80_s, record.time_min_s, record.time_mean_s = s.p20, s.p80, s.min, s.mean
     record.n_samples, record.block_size, record.noisy, record.n_outliers = s.n, timing.block_size, s.noisy, s.outliers
-    record.stop_reason, record.time_samples_s = timing.stop_reason, list(timing.samples)
+    record.stop_reason, record.time_samples_s = timing.stop_reason, list(timing.used)
     record.warnings = list(timing.warnings)
     if timing.contended:
         record.status, record.reason = "contended", timing.warnings[0]

@@ -41,8 +41,23 @@ class Progress:
             self.stream.write(line[:160].ljust(160))
             if done == total and record is not None:
                 self.stream.write("\n")
+            flag = quality_flag(record) if record is not None else ""
+            if flag:  # a flagged case keeps a line of its own above the live one
+                self.stream.write(f"\r{case.label()}: {flag}".ljust(160)[:160] + "\n")
         elif record is not None:
             status = record["status"]
             detail = f"{record['time_median_s'] * 1e3:.3f} ms" if status == "ok" else record.get("reason", "")[:120]
+            flag = quality_flag(record) if status == "ok" else ""
+            detail += f" [{flag}]" if flag else ""
             self.stream.write(f"[{done}/{total}] {case.label()}: {status} {detail}  ({_clock(elapsed)}, ETA {eta})\n")
         self.stream.flush()
+
+
+def quality_flag(record: dict) -> str:
+    """'contended: ...' or 'noisy: IQR/median 14%' for a record whose time is not to be taken at face value."""
+    if record.get("status") == "contended":
+        return record.get("reason", "contended")[:140]
+    if record.get("status") == "ok" and record.get("noisy"):
+        ratio = record["time_iqr_s"] / record["time_median_s"] if record.get("time_median_s") else float("nan")
+        return f"noisy: IQR/median {ratio:.0%}"
+    return ""

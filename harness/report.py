@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .analysis import crossover_table, failure_table, fastest_table, fit_table
+from .analysis import crossover_table, failure_table, fastest_table, fit_table, quality_table
 from .figures import make_figures
 from .results import CASES_FILE, ENV_FILE, MAPS_FILE, PARQUET_FILE, ResultsError
 
@@ -115,6 +115,38 @@ def _env_table(envs: dict[str, dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _quality_html(frame: pd.DataFrame, table: pd.DataFrame, envs: dict[str, dict]) -> str:
+    """The measurement-quality section: how far the numbers can be trusted, and on what machine."""
+    measured = frame[frame["status"].isin(["ok", "contended"])]
+    contended = int((frame["status"] == "contended").sum())
+    noisy = int(measured["noisy"].fillna(False).astype(bool).sum())
+    retaken = int(measured.get("discarded_blocks", pd.Series(dtype=float)).fillna(0).gt(0).sum())
+    lines = [
+        f"{len(measured)} cases timed: {contended} contended (the machine preempted their blocks until the cap; "
+        "left out of fits, crossovers and the fastest-per-N table), "
+        f"{noisy} noisy (IQR/median over 10%; kept, and flagged in the fits), "
+        f"{retaken} with preempted blocks discarded and re-taken."
+    ]
+    for run, env in envs.items():
+        quiet = env.get("quiet_check") or {}
+        verdict = f"busy: {quiet['busy']}" if quiet.get("busy") else "quiet" if quiet else "not run"
+        malloc = ", ".join(f"{k}={v}" for k, v in (env.get("worker_env") or {}).items() if k.startswith("MALLOC"))
+        lines.append(
+            f"{run}: {env.get('cpu') or 'unknown CPU'}, {env.get('cpu_count')} CPUs, "
+            f"{(env.get('sweep') or {}).get('threads', env.get('torch_threads'))} threads per case; "
+            f"check before the sweep: {verdict}; workers' allocator: {malloc or 'default glibc malloc'}"
+            " (pinned to the heap, so CPU times are a caching allocator's steady state; an unpinned process, "
+            "as in a plain torch.utils.benchmark session, can time the same call up to ~2x slower)."
+        )
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    body = (
+        table.to_html(index=False, escape=True, border=0, na_rep="", float_format=lambda x: f"{x:.3g}")
+        if len(table)
+        else "<p><em>every timed case was clean</em></p>"
+    )
+    return f"<section id='quality'><h2>Measurement quality</h2><ul>{items}</ul><div class='scroll'>{body}</div></section>"
+
+
 def build_report(run_dirs: list[str | Path], out: str | Path, *, baseline: str = "sdpa") -> Path:
     """Write the report for ``run_dirs`` into ``out``; returns the path of index.html."""
     if not run_dirs:
@@ -138,6 +170,7 @@ def build_report(run_dirs: list[str | Path], out: str | Path, *, baseline: str =
         "crossovers": crossover_table(frame),
         "fastest_per_n": fastest_table(frame),
         "failures": failure_table(frame),
+        "quality": quality_table(frame),
         "environment": _env_table(envs),
     }
     for name, table in tables.items():
@@ -147,14 +180,16 @@ def build_report(run_dirs: list[str | Path], out: str | Path, *, baseline: str =
 
     headline = fits[
         ["config", "variant", "time_alpha", "time_ci_low", "time_ci_high", "declared_time", "time_agrees",
-         "mem_beta", "declared_memory", "mem_agrees", "fit_n_lo", "fit_n_hi"]
+         "mem_beta", "declared_memory", "mem_agrees", "fit_n_lo", "fit_n_hi", "note"]
     ] if len(fits) else fits  # fmt: skip
     counts = frame["status"].value_counts().to_dict()
     runs = ", ".join(envs)
     summary = [
         f"# attnbench report: {runs}\n",
         f"{len(frame)} cases: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + "\n",
-        "## Complexity fits (time ~ N^alpha, memory ~ N^beta)\n",
+        "## Measurement quality\n",
+        _markdown(tables["quality"]),
+        "\n## Complexity fits (time ~ N^alpha, memory ~ N^beta)\n",
         _markdown(headline),
         "\n## Crossovers\n",
         _markdown(tables["crossovers"]),
@@ -169,6 +204,7 @@ def build_report(run_dirs: list[str | Path], out: str | Path, *, baseline: str =
         for name, path in figures.items()
     )
     sections = [
+        _quality_html(frame, tables["quality"], envs),
         _table_html(
             headline,
             "Complexity fits",

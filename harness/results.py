@@ -24,6 +24,8 @@ CSV_FILE = "results.csv"
 ENV_FILE = "env.json"
 SWEEP_FILE = "sweep.json"
 MAPS_FILE = "attention_maps.json"
+LOCK_FILE = ".lock"
+LOG_FILE = "worker.log"
 
 # DESIGN.md "Results table", in order; then the extra columns the harness keeps.
 COLUMNS = [
@@ -32,6 +34,7 @@ COLUMNS = [
     "status", "reason",
     "time_median_s", "time_iqr_s", "time_p20_s", "time_p80_s", "time_min_s", "time_mean_s",
     "n_samples", "block_size", "noisy",
+    "runqueue_wait_ratio", "cpu_utilization", "discarded_blocks", "load_avg", "steal_ratio",
     "peak_mem_bytes", "mem_method",
     "flops", "gflops_per_s",
     "rel_err", "max_abs_err", "cosine", "err_rows",
@@ -81,10 +84,23 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def repair_torn_tail(path: Path) -> None:
-    """Cut an unterminated last line off ``cases.jsonl`` before appending to it again."""
+    """Make ``cases.jsonl`` end in a newline before appending to it again.
+
+    An unterminated last line that parses (the kill landed between the record
+    and its newline) is a finished case, which `read_jsonl` counted as done:
+    it gets its newline. One that does not parse is cut off; its case runs again.
+    """
     data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        path.write_bytes(data[: data.rfind(b"\n") + 1])
+    if not data or data.endswith(b"\n"):
+        return
+    cut = data.rfind(b"\n") + 1
+    try:
+        json.loads(data[cut:])
+    except ValueError:
+        path.write_bytes(data[:cut])
+        return
+    with open(path, "ab") as f:
+        f.write(b"\n")
 
 
 def to_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
@@ -95,7 +111,14 @@ def to_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
             frame[column] = None
     frame = frame[COLUMNS + [c for c in frame.columns if c not in COLUMNS]]
     if len(frame):
-        frame = frame.drop_duplicates(subset=["run_id", "case_id"], keep="last").reset_index(drop=True)
+        repeated = frame.duplicated(subset=["run_id", "case_id"], keep="last")
+        if repeated.any():
+            warnings.warn(
+                f"{int(repeated.sum())} case(s) recorded more than once (two sweeps wrote one folder?); "
+                "keeping the last record of each",
+                stacklevel=2,
+            )
+            frame = frame[~repeated].reset_index(drop=True)
     return frame
 
 

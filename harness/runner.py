@@ -14,37 +14,45 @@ fsynced); re-running with ``resume=True`` runs only the cases not recorded.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
-import torch
 
 from .allocator import malloc_env
 from .budget import BUDGET_FRACTION, available_bytes, over_budget
 from .case import Case
 from .ceilings import calibrate
 from .env import capture_env
+from .interference import quiet_check
 from .measure import record_for
 from .results import (
     CASES_FILE,
+    CSV_FILE,
     ENV_FILE,
+    LOCK_FILE,
+    LOG_FILE,
     MAPS_FILE,
+    PARQUET_FILE,
     SWEEP_FILE,
     JsonlWriter,
     consolidate,
     read_jsonl,
     repair_torn_tail,
 )
-from .sweep import Sweep, expand
+from .sweep import FLAG_NAMES, Sweep, expand
+from .threads import thread_count
 
 FAILURES_THAT_STOP_GROWTH = ("timeout", "oom", "crash", "skipped")
 
@@ -56,12 +64,13 @@ class RunError(Exception):
 @dataclass
 class RunSummary:
     run_dir: Path
-    counts: dict[str, int]
+    counts: dict[str, int]  # cases per status, over the whole run folder
+    noisy: int  # measured cases (ok or contended) whose IQR/median was over 10%
     total: int
-    resumed: int
-    wall_s: float
-    worker_s: float  # wall time spent waiting on workers (starting them included)
-    timed_s: float  # time inside timed calls: the sum of every ok case's samples times its block size
+    resumed: int  # cases already recorded when this invocation began
+    wall_s: float  # this invocation's wall time
+    timed_s: float  # this invocation's time inside timed calls: samples times block sizes
+    busy: str | None = None  # the quiet check's finding, when the machine was busy
     paths: list[Path] = field(default_factory=list)
 
 
@@ -90,10 +99,11 @@ class Worker:
         command = [sys.executable, "-m", "harness.worker", "--memory-limit", str(memory_limit)]
         for plugin in plugins:
             command += ["--plugin", plugin]
-        self.log = open(log, "ab")
+        # Its own session and process group, so whatever the worker starts ends with it.
         self.proc = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, env=env, start_new_session=True
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True
         )
+        self.log = LogPump(self.proc.stderr, log)
         self._buffer = b""
         ready = self._read_line(self.START_TIMEOUT_S)
         if ready is None or "ready" not in json.loads(ready):
@@ -148,23 +158,20 @@ class Worker:
         return f"worker {what}: {how}" + (f"; last log line: {last}" if last else "")
 
     def last_log_line(self) -> str:
-        self.log.flush()
-        try:
-            with open(self.log.name, "rb") as f:
-                f.seek(max(0, os.path.getsize(self.log.name) - 4096))
-                lines = [line.strip() for line in f.read().decode(errors="replace").splitlines() if line.strip()]
-        except OSError:
-            return ""
+        lines = self.log.last_lines()
         # faulthandler's header says what happened; prefer it to the traceback's last frame
         fatal = [line for line in lines if line.startswith("Fatal Python error")]
         return (fatal[-1] if fatal else lines[-1] if lines else "")[:300]
 
+    def _end_group(self) -> None:
+        """SIGKILL the worker's process group: the worker, and any process a variant started."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        self._end_group()
         self.proc.wait()
         self.close()
 
@@ -178,9 +185,58 @@ class Worker:
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self.kill()
-                return
+                pass
+        self._end_group()
+        self.proc.wait()
         self.log.close()
+
+
+class LogPump:
+    """Copies a worker's stderr into the run's log, at most LOG_CAP_BYTES per run, in a thread.
+
+    A chatty variant cannot fill the disk: past the cap its output is counted,
+    not kept. The last lines are kept in memory either way, so a crash's
+    reason can quote them. The thread reads until the worker's end of the
+    pipe closes, so the worker never blocks on a full pipe.
+    """
+
+    LOG_CAP_BYTES = 8 * 2**20
+
+    def __init__(self, pipe, path: Path) -> None:
+        self.path = path
+        self._file = open(path, "ab")
+        self._room = max(0, self.LOG_CAP_BYTES - self._file.tell())
+        self._dropped = 0
+        self._tail: deque[bytes] = deque(maxlen=40)
+        self._thread = threading.Thread(target=self._pump, args=(pipe,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, pipe) -> None:
+        partial = b""
+        for chunk in iter(lambda: os.read(pipe.fileno(), 1 << 16), b""):
+            kept = chunk[: self._room]
+            self._file.write(kept)
+            self._file.flush()
+            self._room -= len(kept)
+            self._dropped += len(chunk) - len(kept)
+            *lines, partial = (partial + chunk).split(b"\n")
+            self._tail.extend(line for line in lines if line.strip())
+            partial = partial[-4096:]
+        if partial.strip():
+            self._tail.append(partial)
+        pipe.close()
+
+    def last_lines(self) -> list[str]:
+        """The worker's last non-empty stderr lines (after it has exited: all of them)."""
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
+        return [line.decode(errors="replace").strip() for line in list(self._tail)]
+
+    def close(self) -> None:
+        self._thread.join(timeout=10)
+        if self._dropped:
+            self._file.write(f"[attnbench: {self._dropped} bytes of worker output dropped: log over its cap]\n".encode())
+        self._file.close()
 
 
 class WorkerDied(Exception):
@@ -194,10 +250,26 @@ def _growth_key(case: Case) -> tuple:
     return tuple(sorted(d.items()))
 
 
+class RunFailed(Exception):
+    """A sweep that stopped part-way for a reason outside the cases (a full disk); finished rows are kept."""
+
+
+def _setting_changes(stored: dict, sweep: Sweep) -> list[str]:
+    """'--timeout 120 -> 30' for every sweep setting a resume would change."""
+    current = json.loads(json.dumps(sweep.to_dict()))  # tuples as lists, as stored
+    return [
+        f"{FLAG_NAMES.get(name, '--' + name.replace('_', '-'))} {stored.get(name)!r} -> {value!r}"
+        for name, value in current.items()
+        if stored.get(name) != value
+    ]
+
+
 def prepare_run_dir(run_dir: Path, cases: list[Case], sweep: Sweep, plugins: list[str], resume: bool) -> list[dict]:
-    """Create or check the run directory; returns the records already in it."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunError(f"output directory {run_dir} is a file")
+    """Check the (locked) run directory; returns the records already in it.
+
+    A resume must repeat the recorded sweep exactly: its rows were measured
+    under those settings, and ``env.json`` describes them.
+    """
     jsonl = run_dir / CASES_FILE
     definition = {"case_ids": sorted(c.case_id for c in cases), "plugins": plugins}
     if jsonl.exists():
@@ -207,17 +279,42 @@ def prepare_run_dir(run_dir: Path, cases: list[Case], sweep: Sweep, plugins: lis
             stored = json.loads((run_dir / SWEEP_FILE).read_text())
         except (OSError, ValueError):
             raise RunError(f"{run_dir} holds cases but no readable {SWEEP_FILE}: not a sweep to resume") from None
+        changes = _setting_changes(stored.get("sweep", {}), sweep)
+        if stored.get("definition", {}).get("plugins") != plugins:
+            changes.append(f"--plugin {stored.get('definition', {}).get('plugins')!r} -> {plugins!r}")
+        if changes:
+            raise RunError(f"--resume with other settings than the recorded sweep's: {'; '.join(changes)}")
         if stored.get("definition", {}).get("case_ids") != definition["case_ids"]:
-            raise RunError(f"--resume: {run_dir} holds another sweep's cases (a different definition); use another --out")
+            raise RunError(
+                f"--resume: {run_dir} holds another sweep's cases (the variants available changed?); use another --out"
+            )
         recorded = read_jsonl(jsonl)  # warns about a torn last line; its case runs again
         repair_torn_tail(jsonl)
         return recorded
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RunError(f"cannot create output directory {run_dir}: {exc.strerror}") from None
     (run_dir / SWEEP_FILE).write_text(json.dumps({"sweep": sweep.to_dict(), "definition": definition}, indent=2))
     return []
+
+
+@contextmanager
+def locked_run_dir(run_dir: Path) -> Iterator[None]:
+    """Create ``run_dir`` and hold an exclusive lock on it for the block; `RunError` if another sweep holds it.
+
+    ``flock`` on a file inside the folder: the kernel drops it when the holder
+    exits, however it exits, so a killed sweep never leaves a stale lock.
+    """
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunError(f"output directory {run_dir} is a file")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(run_dir / LOCK_FILE, "a")
+    except OSError as exc:
+        raise RunError(f"cannot create output directory {run_dir}: {exc.strerror}") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunError(f"{run_dir} is in use by another sweep (it holds {LOCK_FILE}); wait for it to finish") from None
+        yield
 
 
 def run_sweep(
@@ -227,28 +324,47 @@ def run_sweep(
     resume: bool = False,
     plugins: list[str] | None = None,
     progress: Callable[[int, int, Case, dict | None], None] | None = None,
+    strict: bool = False,
 ) -> RunSummary:
     """Run every case of ``sweep`` not yet in ``out``; consolidate the table; return a summary.
 
     ``progress(done, total, case, record)`` is called before each case (record
-    None) and after it (with the record).
+    None) and after it (with the record). Before the first case, a one-second
+    quiet check (`harness.interference.quiet_check`): a busy machine is one
+    warning, or with ``strict`` a `RunError`.
     """
-    began = time.monotonic()
     plugins = list(plugins or [])
     run_dir = Path(out)
     cases = expand(sweep)
     if not cases:
         raise RunError("the sweep has no cases (no variant available on the requested devices?)")
+    with locked_run_dir(run_dir):
+        return _run_locked(sweep, run_dir, cases, resume, plugins, progress, strict)
+
+
+def _run_locked(sweep, run_dir, cases, resume, plugins, progress, strict) -> RunSummary:
+    began = time.monotonic()
+    quiet = quiet_check(sweep.threads)
+    if quiet["busy"] and strict:
+        raise RunError(f"the machine is busy: {quiet['busy']} (--strict)")
     recorded = prepare_run_dir(run_dir, cases, sweep, plugins, resume)
+    if quiet["busy"]:
+        warnings.warn(f"the machine is busy: {quiet['busy']}; contended cases will be marked", stacklevel=2)
     done = {r["case_id"] for r in recorded}
     run_id = run_dir.name
 
-    torch.set_num_threads(sweep.threads)
-    env = capture_env()
-    env["sweep"] = sweep.to_dict()
-    env["worker_env"] = worker_env(sweep.threads)
-    env["ceilings"] = {device: calibrate(device) for device in sweep.devices}
-    (run_dir / ENV_FILE).write_text(json.dumps(env, indent=2))
+    env_path = run_dir / ENV_FILE
+    if recorded and env_path.is_file():  # a resume: the rows already recorded were made under this env
+        env = json.loads(env_path.read_text())
+        env.setdefault("resumes", []).append({"quiet_check": quiet, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    else:
+        with thread_count(sweep.threads):
+            env = capture_env()
+            env["ceilings"] = {device: calibrate(device) for device in sweep.devices}
+        env["sweep"] = sweep.to_dict()
+        env["worker_env"] = worker_env(sweep.threads)
+        env["quiet_check"] = quiet
+    env_path.write_text(json.dumps(env, indent=2))
 
     budgets = {device: int(available_bytes(device) * BUDGET_FRACTION) for device in sweep.devices}
     writer = JsonlWriter(run_dir / CASES_FILE)
@@ -261,7 +377,7 @@ def run_sweep(
             failed_at.setdefault(_growth_key(case), (case.seq_len, r["status"]))
     worker: Worker | None = None
     worker_key: tuple | None = None
-    measured_s = 0.0
+    timed_s = 0.0
     todo = [c for c in cases if c.case_id not in done]
     try:
         for index, case in enumerate(todo):
@@ -281,9 +397,8 @@ def run_sweep(
                     if worker is not None:
                         worker.close()
                     worker, worker_key = None, None
-                started = time.monotonic()
                 try:
-                    worker = worker or Worker(plugins, case.threads, _memory_limit(case, budgets), run_dir / "worker.log")
+                    worker = worker or Worker(plugins, case.threads, _memory_limit(case.device, budgets), run_dir / LOG_FILE)
                     worker_key = (case.variant, case.device)
                     record = worker.run(case, sweep.max_time_s, sweep.timeout_s)
                     if record is None:
@@ -294,12 +409,20 @@ def run_sweep(
                     if worker is not None:
                         worker.close()
                     worker = None
-                measured_s += time.monotonic() - started
                 if record["status"] in ("oom", "error") and worker is not None:
                     worker.close()  # restart after any failure: its state is suspect
                     worker = None
             record["run_id"] = run_id
-            writer.write(record)
+            try:
+                writer.write(record)
+            except OSError as exc:
+                kept = len(done) + index
+                raise RunFailed(
+                    f"cannot write {run_dir / CASES_FILE}: {exc.strerror}; the {kept} finished cases are kept, "
+                    f"finish with --resume --out {run_dir}"
+                ) from None
+            if record["status"] in ("ok", "contended"):
+                timed_s += sum(record["time_samples_s"]) * record["block_size"]
             if record["status"] in FAILURES_THAT_STOP_GROWTH:
                 failed_at.setdefault(key, (case.seq_len, record["status"]))
             if progress:
@@ -309,25 +432,31 @@ def run_sweep(
             worker.close()
         writer.close()
 
-    write_attention_maps(run_dir, cases, plugins, sweep.timeout_s)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a torn line was already reported when resuming
-        frame = consolidate(run_dir)
-    ok = frame[frame["status"] == "ok"]
-    timed_s = sum(sum(s) * k for s, k in zip(ok["time_samples_s"], ok["block_size"]))
+    try:
+        write_attention_maps(run_dir, cases, plugins, sweep.timeout_s, _memory_limit("cpu", budgets))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a torn line was already reported when resuming
+            frame = consolidate(run_dir)
+    except OSError as exc:
+        raise RunFailed(
+            f"cannot write the results of {run_dir}: {exc.strerror}; every case is in {CASES_FILE}, "
+            f"write the tables with --resume --out {run_dir}"
+        ) from None
+    measured = frame[frame["status"].isin(["ok", "contended"])]
     return RunSummary(
         run_dir=run_dir,
         counts={k: int(v) for k, v in frame["status"].value_counts().items()},
+        noisy=int(measured["noisy"].fillna(False).astype(bool).sum()),
         total=len(cases),
         resumed=len(done),
         wall_s=time.monotonic() - began,
-        worker_s=measured_s,
         timed_s=timed_s,
-        paths=[run_dir / CASES_FILE, run_dir / "results.parquet", run_dir / "results.csv", run_dir / ENV_FILE],
+        busy=quiet["busy"],
+        paths=[run_dir / CASES_FILE, run_dir / PARQUET_FILE, run_dir / CSV_FILE, run_dir / ENV_FILE],
     )
 
 
-def write_attention_maps(run_dir: Path, cases: list[Case], plugins: list[str], timeout: float) -> None:
+def write_attention_maps(run_dir: Path, cases: list[Case], plugins: list[str], timeout: float, memory_limit: int = 0) -> None:
     """``attention_maps.json``: exact softmax's and each swept variant's implied attention
     matrix (`harness.maps`), computed on the CPU in a worker, non-causal and causal."""
     names = ["exact"] + sorted({c.variant for c in cases})
@@ -336,7 +465,7 @@ def write_attention_maps(run_dir: Path, cases: list[Case], plugins: list[str], t
     for name in names:
         for key, causal in (("non_causal", False), ("causal", True)):
             try:
-                worker = worker or Worker(plugins, 1, 0, run_dir / "worker.log")
+                worker = worker or Worker(plugins, 1, memory_limit, run_dir / LOG_FILE)
                 reply = worker.ask({"map": name, "causal": causal}, timeout)
                 if reply is None:
                     reply, worker = {"status": "timeout", "reason": f"no map within {timeout:g} s"}, None
@@ -348,6 +477,8 @@ def write_attention_maps(run_dir: Path, cases: list[Case], plugins: list[str], t
     (run_dir / MAPS_FILE).write_text(json.dumps(maps))
 
 
-def _memory_limit(case: Case, budgets: dict[str, int]) -> int:
-    """The worker's address-space allowance: the CPU budget (CUDA's allocator needs no cap on host VA)."""
-    return budgets[case.device] if case.device == "cpu" else 0
+def _memory_limit(device: str, budgets: dict[str, int]) -> int:
+    """A worker's address-space allowance: the CPU budget (CUDA's allocator needs no cap on host VA)."""
+    if device != "cpu":
+        return 0
+    return budgets.get("cpu") or int(available_bytes("cpu") * BUDGET_FRACTION)

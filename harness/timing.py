@@ -73,8 +73,13 @@ class Measurement:
         return self.stop_reason == "contended"
 
     @property
+    def used(self) -> tuple[float, ...]:
+        """The samples the statistics come from: the clean ones, or every block when contended."""
+        return self.samples + self.rejected if self.contended else self.samples
+
+    @property
     def summary(self) -> Summary:
-        return summarize(self.samples if self.samples and not self.contended else self.samples + self.rejected)
+        return summarize(self.used)
 
     @property
     def median(self) -> float:
@@ -206,10 +211,10 @@ def _with_warnings(m: Measurement) -> Measurement:
     if m.contended and i is not None:
         total = len(m.samples) + len(m.rejected)
         warning = (
-            f"contended: {len(m.rejected)} of {total} blocks waited on a run queue "
-            f"(wait {i.wait_ratio:.0%} of wall x threads"
+            f"contended: {len(m.rejected)} of {total} blocks preempted "
+            f"(run-queue wait {i.wait_ratio:.0%} of wall x threads"
             + (f", load average {i.load_avg:.1f}" if i.load_avg is not None else "")
-            + "); the time is not trustworthy"
+            + ")"
         )
         return Measurement(m.samples, m.block_size, m.clock, m.stop_reason, (warning,), m.rejected, i)
     return Measurement(m.samples, m.block_size, m.clock, m.stop_reason, _warn_if_noisy(m.summary), m.rejected, i)
