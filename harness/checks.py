@@ -107,12 +107,21 @@ def exact_error(spec: VariantSpec, *, n_q: int, n_kv: int | None = None, d: int 
     return relative_error(out, reference_attention(q, k, v, causal=causal, scale=scale))
 
 
+# (N_q, N_kv, D_v): tiny, past the usual 128/256 block sizes, N_q != N_kv both ways, D_v != D.
+EXACT_SHAPES = [(7, 7, None), (257, 257, None), (100, 160, None), (300, 517, None), (517, 300, None), (64, 64, 24)]
+
+
+def _case_label(dtype: torch.dtype, n_q: int, n_kv: int, d_v: int | None, causal: bool) -> str:
+    dv = f" D_v={d_v}" if d_v else ""
+    return f"{str(dtype).removeprefix('torch.')} N_q={n_q} N_kv={n_kv}{dv}{' causal' if causal else ''}"
+
+
 def check_exact(spec: VariantSpec, *, device: str = "cpu") -> CheckResult:
-    """Exact variants within dtype tolerance at a few shapes, causal and not."""
-    worst, skipped = {}, []
-    shapes = [(7, 7, None), (257, 257, None), (100, 160, None), (64, 64, 24)]
+    """Exact variants within dtype tolerance at several shapes, causal and not; a failure names its case."""
+    worst: dict[str, float] = {}
+    skipped, failures = [], []
     for dtype in (torch.float32, torch.bfloat16):
-        for n_q, n_kv, d_v in shapes:
+        for n_q, n_kv, d_v in EXACT_SHAPES:
             for causal in (False, True):
                 try:
                     err = exact_error(spec, n_q=n_q, n_kv=n_kv, d_v=d_v, causal=causal, dtype=dtype, device=device)
@@ -121,13 +130,15 @@ def check_exact(spec: VariantSpec, *, device: str = "cpu") -> CheckResult:
                     continue
                 key = str(dtype).removeprefix("torch.")
                 worst[key] = max(worst.get(key, 0.0), err)
+                if not err <= TOLERANCE[dtype]:  # NaN fails too
+                    hint = " (N_q != N_kv and causal: is the mask aligned top-left, j <= i?)" if causal and n_q != n_kv else ""
+                    failures.append(f"{_case_label(dtype, n_q, n_kv, d_v, causal)}: {err:.1e} > {TOLERANCE[dtype]:.0e}{hint}")
     if not worst:
         return CheckResult("exact", None, skipped[0] if skipped else "no case ran")
-    failed = [f"{k} {e:.1e} > {TOLERANCE[getattr(torch, k)]:.0e}" for k, e in worst.items() if e > TOLERANCE[getattr(torch, k)]]
-    summary = ", ".join(f"{k} {e:.1e}" for k, e in worst.items())
-    return CheckResult(
-        "exact", not failed, ("over tolerance: " + "; ".join(failed)) if failed else f"largest relative error {summary}"
-    )
+    if failures:
+        more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
+        return CheckResult("exact", False, "over tolerance: " + "; ".join(failures[:3]) + more)
+    return CheckResult("exact", True, "largest relative error " + ", ".join(f"{k} {e:.1e}" for k, e in worst.items()))
 
 
 def gradient_error(spec: VariantSpec, *, n_q: int, n_kv: int, causal: bool, device: str = "cpu") -> dict[str, float]:
@@ -160,13 +171,36 @@ def check_backward(spec: VariantSpec, *, device: str = "cpu") -> CheckResult:
         return CheckResult("backward", None, str(exc))
 
 
+CHECKS = {
+    "contract": lambda spec, device: check_contract(spec, device=device),
+    "contract (causal)": lambda spec, device: check_contract(spec, causal=True, device=device),
+    "deterministic": lambda spec, device: check_deterministic(spec, device=device),
+    "exact": lambda spec, device: check_exact(spec, device=device),
+    "backward": lambda spec, device: check_backward(spec, device=device),
+}
+
+
+def checks_for(spec: VariantSpec) -> list[str]:
+    """The names of the checks that apply to ``spec`` (exact tolerances only for exact variants)."""
+    return [name for name in CHECKS if name != "exact" or spec.exact]
+
+
+def run_check(variant: str, check: str, *, device: str = "cpu") -> CheckResult:
+    """One check on one variant; whatever the variant raises is that check's failure, not a traceback."""
+    spec = get_variant(variant)
+    try:
+        result = CHECKS[check](spec, device)
+    except Exception as exc:  # a misbehaving variant fails its check; the others still run
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        return CheckResult(check, False, f"raised {type(exc).__name__}: {first}")
+    return CheckResult(check, result.passed, result.detail)
+
+
 def check_variant(name: str, *, device: str = "cpu") -> list[CheckResult]:
-    """Run every check on one registered variant; `KeyError` for an unknown name."""
+    """Run every check on one registered variant in this process; `KeyError` for an unknown name.
+
+    ``attnbench check`` runs the same checks each in a worker process
+    (`harness.runner.run_checks`), so a variant that kills its process cannot hide a result.
+    """
     spec = get_variant(name)
-    results = [check_contract(spec, device=device), check_contract(spec, causal=True, device=device)]
-    results[1] = CheckResult("contract (causal)", results[1].passed, results[1].detail)
-    results.append(check_deterministic(spec, device=device))
-    if spec.exact:
-        results.append(check_exact(spec, device=device))
-    results.append(check_backward(spec, device=device))
-    return results
+    return [run_check(name, check, device=device) for check in checks_for(spec)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 import traceback
 import warnings
@@ -25,14 +26,13 @@ from variants import Unsupported, get_variant, list_variants
 
 from .allocator import pin_allocator
 from .ceilings import cache_path, calibrate, device_name
-from .checks import check_variant
 from .compare import METRICS, compare_runs
 from .export import write_pytest_benchmark
 from .plugins import PluginError, load_plugins
 from .progress import Progress
 from .report import build_report
 from .results import ResultsError, load_results
-from .runner import RunError, RunFailed, RunSummary, run_sweep
+from .runner import RunError, RunFailed, RunSummary, run_checks, run_sweep
 from .sweep import SweepError, build_sweep, check_device, expand, normalize
 
 RESULTS_ROOT = Path("results")
@@ -196,17 +196,28 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """Exit 0 only when at least one check ran and every check that ran passed."""
     load_plugins(args.plugin)
     device = check_device(args.device)
-    results = check_variant(args.name, device=device)
+    spec = get_variant(args.name)
+    unavailable = spec.unavailable_reason(device)
+    if unavailable:
+        print(f"{args.name}: no check can run here: {args.name} {unavailable}")
+        return 1
+    with tempfile.TemporaryDirectory(prefix="attnbench-check-") as scratch:
+        results = run_checks(args.name, device, args.plugin, Path(scratch) / "worker.log")
     marks = {True: "pass", False: "FAIL", None: "n/a "}
     for result in results:
-        print(f"{marks[result.passed]}  {result.name:18} {result.detail}")
-    failed = [r.name for r in results if r.passed is False]
-    print(
-        f"{args.name}: " + (f"{len(failed)} check(s) failed: {', '.join(failed)}" if failed else "every applicable check passed")
-    )
-    return 1 if failed else 0
+        print(f"{marks[result['passed']]}  {result['name']:18} {result['detail']}")
+    failed = [r["name"] for r in results if r["passed"] is False]
+    passed = [r["name"] for r in results if r["passed"]]
+    if failed:
+        print(f"{args.name}: {len(failed)} check(s) failed or could not run: {', '.join(failed)}")
+    elif not passed:
+        print(f"{args.name}: no check applies on {device}; nothing was verified")
+    else:
+        print(f"{args.name}: every applicable check passed ({len(passed)} of {len(results)} ran)")
+    return 0 if passed and not failed else 1
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

@@ -227,9 +227,12 @@ def measure_case(
             timed, forward, inputs = _workload(case)
             pristine = tuple(t.clone() for t in inputs)
             out = forward()  # also the untimed first call
-            problem = contract_violation(out, *inputs) or non_finite(out) or input_damage(inputs, pristine)
-            if problem:
-                return record_for(case, "error", f"{case.variant} {problem}")
+            broken = contract_violation(out, *inputs)
+            if broken:
+                return record_for(case, "error", f"contract broken: {case.variant} {broken}")
+            garbage = non_finite(out) or input_damage(inputs, pristine)
+            if garbage:
+                return record_for(case, "error", f"{case.variant} {garbage}")
             acc = measure_accuracy(out, *pristine, causal=case.causal, max_rows=accuracy_rows, seed=case.seed)
             if spec.backend is not None:
                 record.backend = spec.backend(*pristine, causal=case.causal)

@@ -338,15 +338,15 @@ def run_sweep(
     cases = expand(sweep)
     if not cases:
         raise RunError("the sweep has no cases (no variant available on the requested devices?)")
-    with locked_run_dir(run_dir):
-        return _run_locked(sweep, run_dir, cases, resume, plugins, progress, strict)
-
-
-def _run_locked(sweep, run_dir, cases, resume, plugins, progress, strict) -> RunSummary:
     began = time.monotonic()
     quiet = quiet_check(sweep.threads)
     if quiet["busy"] and strict:
         raise RunError(f"the machine is busy: {quiet['busy']} (--strict)")
+    with locked_run_dir(run_dir):
+        return _run_locked(sweep, run_dir, cases, resume, plugins, progress, quiet, began)
+
+
+def _run_locked(sweep, run_dir, cases, resume, plugins, progress, quiet, began) -> RunSummary:
     recorded = prepare_run_dir(run_dir, cases, sweep, plugins, resume)
     if quiet["busy"]:
         warnings.warn(f"the machine is busy: {quiet['busy']}; contended cases will be marked", stacklevel=2)
@@ -475,6 +475,33 @@ def write_attention_maps(run_dir: Path, cases: list[Case], plugins: list[str], t
     if worker is not None:
         worker.close()
     (run_dir / MAPS_FILE).write_text(json.dumps(maps))
+
+
+def run_checks(name: str, device: str, plugins: list[str], log: Path, timeout: float = 300.0) -> list[dict]:
+    """`harness.checks` on one variant, each check answered by a worker process.
+
+    A variant that kills its process (``os._exit``, a segfault) or hangs fails
+    the check it was in, as "could not run", and a fresh worker runs the rest:
+    no result is hidden, and no exit status can pass by accident.
+    """
+    from variants import get_variant
+
+    from .checks import checks_for
+
+    results = []
+    worker: Worker | None = None
+    for check in checks_for(get_variant(name)):
+        try:
+            worker = worker or Worker(plugins, 1, _memory_limit("cpu", {}), log)
+            reply = worker.ask({"check": name, "which": check, "device": device}, timeout)
+            if reply is None:
+                reply, worker = {"name": check, "passed": False, "detail": f"could not run: no result within {timeout:g} s"}, None
+        except WorkerDied as died:
+            reply, worker = {"name": check, "passed": False, "detail": f"could not run: {died}"}, None
+        results.append(reply)
+    if worker is not None:
+        worker.close()
+    return results
 
 
 def _memory_limit(device: str, budgets: dict[str, int]) -> int:

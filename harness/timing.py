@@ -96,9 +96,10 @@ def _stop(samples: list[float], elapsed: float, max_time_s: float, max_samples: 
     """Why to stop now, or None to keep sampling.
 
     ``samples`` are the clean blocks so far, ``waited`` how many were discarded.
-    At a cap with too few clean blocks, a measurement whose blocks waited is
-    ``contended``; one whose blocks did not (a cap shorter than MIN_SAMPLES
-    blocks) samples on until it has them.
+    At a cap with too few clean blocks, a measurement whose blocks mostly
+    waited is ``contended``; a transient preemption gets up to twice the cap;
+    one whose blocks did not wait (a cap shorter than MIN_SAMPLES blocks)
+    samples on until it has them.
     """
     n = len(samples)
     if n >= SLOW_CALL_SAMPLES and min(samples) > SLOW_CALL_S:
@@ -110,7 +111,11 @@ def _stop(samples: list[float], elapsed: float, max_time_s: float, max_samples: 
         return None
     if n >= min(MIN_SAMPLES, max_samples) or (samples and min(samples) > SLOW_CALL_S):
         return capped
-    return "contended" if waited else None
+    if not waited:
+        return None
+    # A transient (most blocks clean) gets up to twice the cap to finish; a busy machine does not.
+    transient = waited <= n and elapsed < 2 * max_time_s and n + waited < 2 * max_samples
+    return None if transient else "contended"
 
 
 def _settle(since_ns: int) -> None:
@@ -167,7 +172,7 @@ def time_cpu(
     # Preallocated: a list growing between calls is reallocated into the heap
     # among the op's own freed buffers and moves where the next call's land.
     # Whatever else is allocated between blocks is freed before the next one.
-    capacity = max(1, max_samples)
+    capacity = 2 * max(1, max_samples)  # room for the transient grace of `_stop`
     clean, waited = [0.0] * capacity, [0.0] * capacity
     n = n_waited = 0
     with SchedulerProbe() as probe:

@@ -1,7 +1,9 @@
 """A measurement worker process: cases in on stdin, records out, one JSON line each.
 
-A request is ``{"case": {...}, "max_time_s": S}`` (answered with a record) or
-``{"map": VARIANT}`` (answered with its attention map, `harness.maps`).
+A request is ``{"case": {...}, "max_time_s": S}`` (answered with a record),
+``{"map": VARIANT}`` (answered with its attention map, `harness.maps`) or
+``{"check": VARIANT, "which": CHECK, "device": D}`` (answered with one
+`harness.checks.CheckResult`).
 
     python -m harness.worker [--plugin P]... [--memory-limit BYTES]
 
@@ -57,8 +59,11 @@ def main() -> int:
     faulthandler.enable()  # a segfault leaves a Python traceback in the log
     _die_with_parent()
 
+    from dataclasses import asdict
+
     from .allocator import pin_allocator
     from .case import Case
+    from .checks import run_check
     from .maps import attention_map
     from .measure import measure_case
     from .plugins import load_plugins
@@ -73,6 +78,8 @@ def main() -> int:
         request = json.loads(line)
         if "map" in request:  # an attention map for the report (harness.maps)
             reply = attention_map(request["map"], causal=request.get("causal", False))
+        elif "check" in request:  # one contract check (harness.checks)
+            reply = asdict(run_check(request["check"], request["which"], device=request["device"]))
         else:
             reply = measure_case(Case(**request["case"]), max_time_s=request["max_time_s"]).to_dict()
         protocol.write(json.dumps(reply) + "\n")

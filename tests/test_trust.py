@@ -1,0 +1,143 @@
+"""Numbers a user can trust on a busy machine: interference is detected, garbage is never `ok`.
+
+The busy machine is real: the tests start their own bounded busy loops
+(`tests/load.py`) and always stop them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from load import cpu_hogs
+
+from harness.interference import SchedulerProbe, quiet_check
+from harness.progress import quality_flag
+from harness.report import build_report
+from harness.threads import thread_count
+from harness.timing import MIN_SAMPLES, _stop, time_cpu
+
+ROOT = Path(__file__).resolve().parent.parent
+GARBAGE = str(Path(__file__).resolve().parent / "plugins" / "garbage.py")
+
+
+def attnbench(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, timeout=600, env=env, cwd=ROOT
+    )
+
+
+def test_stop_rule_calls_a_measurement_contended_only_when_its_blocks_waited():
+    few = [1.0e-3] * (MIN_SAMPLES - 2)
+    assert _stop(few, elapsed=2.0, max_time_s=1.0, max_samples=1000, waited=0) is None  # no wait: sample on
+    assert _stop(few, elapsed=2.0, max_time_s=1.0, max_samples=1000, waited=40) == "contended"
+    assert _stop([], elapsed=1.0, max_time_s=1.0, max_samples=1000, waited=30) == "contended"
+    # a transient: most blocks clean, so the cap stretches (up to twice) for the rest
+    assert _stop(few, elapsed=1.2, max_time_s=1.0, max_samples=1000, waited=1) is None
+    assert _stop(few, elapsed=2.0, max_time_s=1.0, max_samples=1000, waited=1) == "contended"
+    spread = [1e-3, 1.2e-3, 0.9e-3, 1.5e-3, 0.7e-3, 1.1e-3]
+    assert _stop(spread, elapsed=1.0, max_time_s=1.0, max_samples=1000, waited=50) == "time cap"
+    assert _stop([1e-3] * 6, elapsed=0.2, max_time_s=1.0, max_samples=1000, waited=50) == "stable"
+
+
+def test_scheduler_probe_counts_cpu_time_of_this_process():
+    with SchedulerProbe() as probe:
+        cpu0, _ = probe.read()
+        a = torch.randn(256, 256)
+        for _ in range(200):
+            a @ a
+        cpu1, _ = probe.read()
+    assert cpu1 > cpu0
+
+
+def test_preempted_blocks_are_discarded_under_a_cpu_hog():
+    a = torch.randn(384, 384)
+    with thread_count(2), cpu_hogs(seconds=60):
+        m = time_cpu(lambda: a @ a, max_time_s=0.5, threads=2)
+    i = m.interference
+    assert i.discarded > 0 and len(m.rejected) == i.discarded
+    assert i.wait_ratio > 0.05, i
+    if m.contended:
+        assert m.warnings and "blocks preempted" in m.warnings[0] and "run-queue wait" in m.warnings[0]
+
+
+def test_quiet_check_names_a_busy_machine():
+    with cpu_hogs(seconds=60):
+        busy = quiet_check(2, seconds=0.5)
+    assert busy["busy"] and "run queue" in busy["busy"], busy
+
+
+SWEEP = ["sweep", "--variants", "naive,sdpa", "--seq-lens", "256,512", "--heads", "4", "--threads", "2", "--max-time", "0.3"]
+
+
+def test_sweep_under_a_cpu_hog_is_never_silently_inflated(tmp_path):
+    quiet = attnbench(*SWEEP, "--out", str(tmp_path / "quiet"))
+    assert quiet.returncode == 0, quiet.stderr
+    with cpu_hogs(seconds=300):
+        strict = attnbench(*SWEEP, "--strict", "--out", str(tmp_path / "strict"))
+        busy = attnbench(*SWEEP, "--out", str(tmp_path / "busy"))
+    assert strict.returncode == 2 and "busy" in strict.stderr and "Traceback" not in strict.stderr
+    assert not (tmp_path / "strict").exists(), "a refused sweep writes nothing"
+    assert busy.returncode == 0, busy.stderr
+    assert "the machine is busy" in busy.stderr
+
+    calm = pd.read_parquet(tmp_path / "quiet" / "results.parquet").set_index("case_id")
+    loud = pd.read_parquet(tmp_path / "busy" / "results.parquet").set_index("case_id")
+    assert (calm["status"] == "ok").all(), calm[["variant", "seq_len", "status", "reason"]]
+    ok = loud[loud["status"] == "ok"]
+    ratio = ok["time_median_s"] / calm.loc[ok.index, "time_median_s"]
+    assert (ratio <= 1.5).all(), pd.concat([ok[["variant", "seq_len"]], ratio.rename("busy/quiet")], axis=1)
+    contended = loud[loud["status"] == "contended"]
+    assert len(contended) + len(ok) == len(loud)
+    assert contended["reason"].str.contains("blocks preempted").all()
+    assert (loud["runqueue_wait_ratio"] > 0.05).any()
+    if len(contended):
+        assert "measurement quality:" in busy.stdout and f"{len(contended)} contended" in busy.stdout
+        report = build_report([tmp_path / "busy"], tmp_path / "report")
+        page = report.read_text()
+        assert "id='quality'" in page and "contended" in page and "run queue" in page
+        fits_csv = pd.read_csv(tmp_path / "report" / "tables" / "quality.csv")
+        assert (fits_csv["status"] == "contended").sum() == len(contended)
+
+
+def test_nan_and_input_modifying_variants_are_errors_and_the_rest_ok(tmp_path):
+    out = tmp_path / "run"
+    result = attnbench("sweep", "--plugin", GARBAGE, "--variants", "test-nan,test-inplace,sdpa", "--seq-lens", "64",
+                       "--heads", "2", "--max-time", "0.05", "--out", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = pd.read_parquet(out / "results.parquet").set_index("variant")
+    assert rows.loc["test-nan", "status"] == "error"
+    assert "non-finite output (128 of 8192 elements)" in rows.loc["test-nan", "reason"]  # one row of 64 x 2 heads
+    assert rows.loc["test-inplace", "status"] == "error"
+    assert "modified its input q" in rows.loc["test-inplace", "reason"]
+    assert rows.loc["sdpa", "status"] == "ok" and rows.loc["sdpa", "rel_err"] < 1e-5
+
+
+def test_quality_flags_reach_the_progress_line():
+    assert quality_flag({"status": "ok", "noisy": True, "time_iqr_s": 0.14, "time_median_s": 1.0}) == "noisy: IQR/median 14%"
+    assert quality_flag({"status": "contended", "reason": "contended: 9 of 9 blocks preempted"}).startswith("contended")
+    assert quality_flag({"status": "ok", "noisy": False, "time_iqr_s": 0.01, "time_median_s": 1.0}) == ""
+
+
+@pytest.mark.parametrize("scale", ["1e308", "inf", "nan", "-1", "1e5"])
+def test_input_scales_beyond_reason_are_refused_before_running(tmp_path, scale):
+    out = tmp_path / "run"
+    result = attnbench("sweep", "--variants", "sdpa", "--seq-lens", "32", f"--input-scale={scale}", "--out", str(out))
+    assert result.returncode == 2 and "--input-scale" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_env_records_the_quiet_check(tmp_path):
+    out = tmp_path / "run"
+    result = attnbench("sweep", "--variants", "sdpa", "--seq-lens", "32", "--max-time", "0.05", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    env = json.loads((out / "env.json").read_text())
+    assert set(env["quiet_check"]) >= {"busy", "wait_ratio", "load_avg", "steal", "spread"}
+    frame = pd.read_parquet(out / "results.parquet")
+    assert frame["runqueue_wait_ratio"].notna().all() and frame["cpu_utilization"].notna().all()
