@@ -229,6 +229,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise UsageError(f"--threshold must be positive, got {args.threshold!r}")
     base, new = load_results(args.base), load_results(args.new)
     table = compare_runs(base, new, threshold=threshold, metric=args.metric)
+    in_both = ~table["verdict"].isin(["only in base", "only in new"])
+    if not in_both.any():
+        raise UsageError(f"nothing to compare: {args.base} and {args.new} have no case in common")
     unit, scale = ("ms", 1e3) if args.metric == "time" else ("MiB", 2**-20)
     shown = [
         {
@@ -254,7 +257,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     frame = load_results(run)
     env_path = run / "env.json" if run.is_dir() else run.parent / "env.json"
     env = json.loads(env_path.read_text()) if env_path.is_file() else {}
-    count = write_pytest_benchmark(frame, env, args.out)
+    out = Path(args.out)
+    if out.is_dir() or not out.parent.is_dir():
+        raise UsageError(f"--out {out}: " + ("is a directory" if out.is_dir() else f"no such directory {out.parent}"))
+    try:
+        count = write_pytest_benchmark(frame, env, out)
+    except OSError as exc:
+        raise UsageError(f"cannot write {out}: {exc.strerror}") from None
     print(f"wrote {count} benchmarks to {args.out} (pytest-benchmark JSON)")
     return 0
 
@@ -263,7 +272,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     load_plugins(args.plugin)  # so plugin variants' declared classes reach the fit table
     runs = [Path(r) for r in args.runs]
     out = Path(args.out) if args.out else REPORT_ROOT / "-".join(r.resolve().name for r in runs)
-    index = build_report(runs, out, baseline=args.baseline)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; a report is a directory")
+    try:
+        index = build_report(runs, out, baseline=args.baseline)
+    except OSError as exc:
+        raise UsageError(f"cannot write the report to {out}: {exc.strerror}") from None
     print(f"report: {index}")
     print(f"summary: {out / 'summary.md'}")
     return 0

@@ -49,6 +49,16 @@ BAD_SWEEPS = [
     (["--mode", "backward"], ["unknown mode 'backward'"]),
     (["--causal", "maybe"], ["--causal", "'maybe'"]),
     (["--preset", "huge"], ["unknown preset 'huge'"]),
+    (["--seed", "99999999999999999999999"], ["--seed", "too large"]),
+    (["--seed=²"], ["--seed", "'²'"]),
+    (["--seed", "-1"], ["--seed", "'-1'"]),
+    (["--threads", "99999999999999"], ["--threads", "99999999999999"]),
+    (["--threads", "4096"], ["--threads 4096", "CPUs"]),
+    (["--timeout", "inf"], ["--timeout", "'inf'"]),
+    (["--timeout", "0"], ["--timeout", "'0'"]),
+    (["--max-time", "nan"], ["--max-time", "'nan'"]),
+    (["--seq-lens", "99999999999999999999"], ["--seq-lens", "up to"]),
+    (["--heads", "2.5"], ["--heads", "'2.5'"]),
 ]
 
 
@@ -71,6 +81,46 @@ def test_malformed_toml(tmp_path):
     config.write_text("seq_lens = [128, 256\n")
     assert_one_line_error(attnbench("sweep", "--config", str(config), "--out", str(tmp_path / "run")), "malformed TOML")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [('variants = [["naive"]]\n', "expected names"), ("variants = 5\n", "expected names"),
+     ('dtypes = [1]\n', "expected names"), ("seed = 1.5\n", "--seed"), ("timeout_s = 1e999\n", "--timeout"),
+     ("max_seq_len = 3\n", "max_seq_len")],
+)  # fmt: skip
+def test_wrong_types_in_toml(tmp_path, text, needle):
+    config = tmp_path / "sweep.toml"
+    config.write_text(text)
+    assert_one_line_error(attnbench("sweep", "--config", str(config), "--out", str(tmp_path / "run")), needle)
+    assert not (tmp_path / "run").exists()
+
+
+def test_toml_that_is_not_utf8(tmp_path):
+    config = tmp_path / "sweep.toml"
+    config.write_bytes(b'variants = ["na\xefve"]\n\xff\xfe')
+    assert_one_line_error(attnbench("sweep", "--config", str(config), "--out", str(tmp_path / "run")), "not UTF-8")
+
+
+def test_bad_output_paths_of_export_report_and_calibrate(tmp_path):
+    run = tmp_path / "run"
+    done = attnbench("sweep", "--variants", "sdpa", "--seq-lens", "32", "--heads", "1", "--max-time", "0.05", "--out", str(run))
+    assert done.returncode == 0, done.stderr
+    assert_one_line_error(attnbench("export", str(run), "--out", "/nonexistent/dir/x.json"), "no such directory")
+    assert_one_line_error(attnbench("export", str(run), "--out", str(tmp_path)), "is a directory")
+    existing = tmp_path / "existing.html"
+    existing.write_text("keep me")
+    assert_one_line_error(attnbench("report", str(run), "--out", str(existing)), "is a file")
+    assert existing.read_text() == "keep me"
+    assert_one_line_error(attnbench("calibrate", "--threads", "99999999999"), "--threads", "99999999999")
+
+
+def test_compare_of_runs_with_no_case_in_common(tmp_path):
+    for name, n in (("a", "32"), ("b", "64")):
+        done = attnbench("sweep", "--variants", "sdpa", "--seq-lens", n, "--heads", "1", "--max-time", "0.05",
+                         "--out", str(tmp_path / name))  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    assert_one_line_error(attnbench("compare", str(tmp_path / "a"), str(tmp_path / "b")), "nothing to compare")
 
 
 def test_unknown_toml_key(tmp_path):
@@ -99,7 +149,7 @@ def test_resume_of_another_sweeps_directory(tmp_path):
     assert first.returncode == 0, first.stderr
     before = snapshot(out)
     again = attnbench("sweep", "--variants", "sdpa", "--seq-lens", "64", "--out", str(out), "--resume")
-    assert_one_line_error(again, "another sweep's cases")
+    assert_one_line_error(again, "other settings", "--seq-lens [32] -> [64]", "--max-time 0.05 -> 1.0")
     assert snapshot(out) == before, "nothing written"
     fresh = attnbench("sweep", "--variants", "sdpa", "--seq-lens", "32", "--heads", "1", "--out", str(out))
     assert_one_line_error(fresh, "already holds a sweep", "--resume")
