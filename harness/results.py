@@ -47,19 +47,26 @@ class ResultsError(Exception):
 
 
 class JsonlWriter:
-    """Appends records to ``cases.jsonl``, each line flushed and fsynced before returning."""
+    """Appends records to ``cases.jsonl``, each line written and fsynced before returning.
+
+    Unbuffered: when a write fails (a full disk), nothing is left in a buffer
+    to fail again on close, and every line before it is already on disk.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._file = open(path, "a", encoding="utf-8")
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def write(self, record: dict[str, Any]) -> None:
-        self._file.write(json.dumps(record, allow_nan=True) + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        data = memoryview((json.dumps(record, allow_nan=True) + "\n").encode())
+        while data:
+            data = data[os.write(self._fd, data) :]
+        os.fsync(self._fd)
 
     def close(self) -> None:
-        self._file.close()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
