@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from harness.cli import main
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -21,6 +23,17 @@ def attnbench(*args: str, cwd: Path | None = None) -> subprocess.CompletedProces
         cwd=cwd,
         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
     )
+
+
+def in_process(capsys, *args: str) -> subprocess.CompletedProcess:
+    """``attnbench ARGS`` through `harness.cli.main` in this process: input errors need no fresh interpreter.
+
+    An exception main() does not turn into one line escapes and fails the test, as a traceback would.
+    """
+    capsys.readouterr()
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["attnbench", *args], code, out, err)
 
 
 def snapshot(path: Path) -> dict[str, bytes]:
@@ -63,9 +76,9 @@ BAD_SWEEPS = [
 
 
 @pytest.mark.parametrize("flags, needles", BAD_SWEEPS, ids=lambda x: " ".join(x) if isinstance(x, list) else None)
-def test_bad_sweep_flags(tmp_path, flags, needles):
+def test_bad_sweep_flags(tmp_path, capsys, flags, needles):
     out = tmp_path / "run"
-    assert_one_line_error(attnbench("sweep", *flags, "--out", str(out)), *needles)
+    assert_one_line_error(in_process(capsys, "sweep", *flags, "--out", str(out)), *needles)
     assert not out.exists(), "nothing written"
 
 
@@ -76,10 +89,10 @@ def test_unavailable_device(tmp_path):
     assert not out.exists()
 
 
-def test_malformed_toml(tmp_path):
+def test_malformed_toml(tmp_path, capsys):
     config = tmp_path / "sweep.toml"
     config.write_text("seq_lens = [128, 256\n")
-    assert_one_line_error(attnbench("sweep", "--config", str(config), "--out", str(tmp_path / "run")), "malformed TOML")
+    assert_one_line_error(in_process(capsys, "sweep", "--config", str(config), "--out", str(tmp_path / "run")), "malformed TOML")
     assert not (tmp_path / "run").exists()
 
 
@@ -89,17 +102,17 @@ def test_malformed_toml(tmp_path):
      ('dtypes = [1]\n', "expected names"), ("seed = 1.5\n", "--seed"), ("timeout_s = 1e999\n", "--timeout"),
      ("max_seq_len = 3\n", "max_seq_len")],
 )  # fmt: skip
-def test_wrong_types_in_toml(tmp_path, text, needle):
+def test_wrong_types_in_toml(tmp_path, capsys, text, needle):
     config = tmp_path / "sweep.toml"
     config.write_text(text)
-    assert_one_line_error(attnbench("sweep", "--config", str(config), "--out", str(tmp_path / "run")), needle)
+    assert_one_line_error(in_process(capsys, "sweep", "--config", str(config), "--out", str(tmp_path / "run")), needle)
     assert not (tmp_path / "run").exists()
 
 
-def test_toml_that_is_not_utf8(tmp_path):
+def test_toml_that_is_not_utf8(tmp_path, capsys):
     config = tmp_path / "sweep.toml"
     config.write_bytes(b'variants = ["na\xefve"]\n\xff\xfe')
-    assert_one_line_error(attnbench("sweep", "--config", str(config), "--out", str(tmp_path / "run")), "not UTF-8")
+    assert_one_line_error(in_process(capsys, "sweep", "--config", str(config), "--out", str(tmp_path / "run")), "not UTF-8")
 
 
 def test_bad_output_paths_of_export_report_and_calibrate(tmp_path):
@@ -123,16 +136,18 @@ def test_compare_of_runs_with_no_case_in_common(tmp_path):
     assert_one_line_error(attnbench("compare", str(tmp_path / "a"), str(tmp_path / "b")), "nothing to compare")
 
 
-def test_unknown_toml_key(tmp_path):
+def test_unknown_toml_key(tmp_path, capsys):
     config = tmp_path / "sweep.toml"
     config.write_text('seq_lens = [128]\ncolour = "red"\n')
-    assert_one_line_error(attnbench("sweep", "--config", str(config), "--out", str(tmp_path / "run")), "unknown key 'colour'")
+    assert_one_line_error(
+        in_process(capsys, "sweep", "--config", str(config), "--out", str(tmp_path / "run")), "unknown key 'colour'"
+    )
 
 
-def test_bad_value_in_toml(tmp_path):
+def test_bad_value_in_toml(tmp_path, capsys):
     config = tmp_path / "sweep.toml"
     config.write_text('seq_lens = "128:64:x2"\n')
-    assert_one_line_error(attnbench("sweep", "--config", str(config), "--out", str(tmp_path / "run")), "below start")
+    assert_one_line_error(in_process(capsys, "sweep", "--config", str(config), "--out", str(tmp_path / "run")), "below start")
 
 
 def test_out_dir_that_is_a_file(tmp_path):
