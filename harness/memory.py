@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torch.profiler import ProfilerActivity, profile
+from torch.autograd.profiler import profile
 
 # Kineto prints "profiler_start/stop" lines on stderr at every profile unless
 # its log level is raised; it reads the variable when profiling first starts.
@@ -57,7 +57,10 @@ def _cuda_peak(fn: Callable[[], object], device: torch.device) -> PeakMemory:
 
 
 def _cpu_peak(fn: Callable[[], object]) -> PeakMemory:
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    # The autograd profiler that torch.profiler.profile wraps, used directly: the
+    # wrapper's first start imports torch._inductor (about a second in every
+    # worker process) only to read a CUDA-graphs setting; the events are the same.
+    with profile(use_kineto=True, profile_memory=True) as prof:
         result = fn()
         del result
     return PeakMemory(allocation_peak(prof), "cpu-profiler")
@@ -66,9 +69,7 @@ def _cpu_peak(fn: Callable[[], object]) -> PeakMemory:
 def allocation_peak(prof: profile) -> int:
     """Maximum of the running sum of CPU allocation (+) and free (-) sizes, in time order."""
     events = [
-        e
-        for e in prof.profiler.kineto_results.events()
-        if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU
+        e for e in prof.kineto_results.events() if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU
     ]
     events.sort(key=lambda e: e.start_ns())
     running = peak = 0

@@ -230,7 +230,7 @@ class LogPump:
         """The worker's last non-empty stderr lines (after it has exited: all of them)."""
         if self._thread.is_alive():
             self._thread.join(timeout=2)
-        return [line.decode(errors="replace").strip() for line in list(self._tail)]
+        return [line.decode(errors="replace").strip() for line in self._tail.copy()]  # copy(): atomic under the GIL
 
     def close(self) -> None:
         self._thread.join(timeout=10)

@@ -18,9 +18,12 @@ unless the GPU runs dry; host load is still recorded.
 
 Both: one untimed call (lazy initialization), then a warm-up that lasts until
 the per-call time stops falling (at least 2 calls, at most ~100 ms; one call
-when the untimed call took over 1 s), then samples until at least 5 samples
-and 0.1 s are in and the IQR/median is below 5%, or a cap (time or count) is
-hit. Calls over 1 s take 3 samples. The raw samples are kept; statistics
+when the untimed call took over 1 s), then samples until the median is known:
+its distribution-free 95% confidence interval (order statistics, at least 6
+samples) within +-2.5%, or a cap (time or count) is hit. Unlike a spread
+threshold met by four lucky samples, the interval narrows as samples come in
+even when the spread is wide (a bimodal kernel stops; it does not run to its
+cap). Calls over 1 s take 3 samples. The raw samples are kept; statistics
 come from `harness.stats`.
 """
 
@@ -41,9 +44,11 @@ MIN_BLOCK_S = 1e-3
 WARMUP_MAX_S = 0.1
 WARMUP_MIN_CALLS = 2
 WARMUP_SETTLED = 0.97  # warm once a call is no faster than 97% of the best before it
-MIN_SAMPLES = 5
-MIN_TIME_S = 0.1
-TARGET_IQR_RATIO = 0.05
+MIN_SAMPLES = 6  # the fewest from which a 95% interval of the median can be formed
+CAP_SAMPLES = 5  # at a cap, the fewest clean samples a median is reported from
+MIN_TIME_S = 0.02
+TARGET_CI = 0.025  # stop once the median's 95% interval is within +-2.5%
+TARGET_IQR_RATIO = 0.05  # torch.utils.benchmark's adaptive threshold, for comparisons (harness.selfcheck)
 SLOW_CALL_S = 1.0
 SLOW_CALL_SAMPLES = 3
 SETTLE_S = 100e-6
@@ -98,18 +103,18 @@ def _stop(samples: list[float], elapsed: float, max_time_s: float, max_samples: 
     ``samples`` are the clean blocks so far, ``waited`` how many were discarded.
     At a cap with too few clean blocks, a measurement whose blocks mostly
     waited is ``contended``; a transient preemption gets up to twice the cap;
-    one whose blocks did not wait (a cap shorter than MIN_SAMPLES blocks)
+    one whose blocks did not wait (a cap shorter than CAP_SAMPLES blocks)
     samples on until it has them.
     """
     n = len(samples)
     if n >= SLOW_CALL_SAMPLES and min(samples) > SLOW_CALL_S:
         return "slow call"
-    if n >= MIN_SAMPLES and elapsed >= MIN_TIME_S and summarize(samples).iqr_ratio < TARGET_IQR_RATIO:
+    if n >= MIN_SAMPLES and elapsed >= MIN_TIME_S and summarize(samples).ci_half_width <= TARGET_CI:
         return "stable"
     capped = "time cap" if elapsed >= max_time_s else "count cap" if n + waited >= max_samples else None
     if capped is None:
         return None
-    if n >= min(MIN_SAMPLES, max_samples) or (samples and min(samples) > SLOW_CALL_S):
+    if n >= min(CAP_SAMPLES, max_samples):
         return capped
     if not waited:
         return None

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from harness.stats import quantile, summarize
+from harness.stats import median_ci_ranks, quantile, summarize
 
 
 def test_quantiles_interpolate_linearly():
@@ -52,3 +52,17 @@ def test_quiet_sample_is_not_noisy():
 def test_summarize_needs_samples():
     with pytest.raises(ValueError):
         summarize([])
+
+
+def test_median_confidence_interval_by_hand():
+    # P(Binomial(n, 1/2) <= j) by hand: n=6, j=0: 1/64 = 0.016 <= 0.025 -> [x1, x6] (96.9% coverage);
+    # n=10: P(B <= 1) = 11/1024 = 0.011, P(B <= 2) = 56/1024 = 0.055 -> [x2, x9] (97.9%);
+    # n=20: P(B <= 5) = 0.0207, P(B <= 6) = 0.0577 -> [x6, x15]; five samples cannot reach 95% (93.75%).
+    assert median_ci_ranks(5) is None
+    assert median_ci_ranks(6) == (0, 5)
+    assert median_ci_ranks(10) == (1, 8)
+    assert median_ci_ranks(20) == (5, 14)
+    s = summarize([float(x) for x in range(1, 11)])
+    assert (s.ci_low, s.ci_high) == (2.0, 9.0)
+    assert s.ci_half_width == pytest.approx(3.5 / 5.5)
+    assert math.isinf(summarize([1.0, 2.0]).ci_half_width)

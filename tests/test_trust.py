@@ -21,7 +21,7 @@ from harness.interference import SchedulerProbe, quiet_check
 from harness.progress import quality_flag
 from harness.report import build_report
 from harness.threads import thread_count
-from harness.timing import MIN_SAMPLES, _stop, time_cpu
+from harness.timing import CAP_SAMPLES, _stop, time_cpu
 
 ROOT = Path(__file__).resolve().parent.parent
 GARBAGE = str(Path(__file__).resolve().parent / "plugins" / "garbage.py")
@@ -34,7 +34,7 @@ def attnbench(*args: str, env: dict | None = None) -> subprocess.CompletedProces
 
 
 def test_stop_rule_calls_a_measurement_contended_only_when_its_blocks_waited():
-    few = [1.0e-3] * (MIN_SAMPLES - 2)
+    few = [1.0e-3] * (CAP_SAMPLES - 2)
     assert _stop(few, elapsed=2.0, max_time_s=1.0, max_samples=1000, waited=0) is None  # no wait: sample on
     assert _stop(few, elapsed=2.0, max_time_s=1.0, max_samples=1000, waited=40) == "contended"
     assert _stop([], elapsed=1.0, max_time_s=1.0, max_samples=1000, waited=30) == "contended"
