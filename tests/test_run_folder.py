@@ -210,3 +210,42 @@ def test_load_results_reports_duplicated_cases(tmp_path):
         warnings.simplefilter("always")
         load_results(path)
     assert any("more than once" in str(w.message) for w in caught)
+
+
+@pytest.mark.slow
+def test_twenty_random_kill_points_lose_and_duplicate_nothing(tmp_path):
+    """Opt-in (``pytest -m slow``): SIGKILL a sweep at 20 random moments, resuming after each; then exact."""
+    import random
+
+    rng = random.Random(20)
+    args = ["sweep", "--variants", "naive,sdpa,chunked-query", "--seq-lens", "32:256:x2", "--heads", "2",
+            "--max-time", "0.05"]  # fmt: skip
+    kills = runs = 0
+    while kills < 20:
+        out = tmp_path / f"run{runs}"
+        runs += 1
+        first = True
+        while True:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "harness.cli", *args, "--out", str(out), *([] if first else ["--resume"])],
+                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            first = False
+            try:
+                proc.wait(timeout=rng.uniform(2.0, 9.0))  # a torch import, the quiet check, then cases
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                kills += 1
+                if kills < 20:
+                    continue
+                finished = attnbench(*args, "--out", str(out), "--resume")
+                assert finished.returncode == 0, finished.stderr
+            assert proc.returncode in (0, -signal.SIGKILL)
+            break
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a torn line left behind would warn here
+            records = read_jsonl(out / "cases.jsonl")
+        ids = [r["case_id"] for r in records]
+        assert len(ids) == len(set(ids)) == 12, f"{out}: {len(ids)} records, {len(set(ids))} distinct; want 12"
+        assert len(pd.read_parquet(out / "results.parquet")) == 12
