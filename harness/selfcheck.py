@@ -27,18 +27,20 @@ from .case import Case, make_inputs
 from .ceilings import calibrate
 from .measure import measure_case
 from .memory import peak_memory
-from .timing import MIN_TIME_S, TARGET_IQR_RATIO, time_callable
+from .timing import TARGET_IQR_RATIO, time_callable
 
 FP32 = 4
+COMPARE_MIN_TIME_S = 0.3
 
 
 def timer_ratio(name: str, n: int, *, device: str = "cpu", pairs: int = 9, max_time_s: float = 1.0) -> float:
     """Median over ``pairs`` alternations of (harness median / torch.utils.benchmark median).
 
-    Both timers get the same stopping rule (IQR/median below TARGET_IQR_RATIO
-    after MIN_TIME_S, at most ``max_time_s``): an adaptive timer stops sooner in
-    a quiet spell, so on a shared machine two different rules select different
-    spells and their medians differ by the machine's noise, not by the timers.
+    Both timers sample for at least COMPARE_MIN_TIME_S (then stop on their own
+    precision rules, at most ``max_time_s``): an adaptive timer stops sooner in
+    a quiet spell, so on a shared machine two timers that may stop after a
+    handful of samples select different spells, and their medians differ by
+    the machine's noise, not by the timers.
     The order alternates within pairs so a drift of machine speed hits both alike.
     """
     case = Case(name, n, device=device)
@@ -50,11 +52,11 @@ def timer_ratio(name: str, n: int, *, device: str = "cpu", pairs: int = 9, max_t
             return spec(q, k, v)
 
     def ours() -> float:
-        return time_callable(call, device, max_time_s=max_time_s).median
+        return time_callable(call, device, max_time_s=max_time_s, min_time_s=COMPARE_MIN_TIME_S).median
 
     def theirs() -> float:
         timer = tub.Timer("call()", globals={"call": call}, num_threads=torch.get_num_threads())
-        return timer.adaptive_autorange(TARGET_IQR_RATIO, min_run_time=MIN_TIME_S, max_run_time=max_time_s).median
+        return timer.adaptive_autorange(TARGET_IQR_RATIO, min_run_time=COMPARE_MIN_TIME_S, max_run_time=max_time_s).median
 
     ratios = []
     for pair in range(pairs):

@@ -97,27 +97,29 @@ def _warn_if_noisy(summary: Summary) -> tuple[str, ...]:
     return ()
 
 
-def _stop(samples: list[float], elapsed: float, max_time_s: float, max_samples: int, waited: int = 0) -> str | None:
+def _stop(
+    samples: list[float], elapsed: float, max_time_s: float, max_samples: int, waited: int = 0, min_time_s: float = MIN_TIME_S
+) -> str | None:
     """Why to stop now, or None to keep sampling.
 
     ``samples`` are the clean blocks so far, ``waited`` how many were discarded.
     At a cap with too few clean blocks, a measurement whose blocks mostly
-    waited is ``contended``; a transient preemption gets up to twice the cap;
-    one whose blocks did not wait (a cap shorter than CAP_SAMPLES blocks)
-    samples on until it has them.
+    waited (of at least 2 x CAP_SAMPLES tried) is ``contended``; a transient
+    preemption gets up to twice the cap; one whose blocks did not wait (a cap
+    shorter than CAP_SAMPLES blocks) samples on until it has them.
     """
     n = len(samples)
     if n >= SLOW_CALL_SAMPLES and min(samples) > SLOW_CALL_S:
         return "slow call"
-    if n >= MIN_SAMPLES and elapsed >= MIN_TIME_S and summarize(samples).ci_half_width <= TARGET_CI:
+    if n >= MIN_SAMPLES and elapsed >= min_time_s and summarize(samples).ci_half_width <= TARGET_CI:
         return "stable"
     capped = "time cap" if elapsed >= max_time_s else "count cap" if n + waited >= max_samples else None
     if capped is None:
         return None
     if n >= min(CAP_SAMPLES, max_samples):
         return capped
-    if not waited:
-        return None
+    if not waited or n + waited < 2 * CAP_SAMPLES:
+        return None  # too few attempts to judge the machine by
     # A transient (most blocks clean) gets up to twice the cap to finish; a busy machine does not.
     transient = waited <= n and elapsed < 2 * max_time_s and n + waited < 2 * max_samples
     return None if transient else "contended"
@@ -161,8 +163,33 @@ def _warm_up(fn: Callable[[], object], clock: Callable[[], float]) -> float:
     return warm[len(warm) // 2]
 
 
+def _block_size(fn: Callable[[], object], per_call: float) -> int:
+    """Calls per block, so that a block lasts at least MIN_BLOCK_S.
+
+    A call under a millisecond is sized by timing growing batches of it, not
+    from single-call timings: for a microsecond call those are mostly the
+    clock's own overhead, and would give blocks too short.
+    """
+    if per_call >= MIN_BLOCK_S:
+        return 1
+    k = max(1, math.ceil(MIN_BLOCK_S / max(per_call, 1e-9)))
+    while True:
+        t0 = time.perf_counter_ns()
+        for _ in range(k):
+            fn()
+        elapsed = (time.perf_counter_ns() - t0) * 1e-9
+        if elapsed >= MIN_BLOCK_S:
+            return k
+        k = math.ceil(k * 1.2 * MIN_BLOCK_S / max(elapsed, 1e-9))
+
+
 def time_cpu(
-    fn: Callable[[], object], *, max_time_s: float = 5.0, max_samples: int = 1000, threads: int | None = None
+    fn: Callable[[], object],
+    *,
+    max_time_s: float = 5.0,
+    max_samples: int = 1000,
+    threads: int | None = None,
+    min_time_s: float = MIN_TIME_S,
 ) -> Measurement:
     """Time ``fn`` on the CPU in blocks of k calls, discarding preempted blocks; see the module docstring.
 
@@ -172,7 +199,7 @@ def time_cpu(
     threads = threads or torch.get_num_threads()
     load, steal_before = load_average(), read_steal()
     per_call = _warm_up(fn, lambda: time.perf_counter_ns() * 1e-9)
-    k = max(1, math.ceil(MIN_BLOCK_S / per_call)) if per_call > 0 else 1000
+    k = _block_size(fn, per_call)
 
     # Preallocated: a list growing between calls is reallocated into the heap
     # among the op's own freed buffers and moves where the next call's land.
@@ -196,7 +223,7 @@ def time_cpu(
             else:
                 clean[n] = sample
                 n += 1
-            reason = _stop(clean[:n], (t1 - began) * 1e-9, max_time_s, max_samples, n_waited)
+            reason = _stop(clean[:n], (t1 - began) * 1e-9, max_time_s, max_samples, n_waited, min_time_s)
             if reason:
                 break
             _settle(t1)
@@ -231,7 +258,12 @@ def _with_warnings(m: Measurement) -> Measurement:
 
 
 def time_cuda(
-    fn: Callable[[], object], device: torch.device | str = "cuda", *, max_time_s: float = 5.0, max_samples: int = 1000
+    fn: Callable[[], object],
+    device: torch.device | str = "cuda",
+    *,
+    max_time_s: float = 5.0,
+    max_samples: int = 1000,
+    min_time_s: float = MIN_TIME_S,
 ) -> Measurement:
     """Time ``fn`` on a CUDA device with events, flushing L2 between calls."""
     device = torch.device(device)
@@ -262,7 +294,7 @@ def time_cuda(
             batch_samples = [begin.elapsed_time(end) * 1e-3 for begin, end in events]
             samples.extend(batch_samples)
             elapsed += sum(batch_samples)
-            reason = _stop(samples, elapsed, max_time_s, max_samples)
+            reason = _stop(samples, elapsed, max_time_s, max_samples, 0, min_time_s)
             if reason:
                 break
     interference = Interference(None, None, 0, load, steal_share(steal_before, read_steal()))

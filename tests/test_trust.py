@@ -38,9 +38,10 @@ def test_stop_rule_calls_a_measurement_contended_only_when_its_blocks_waited():
     assert _stop(few, elapsed=2.0, max_time_s=1.0, max_samples=1000, waited=0) is None  # no wait: sample on
     assert _stop(few, elapsed=2.0, max_time_s=1.0, max_samples=1000, waited=40) == "contended"
     assert _stop([], elapsed=1.0, max_time_s=1.0, max_samples=1000, waited=30) == "contended"
+    assert _stop([], elapsed=1.0, max_time_s=1.0, max_samples=1000, waited=3) is None  # too few tries to judge
     # a transient: most blocks clean, so the cap stretches (up to twice) for the rest
     assert _stop(few, elapsed=1.2, max_time_s=1.0, max_samples=1000, waited=1) is None
-    assert _stop(few, elapsed=2.0, max_time_s=1.0, max_samples=1000, waited=1) == "contended"
+    assert _stop(few, elapsed=2.0, max_time_s=1.0, max_samples=1000, waited=7) == "contended"  # grace spent
     spread = [1e-3, 1.2e-3, 0.9e-3, 1.5e-3, 0.7e-3, 1.1e-3]
     assert _stop(spread, elapsed=1.0, max_time_s=1.0, max_samples=1000, waited=50) == "time cap"
     assert _stop([1e-3] * 6, elapsed=0.2, max_time_s=1.0, max_samples=1000, waited=50) == "stable"
