@@ -215,8 +215,11 @@ class LogPump:
         partial = b""
         for chunk in iter(lambda: os.read(pipe.fileno(), 1 << 16), b""):
             kept = chunk[: self._room]
-            self._file.write(kept)
-            self._file.flush()
+            try:
+                self._file.write(kept)
+                self._file.flush()
+            except OSError:  # a full disk: stop keeping the log, never stop draining the pipe
+                self._room, kept = 0, b""
             self._room -= len(kept)
             self._dropped += len(chunk) - len(kept)
             *lines, partial = (partial + chunk).split(b"\n")
@@ -234,9 +237,12 @@ class LogPump:
 
     def close(self) -> None:
         self._thread.join(timeout=10)
-        if self._dropped:
-            self._file.write(f"[attnbench: {self._dropped} bytes of worker output dropped: log over its cap]\n".encode())
-        self._file.close()
+        try:
+            if self._dropped:
+                self._file.write(f"[attnbench: {self._dropped} bytes of worker output dropped: log over its cap]\n".encode())
+            self._file.close()
+        except OSError:
+            pass  # the log is a courtesy; a full disk is reported where the results are written
 
 
 class WorkerDied(Exception):
