@@ -1,4 +1,11 @@
-"""The measurement harness: cases, timing, memory, accuracy, runner, results, report, CLI.
+"""The measurement harness, one package per pipeline stage, data flowing one way:
+
+    measure/  one case in this process -> one Record (timing, memory, accuracy, ceilings)
+    verify/   the contract checks a variant is held to; benchmark scripts of the core
+    run/      a sweep through isolated worker processes -> a run folder (results table)
+    analyze/  results table -> fits, crossovers, fastest-per-N, quality, comparisons
+    report/   tables -> HTML report, Markdown, figures, pytest-benchmark JSON, terminal text
+    cli.py    the ``attnbench`` command, a thin layer over the functions below
 
 The command line's functions, importable (a notebook can do what the CLI does)::
 
@@ -15,26 +22,29 @@ from __future__ import annotations
 
 import importlib
 
-_EXPORTS = {
-    "Case": "case",
-    "make_inputs": "case",
-    "PRESETS": "sweep",
-    "Sweep": "sweep",
-    "build_sweep": "sweep",
-    "expand": "sweep",
-    "Record": "measure",
-    "measure_case": "measure",
-    "measure_accuracy": "accuracy",
-    "reference_attention": "reference",
-    "calibrate": "ceilings",
-    "Measurement": "timing",
-    "time_callable": "timing",
-    "quiet_check": "interference",
-    "check_variant": "checks",
-    "compare_runs": "compare",
-    "build_report": "report",
-    "load_results": "results",
-    "run_sweep": "runner",
+_EXPORTS = {  # name -> module (the stages: measure -> verify -> run -> analyze -> report)
+    "Case": "measure.case",
+    "make_inputs": "measure.case",
+    "Record": "measure.record",
+    "measure_case": "measure.measure_case",
+    "measure_accuracy": "measure.accuracy",
+    "reference_attention": "measure.reference",
+    "calibrate": "measure.ceilings",
+    "Measurement": "measure.sampling",
+    "time_callable": "measure.timing",
+    "quiet_check": "measure.interference",
+    "check_variant": "verify.checks",
+    "PRESETS": "run.sweep",
+    "Sweep": "run.sweep",
+    "build_sweep": "run.sweep",
+    "expand": "run.sweep",
+    "run_sweep": "run.runner",
+    "load_results": "run.results",
+    "load_run": "run.results",
+    "fit_table": "analyze.tables",
+    "crossover_table": "analyze.tables",
+    "compare_runs": "analyze.compare",
+    "build_report": "report.build",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -1,9 +1,10 @@
 """The ``attnbench`` command line.
 
 Every subcommand is a thin layer over an importable function. Bad input
-(a `UsageError`, `SweepError`, `RunError`, `PluginError`, `ResultsError` or
-an unknown-variant `KeyError`) is one line on stderr and exit status 2, with
-no traceback unless ``--debug``; nothing is written before input is checked.
+(a `UsageError`, `SweepError`, `DeviceError`, `RunError`, `ResultsError`,
+`UnknownVariant` or `Unsupported`) is one line on stderr and exit status 2,
+with no traceback unless ``--debug``; nothing is written before input is
+checked. Anything else is a bug, and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -17,23 +18,27 @@ import traceback
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-import pandas as pd
 import torch
 
-from variants import Unsupported, get_variant, list_variants
+from variants import UnknownVariant, Unsupported, get_variant, list_variants
 
-from .allocator import pin_allocator
-from .ceilings import cache_path, calibrate, device_name
-from .compare import METRICS, compare_runs
-from .export import write_pytest_benchmark
-from .plugins import PluginError, load_plugins
-from .progress import Progress
-from .report import build_report
-from .results import ResultsError, load_results
-from .runner import RunError, RunFailed, RunSummary, run_checks, run_sweep
-from .sweep import SweepError, build_sweep, check_device, expand, normalize
+from .analyze.compare import METRICS, compare_runs
+from .measure.allocator import pin_allocator
+from .measure.ceilings import cache_path, calibrate
+from .measure.device import DeviceError, check_device, device_name
+from .measure.threads import thread_count
+from .report.build import build_report
+from .report.export import write_pytest_benchmark
+from .report.text import comparison_text, plain_table
+from .run.isolated import run_checks
+from .run.plugins import load_plugins
+from .run.progress import Progress, summary_lines
+from .run.results import ResultsError, load_env, load_results
+from .run.runner import RunError, RunFailed, run_sweep
+from .run.settings import FLAG_NAMES, SweepError, normalize
+from .run.sweep import SWEEP_FIELDS, build_sweep, expand
+from .verify.checks import verdict_lines
 
 RESULTS_ROOT = Path("results")
 REPORT_ROOT = Path("report")
@@ -43,7 +48,7 @@ class UsageError(Exception):
     """Bad input from the user: reported as one line, exit status 2."""
 
 
-BAD_INPUT = (UsageError, SweepError, RunError, PluginError, ResultsError, KeyError, Unsupported)
+BAD_INPUT = (UsageError, SweepError, DeviceError, RunError, ResultsError, UnknownVariant, Unsupported)
 
 
 class Parser(argparse.ArgumentParser):
@@ -53,46 +58,9 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def variant_table(pattern: str = "*") -> list[dict[str, Any]]:
-    """One dict per registered variant: its spec and whether it can run on this machine."""
-    rows = []
-    for name in list_variants(pattern):
-        spec = get_variant(name)
-        reason = spec.unavailable_reason()
-        rows.append(
-            {
-                "name": spec.name,
-                "family": spec.family,
-                "exact": spec.exact,
-                "time": spec.time,
-                "memory": spec.memory,
-                "devices": list(spec.devices),
-                "dtypes": list(spec.dtypes),
-                "causal": spec.causal,
-                "backward": spec.backward,
-                "params": dict(spec.params),
-                "requires": spec.requires,
-                "randomized": spec.randomized,
-                "available": reason is None,
-                "unavailable_reason": reason,
-                "doc": spec.doc,
-            }
-        )
-    return rows
-
-
-def format_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
-    """Left-aligned plain-text table of ``columns`` (keys of each row)."""
-    cells = [[str(r[c]) for c in columns] for r in rows]
-    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
-    lines += ["  ".join(x.ljust(w) for x, w in zip(row, widths)).rstrip() for row in cells]
-    return "\n".join(lines)
-
-
 def cmd_list(args: argparse.Namespace) -> int:
     load_plugins(args.plugin)
-    rows = variant_table(args.pattern)
+    rows = [get_variant(name).describe() for name in list_variants(args.pattern)]
     if not rows:
         raise UsageError(f"no variant matches {args.pattern!r}; known: {', '.join(list_variants())}")
     if args.json:
@@ -108,17 +76,17 @@ def cmd_list(args: argparse.Namespace) -> int:
         }
         for r in rows
     ]
-    print(format_table(shown, ["name", "family", "exact", "time", "memory", "devices", "params", "available here"]))
+    print(plain_table(shown, ["name", "family", "exact", "time", "memory", "devices", "params", "available here"]))
     return 0
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     device = check_device(args.device)
-    if args.threads is not None:
-        torch.set_num_threads(normalize("threads", args.threads))
+    threads = torch.get_num_threads() if args.threads is None else normalize("threads", args.threads)
     pin_allocator()
-    print(f"calibrating {device} ({device_name(device)}, {torch.get_num_threads()} threads)...", file=sys.stderr)
-    ceilings = calibrate(device, refresh=not args.cached)
+    print(f"calibrating {device} ({device_name(device)}, {threads} threads)...", file=sys.stderr)
+    with thread_count(threads):
+        ceilings = calibrate(device, refresh=not args.cached)
     if args.json:
         print(json.dumps(ceilings, indent=2))
         return 0
@@ -130,26 +98,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-SWEEP_FLAGS = {  # flag attribute -> Sweep field
-    "variants": "variants",
-    "seq_lens": "seq_lens",
-    "batch": "batch",
-    "heads": "heads",
-    "head_dim": "head_dim",
-    "dtype": "dtypes",
-    "causal": "causal",
-    "mode": "modes",
-    "device": "devices",
-    "threads": "threads",
-    "timeout": "timeout_s",
-    "max_time": "max_time_s",
-    "input_scale": "input_scale",
-    "seed": "seed",
-}
-
-
-def _default_out(preset: str | None) -> Path:
-    return RESULTS_ROOT / f"{preset or 'quick'}-{time.strftime('%Y%m%d-%H%M%S')}"
+# argparse attribute -> Sweep field: "--max-time" gives args.max_time for max_time_s (settings.FLAG_NAMES).
+SWEEP_FLAGS = {FLAG_NAMES.get(f, "--" + f).removeprefix("--").replace("-", "_"): f for f in SWEEP_FIELDS if f != "max_seq_len"}
 
 
 def _sweep_from_args(args: argparse.Namespace):
@@ -161,26 +111,11 @@ def _sweep_from_args(args: argparse.Namespace):
     return sweep
 
 
-def _report_summary(summary: RunSummary) -> None:
-    counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items()))
-    fraction = summary.timed_s / summary.wall_s if summary.wall_s else 0.0
-    print(f"{summary.total} cases ({counts}); {summary.resumed} were already recorded")
-    trouble = summary.counts.get("contended", 0)
-    if trouble or summary.noisy:
-        print(
-            f"measurement quality: {trouble} contended (the machine kept preempting them; not timed), "
-            f"{summary.noisy} noisy (IQR/median over 10%)" + (f"; before the sweep: {summary.busy}" if summary.busy else "")
-        )
-    print(f"wall time {summary.wall_s:.1f} s, of which {summary.timed_s:.1f} s ({fraction:.0%}) inside timed calls")
-    for path in summary.paths:
-        print(f"wrote {path}")
-
-
 def cmd_sweep(args: argparse.Namespace) -> int:
     sweep = _sweep_from_args(args)
-    out = Path(args.out) if args.out else _default_out(args.preset)
+    out = Path(args.out) if args.out else RESULTS_ROOT / f"{args.preset or 'quick'}-{time.strftime('%Y%m%d-%H%M%S')}"
     summary = run_sweep(sweep, out, resume=args.resume, plugins=args.plugin, progress=Progress(), strict=args.strict)
-    _report_summary(summary)
+    print("\n".join(summary_lines(summary)))
     if args.report:
         index = build_report([out], REPORT_ROOT / out.name)
         print(f"report: {index}")
@@ -206,18 +141,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 1
     with tempfile.TemporaryDirectory(prefix="attnbench-check-") as scratch:
         results = run_checks(args.name, device, args.plugin, Path(scratch) / "worker.log")
-    marks = {True: "pass", False: "FAIL", None: "n/a "}
-    for result in results:
-        print(f"{marks[result['passed']]}  {result['name']:18} {result['detail']}")
-    failed = [r["name"] for r in results if r["passed"] is False]
-    passed = [r["name"] for r in results if r["passed"]]
-    if failed:
-        print(f"{args.name}: {len(failed)} check(s) failed or could not run: {', '.join(failed)}")
-    elif not passed:
-        print(f"{args.name}: no check applies on {device}; nothing was verified")
-    else:
-        print(f"{args.name}: every applicable check passed ({len(passed)} of {len(results)} ran)")
-    return 0 if passed and not failed else 1
+    print("\n".join(verdict_lines(args.name, device, results)))
+    return 0 if any(r["passed"] for r in results) and not any(r["passed"] is False for r in results) else 1
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -232,31 +157,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     in_both = ~table["verdict"].isin(["only in base", "only in new"])
     if not in_both.any():
         raise UsageError(f"nothing to compare: {args.base} and {args.new} have no case in common")
-    unit, scale = ("ms", 1e3) if args.metric == "time" else ("MiB", 2**-20)
-    shown = [
-        {
-            "verdict": r["verdict"],
-            "variant": r["variant"],
-            "case": f"{r['device']} {r['dtype']} {r['mode']}{' causal' if r['causal'] else ''} N={r['seq_len']}",
-            f"base {unit}": "-" if pd.isna(r["base"]) else f"{r['base'] * scale:.4g}",
-            f"new {unit}": "-" if pd.isna(r["new"]) else f"{r['new'] * scale:.4g}",
-            "new/base": "-" if pd.isna(r["ratio"]) else f"{r['ratio']:.3f}",
-            "noise (IQR/base)": f"{r['noise_rel']:.1%}" if args.metric == "time" else "-",
-        }
-        for r in table.to_dict("records")
-    ]
-    if shown:
-        print(format_table(shown, list(shown[0])))
-    counts = table["verdict"].value_counts().to_dict() if len(table) else {}
-    print(f"{args.metric}, threshold {threshold:.0%}: " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items())))
-    return 1 if counts.get("regression") else 0
+    print(comparison_text(table, args.metric, threshold))
+    return 1 if (table["verdict"] == "regression").any() else 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    run = Path(args.run)
-    frame = load_results(run)
-    env_path = run / "env.json" if run.is_dir() else run.parent / "env.json"
-    env = json.loads(env_path.read_text()) if env_path.is_file() else {}
+    frame, env = load_results(args.run), load_env(args.run)
     out = Path(args.out)
     if out.is_dir() or not out.parent.is_dir():
         raise UsageError(f"--out {out}: " + ("is a directory" if out.is_dir() else f"no such directory {out.parent}"))
@@ -269,7 +175,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    load_plugins(args.plugin)  # so plugin variants' declared classes reach the fit table
     runs = [Path(r) for r in args.runs]
     out = Path(args.out) if args.out else REPORT_ROOT / "-".join(r.resolve().name for r in runs)
     if out.exists() and not out.is_dir():
@@ -283,19 +188,22 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plugin_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--plugin", action="append", default=[], metavar="PATH_OR_MODULE", help="load variants from here")
+
+
 def _add_sweep_flags(p: argparse.ArgumentParser, *, with_grid: bool = True) -> None:
     p.add_argument("--preset", help="quick (default), default or full")
     p.add_argument("--out", help="run directory (default results/<preset>-<time>)")
     p.add_argument("--resume", action="store_true", help="finish a killed sweep in --out: run only unrecorded cases")
-    p.add_argument("--plugin", action="append", default=[], metavar="PATH_OR_MODULE", help="load variants from here")
+    _plugin_flag(p)
     p.add_argument("--threads", help="torch threads per worker (default: torch's own)")
     p.add_argument("--timeout", help="seconds per case before its worker is killed")
     p.add_argument("--max-time", help="seconds per case for the timing loop's cap")
     p.add_argument("--strict", action="store_true", help="refuse to run on a busy machine (the quiet check fails)")
     if not with_grid:
-        for name in ("config", "variants", "seq_lens", "batch", "heads", "head_dim", "dtype", "causal", "mode"):
-            p.set_defaults(**{name: None})
-        p.set_defaults(device=None, input_scale=None, seed=None)
+        grid = ("config", "variants", "seq_lens", "batch", "heads", "head_dim", "dtype", "causal", "mode", "device")
+        p.set_defaults(**dict.fromkeys((*grid, "input_scale", "seed")))
         return
     p.add_argument("--config", help="sweep TOML file (keys: the Sweep fields)")
     p.add_argument("--variants", help="comma-separated names, or 'all' (default: all available)")
@@ -319,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list the registered attention variants")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style name filter, e.g. 'sdpa*'")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--plugin", action="append", default=[], metavar="PATH_OR_MODULE", help="load variants from here")
+    _plugin_flag(p)
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("sweep", help="run a sweep and write its results table")
@@ -335,13 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--out", help="report directory (default report/<run names>)")
     p.add_argument("--baseline", default="sdpa", help="variant the speedup figure compares with (default sdpa)")
-    p.add_argument("--plugin", action="append", default=[], metavar="PATH_OR_MODULE", help="load variants from here")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("check", help="run the registry's contract and accuracy checks on one variant")
     p.add_argument("name", help="registered variant name")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--plugin", action="append", default=[], metavar="PATH_OR_MODULE", help="load variants from here")
+    _plugin_flag(p)
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("compare", help="per-case ratios of two runs; exit 1 on a regression beyond threshold and noise")
@@ -378,17 +285,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = _one_line_warning
     try:
         return args.func(args)
-    except BAD_INPUT as exc:
+    except (*BAD_INPUT, RunFailed) as exc:
         if args.debug:
             traceback.print_exc()
         message = exc.args[0] if exc.args else str(exc)
         print(f"attnbench {args.command}: error: {message}", file=sys.stderr)
-        return 2
-    except RunFailed as exc:
-        if args.debug:
-            traceback.print_exc()
-        print(f"attnbench {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        return 1 if isinstance(exc, RunFailed) else 2  # a sweep that failed part-way, or bad input
     except KeyboardInterrupt:
         print(f"attnbench {args.command}: interrupted; finished cases are kept (use --resume)", file=sys.stderr)
         return 130

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 import variants
-from harness.allocator import pin_allocator
-from harness.checks import relative_error, seeded_qkv
+from harness.measure.accuracy import relative_error
+from harness.measure.allocator import pin_allocator
+from harness.measure.case import seeded_qkv
 
 # Timings in this process compare like with like only with malloc pinned to the heap.
 pin_allocator()

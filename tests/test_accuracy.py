@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from harness.accuracy import compare, measure_accuracy, sample_rows
-from harness.case import Case, make_inputs
-from harness.measure import case_flops, failure_status, measure_case
-from harness.reference import reference_attention
+from harness.measure.accuracy import compare, measure_accuracy, sample_rows
+from harness.measure.case import Case, make_inputs
+from harness.measure.measure_case import case_flops, failure_status, measure_case
+from harness.measure.reference import reference_attention
 from variants import Unsupported, get_variant
 
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from pytest_benchmark.storage.file import FileStorage
 
-from harness.compare import compare_runs
-from harness.results import load_results, to_frame
-from harness.stats import summarize
+from harness.analyze.compare import compare_runs
+from harness.measure.stats import summarize
+from harness.run.results import load_results, to_frame
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.fits import agrees, asymptotic_region, crossovers, declared_exponent, fit_power_law
+from harness.analyze.fits import agrees, asymptotic_region, crossovers, fit_power_law
+from harness.measure.complexity import declared_exponent
 
 NS = [2**i for i in range(7, 14)]  # 128 .. 8192
 
@@ -78,3 +79,10 @@ def test_crossover_interpolates_in_log_space():
     assert n_star == pytest.approx(expected)
     assert crossovers(ns, a, a) == []
     assert crossovers(ns, [1, 2, 3], [2, 3, 4]) == []
+
+
+def test_a_crossing_exactly_on_a_grid_point_is_found_there():
+    # a = N meets b = 4 at N = 4 and passes it: below before, above after
+    assert crossovers([1, 2, 4, 8, 16], [1, 2, 4, 8, 16], [4, 4, 4, 4, 4]) == [(4.0, "b")]
+    # touching without passing is no crossing
+    assert crossovers([1, 2, 4], [1, 4, 1], [4, 4, 4]) == []

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.case import Case, make_inputs
-from harness.memory import peak_memory
+from harness.measure.case import Case, make_inputs
+from harness.measure.memory import peak_memory
 from variants import get_variant
 
 FP32 = 4

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.checks import check_variant
+from harness.verify.checks import check_variant
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGINS = Path(__file__).resolve().parent / "plugins"
@@ -51,12 +51,16 @@ def test_plugin_file_is_listed_checked_and_swept(tmp_path):
     assert maps["non_causal"]["test-plugin-attn"]["status"] == "ok"
 
 
-def test_check_reports_a_failing_variant():
+def test_check_fails_a_contract_breaker_and_passes_a_variant_within_the_contract():
     results = {r.name: r for r in check_variant("linear-elu")}
     assert results["contract"].passed and results["deterministic"].passed
     assert "exact" not in results  # an approximation is not held to exact tolerances
-    check = attnbench("check", "test-fine", "--plugin", str(PLUGINS / "bad_contract.py"))
-    assert check.returncode == 0, check.stdout
+    plugin = str(PLUGINS / "bad_contract.py")
+    broken = attnbench("check", "test-bad-shape", "--plugin", plugin)
+    assert broken.returncode == 1, broken.stdout
+    assert "FAIL  contract" in broken.stdout and "returned shape (1, 2, 47, 7), expected (1, 2, 33, 8)" in broken.stdout
+    fine = attnbench("check", "test-fine", "--plugin", plugin)  # wrong numbers, but an approximation's contract holds
+    assert fine.returncode == 0, fine.stdout
     assert attnbench("check", "nosuch").returncode == 2
 
 

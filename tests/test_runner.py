@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.results import load_results, read_jsonl
+from harness.run.results import load_results, read_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN = str(Path(__file__).resolve().parent / "plugins" / "misbehaving.py")

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from harness.stats import median_ci_ranks, quantile, summarize
+from harness.measure.stats import median_ci_ranks, quantile, summarize
 
 
 def test_quantiles_interpolate_linearly():

@@ -17,11 +17,12 @@ import torch
 from load import cpu_hogs
 
 from harness.cli import main
-from harness.interference import SchedulerProbe, quiet_check
-from harness.progress import quality_flag
-from harness.report import build_report
-from harness.threads import thread_count
-from harness.timing import CAP_SAMPLES, _stop, time_cpu
+from harness.measure.interference import SchedulerProbe, quiet_check
+from harness.measure.sampling import CAP_SAMPLES, stop_rule
+from harness.measure.threads import thread_count
+from harness.measure.timing import time_cpu
+from harness.report.build import build_report
+from harness.run.progress import quality_flag
 
 ROOT = Path(__file__).resolve().parent.parent
 GARBAGE = str(Path(__file__).resolve().parent / "plugins" / "garbage.py")
@@ -35,16 +36,16 @@ def attnbench(*args: str, env: dict | None = None) -> subprocess.CompletedProces
 
 def test_stop_rule_calls_a_measurement_contended_only_when_its_blocks_waited():
     few = [1.0e-3] * (CAP_SAMPLES - 2)
-    assert _stop(few, elapsed=2.0, max_time_s=1.0, max_samples=1000, waited=0) is None  # no wait: sample on
-    assert _stop(few, elapsed=2.0, max_time_s=1.0, max_samples=1000, waited=40) == "contended"
-    assert _stop([], elapsed=1.0, max_time_s=1.0, max_samples=1000, waited=30) == "contended"
-    assert _stop([], elapsed=1.0, max_time_s=1.0, max_samples=1000, waited=3) is None  # too few tries to judge
+    assert stop_rule(few, elapsed=2.0, max_time_s=1.0, max_samples=1000, waited=0) is None  # no wait: sample on
+    assert stop_rule(few, elapsed=2.0, max_time_s=1.0, max_samples=1000, waited=40) == "contended"
+    assert stop_rule([], elapsed=1.0, max_time_s=1.0, max_samples=1000, waited=30) == "contended"
+    assert stop_rule([], elapsed=1.0, max_time_s=1.0, max_samples=1000, waited=3) is None  # too few tries to judge
     # a transient: most blocks clean, so the cap stretches (up to twice) for the rest
-    assert _stop(few, elapsed=1.2, max_time_s=1.0, max_samples=1000, waited=1) is None
-    assert _stop(few, elapsed=2.0, max_time_s=1.0, max_samples=1000, waited=7) == "contended"  # grace spent
+    assert stop_rule(few, elapsed=1.2, max_time_s=1.0, max_samples=1000, waited=1) is None
+    assert stop_rule(few, elapsed=2.0, max_time_s=1.0, max_samples=1000, waited=7) == "contended"  # grace spent
     spread = [1e-3, 1.2e-3, 0.9e-3, 1.5e-3, 0.7e-3, 1.1e-3]
-    assert _stop(spread, elapsed=1.0, max_time_s=1.0, max_samples=1000, waited=50) == "time cap"
-    assert _stop([1e-3] * 6, elapsed=0.2, max_time_s=1.0, max_samples=1000, waited=50) == "stable"
+    assert stop_rule(spread, elapsed=1.0, max_time_s=1.0, max_samples=1000, waited=50) == "time cap"
+    assert stop_rule([1e-3] * 6, elapsed=0.2, max_time_s=1.0, max_samples=1000, waited=50) == "stable"
 
 
 def test_scheduler_probe_counts_cpu_time_of_this_process():
@@ -108,7 +109,7 @@ def test_sweep_under_a_cpu_hog_is_never_silently_inflated(tmp_path):
         assert "measurement quality:" in busy.stdout and f"{len(contended)} contended" in busy.stdout
         report = build_report([tmp_path / "busy"], tmp_path / "report")
         page = report.read_text()
-        assert "id='quality'" in page and "contended" in page and "run queue" in page
+        assert 'id="quality"' in page and "contended" in page and "run queue" in page
         fits_csv = pd.read_csv(tmp_path / "report" / "tables" / "quality.csv")
         assert (fits_csv["status"] == "contended").sum() == len(contended)
 

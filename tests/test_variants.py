@@ -1,6 +1,6 @@
 """Every registered variant, tested from the registry: a new variant needs no new test.
 
-The assertions are `harness.checks`'s, the same `attnbench check NAME` runs:
+The assertions are `harness.verify.checks`'s, the same `attnbench check NAME` runs:
 exact variants against float64 attention on the same inputs; approximations
 well-formed, deterministic per seed and differentiable.
 """
@@ -11,7 +11,8 @@ import pytest
 import torch
 from conftest import DEVICES, make_qkv, rel_err, runnable
 
-from harness.checks import (
+from harness.measure.reference import reference_attention
+from harness.verify.checks import (
     GRAD_TOLERANCE,
     TOLERANCE,
     check_backward,
@@ -20,7 +21,6 @@ from harness.checks import (
     exact_error,
     gradient_error,
 )
-from harness.reference import reference_attention
 from variants import Unsupported, get_variant, list_variants
 from variants.linear import linear_attention
 

@@ -8,6 +8,7 @@ Third-party variants register the same way with `register`, from anywhere.
 from . import chunked, linear, naive, performer, sdpa, xformers_mea  # noqa: E402,F401
 from .registry import (
     DTYPES,
+    UnknownVariant,
     Unsupported,
     VariantSpec,
     exact_flops,
@@ -19,6 +20,7 @@ from .registry import (
 
 __all__ = [
     "DTYPES",
+    "UnknownVariant",
     "Unsupported",
     "VariantSpec",
     "exact_flops",

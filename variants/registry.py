@@ -31,6 +31,7 @@ import torch
 
 __all__ = [
     "Unsupported",
+    "UnknownVariant",
     "VariantSpec",
     "register",
     "get_variant",
@@ -56,6 +57,10 @@ class Unsupported(NotImplementedError):
     Raised instead of printing or returning garbage, so the harness records the
     case as ``unsupported`` with the reason and the sweep goes on.
     """
+
+
+class UnknownVariant(KeyError):
+    """No variant is registered under a name; ``exc.args[0]`` names the closest ones."""
 
 
 def exact_flops(case: Any) -> float:
@@ -117,6 +122,16 @@ class VariantSpec:
         if not any(d == "cpu" or (d == "cuda" and torch.cuda.is_available()) for d in wanted):
             return f"runs on {' or '.join(wanted)} only, and this machine has no CUDA device"
         return None
+
+    def describe(self) -> dict[str, Any]:
+        """The spec as plain data (``attnbench list --json``), with whether it can run on this machine."""
+        reason = self.unavailable_reason()
+        return {
+            "name": self.name, "family": self.family, "exact": self.exact, "time": self.time, "memory": self.memory,
+            "devices": list(self.devices), "dtypes": list(self.dtypes), "causal": self.causal,
+            "backward": self.backward, "params": dict(self.params), "requires": self.requires,
+            "randomized": self.randomized, "available": reason is None, "unavailable_reason": reason, "doc": self.doc,
+        }  # fmt: skip
 
     def check(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool) -> None:
         """Raise `Unsupported` when the inputs fall outside what the spec declares."""
@@ -201,13 +216,13 @@ def register(
 
 
 def get_variant(name: str) -> VariantSpec:
-    """The spec registered under ``name``; ``KeyError`` naming the closest names if none."""
+    """The spec registered under ``name``; `UnknownVariant` (a ``KeyError``) naming the closest names if none."""
     try:
         return _REGISTRY[name]
     except KeyError:
         close = difflib.get_close_matches(name, _REGISTRY, n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(sorted(_REGISTRY))}"
-        raise KeyError(f"unknown variant {name!r}; {hint}") from None
+        raise UnknownVariant(f"unknown variant {name!r}; {hint}") from None
 
 
 def list_variants(pattern: str = "*") -> list[str]:

@@ -14,8 +14,8 @@ import os
 import pytest
 import torch
 
-from harness.checks import seeded_qkv
-from harness.plugins import load_plugins
+from harness.measure.case import seeded_qkv
+from harness.run.plugins import load_plugins
 from variants import Unsupported, get_variant, list_variants
 
 load_plugins([p for p in os.environ.get("ATTNBENCH_PLUGINS", "").split(os.pathsep) if p])

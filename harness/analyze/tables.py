@@ -1,0 +1,180 @@
+"""Tables derived from a results table: complexity fits, crossovers, fastest per N, failures.
+
+Pure pandas over results-table rows (`harness.run.results`); the report
+formats these, the CLI can print them, a notebook can use them directly. A
+*curve* is one variant under one configuration (run, device, dtype, mode,
+causal, batch, heads, head_dim) across sequence lengths. Every function takes
+the table with or without its ``config`` label (`with_config`), so a caller
+making several tables labels it once. Declared complexity classes come from
+the records themselves, never from the registry: a plugin's run is analysed
+without the plugin.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+
+from ..measure.complexity import declared_exponent
+from ..measure.record import MEASURED
+from .fits import agrees, crossovers, fit_power_law, implausible
+
+MIN_LEAD = 0.10  # a crossover counts when the curves end at least this far apart
+CONFIG_COLUMNS = ["run_id", "device", "dtype", "mode", "causal", "batch", "heads", "head_dim"]
+
+
+def with_config(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with a ``config`` column naming everything about a curve but its variant
+    (e.g. "cpu float32 fwd causal · heads=16"); a frame that has one is returned as it is.
+
+    Columns that take one value across the whole frame are left out of the label.
+    """
+    if "config" in frame.columns:
+        return frame
+    varying = [c for c in CONFIG_COLUMNS if frame[c].nunique(dropna=False) > 1]
+    causal = frame["causal"].astype(bool).map({True: " causal", False: ""})
+    label = frame["device"].astype(str) + " " + frame["dtype"].astype(str) + " " + frame["mode"].astype(str) + causal
+    for column in ("batch", "heads", "head_dim"):
+        if column in varying:
+            label = label + f" · {column}=" + frame[column].astype(str)
+    if "run_id" in varying:
+        label = frame["run_id"].astype(str) + " · " + label
+    return frame.assign(config=label)
+
+
+def _ok(frame: pd.DataFrame) -> pd.DataFrame:
+    return with_config(frame[frame["status"] == "ok"])
+
+
+def fit_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per curve with >= 3 ok points: fitted time alpha and memory beta with 95% CIs."""
+    ok = _ok(frame)
+    rows = []
+    for (config, variant), curve in ok.groupby(["config", "variant"], sort=True):
+        curve = curve.sort_values("seq_len")
+        ns = curve["seq_len"].tolist()
+        time_fit = fit_power_law(ns, curve["time_median_s"].tolist(), [list(s) for s in curve["time_samples_s"]])
+        mem = curve["peak_mem_bytes"].astype(float).tolist()
+        mem_fit = fit_power_law(ns, mem) if np.all(np.isfinite(mem)) else None
+        if time_fit is None:
+            continue
+        declared_time, declared_mem = curve["declared_time"].iloc[-1], curve["declared_memory"].iloc[-1]
+        expected_time, expected_mem = declared_exponent(declared_time), declared_exponent(declared_mem)
+        in_fit = curve[curve["seq_len"].between(time_fit.n_lo, time_fit.n_hi)]
+        noisy_points = int(in_fit["noisy"].fillna(False).astype(bool).sum())
+        why = implausible(time_fit, noisy_points)
+        if not why and noisy_points:
+            why = f"{noisy_points} noisy point(s) in the fit range"
+        rows.append(
+            {
+                "config": config,
+                "variant": variant,
+                "time_alpha": time_fit.alpha,
+                "time_ci_low": time_fit.ci_low,
+                "time_ci_high": time_fit.ci_high,
+                "fit_n_lo": time_fit.n_lo,
+                "fit_n_hi": time_fit.n_hi,
+                "declared_time": declared_time if isinstance(declared_time, str) else None,
+                # An implausible exponent is not a disagreement: it says nothing either way.
+                "time_agrees": None if implausible(time_fit) else agrees(time_fit, expected_time),
+                "mem_beta": mem_fit.alpha if mem_fit else np.nan,
+                "mem_ci_low": mem_fit.ci_low if mem_fit else np.nan,
+                "mem_ci_high": mem_fit.ci_high if mem_fit else np.nan,
+                "declared_memory": declared_mem if isinstance(declared_mem, str) else None,
+                "mem_agrees": agrees(mem_fit, expected_mem) if mem_fit else None,
+                "time_local_slopes": " ".join(f"{s:.2f}" for s in time_fit.local_slopes),
+                "noisy_points": noisy_points,
+                "note": "; ".join(part for part in (time_fit.note, why) if part),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def crossover_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """For each pair of variants within a configuration, the last N where their time
+    (or memory) curves cross, with the one ahead beyond it; interpolated in log space."""
+    ok = _ok(frame)
+    rows = []
+    for config, group in ok.groupby("config", sort=True):
+        for metric, column in (("time", "time_median_s"), ("memory", "peak_mem_bytes")):
+            wide = group.pivot_table(index="seq_len", columns="variant", values=column, aggfunc="first")
+            for a, b in itertools.combinations(sorted(wide.columns), 2):
+                pair = wide[[a, b]].dropna()
+                found = crossovers(pair.index.tolist(), pair[a].tolist(), pair[b].tolist())
+                # Curves within 10% of each other at the largest N (one kernel under two
+                # names, say) cross back and forth by noise: no one overtakes anyone.
+                if not found or abs(np.log(pair[a].iloc[-1] / pair[b].iloc[-1])) < np.log(1 + MIN_LEAD):
+                    continue
+                n_star, lower = found[-1]
+                ahead, behind = (a, b) if lower == "a" else (b, a)
+                rows.append(
+                    {
+                        "config": config,
+                        "metric": metric,
+                        "ahead_beyond": ahead,
+                        "behind_beyond": behind,
+                        "crossover_n": n_star,
+                        "n_range": f"{int(pair.index.min())}..{int(pair.index.max())}",
+                    }
+                )
+    return pd.DataFrame(rows, columns=["config", "metric", "ahead_beyond", "behind_beyond", "crossover_n", "n_range"])
+
+
+def fastest_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration and N: the fastest variant, and the fastest exact one."""
+    ok = _ok(frame)
+    rows = []
+    for (config, n), group in ok.groupby(["config", "seq_len"], sort=True):
+        best = group.loc[group["time_median_s"].idxmin()]
+        exact = group[group["exact"].astype(bool)]
+        best_exact = exact.loc[exact["time_median_s"].idxmin()] if len(exact) else None
+        rows.append(
+            {
+                "config": config,
+                "seq_len": int(n),
+                "fastest": best["variant"],
+                "time_s": best["time_median_s"],
+                "fastest_exact": best_exact["variant"] if best_exact is not None else None,
+                "exact_time_s": best_exact["time_median_s"] if best_exact is not None else np.nan,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def quality_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every measured case whose time is not to be taken at face value: contended, noisy, or with re-taken blocks.
+
+    Contended cases are left out of fits, crossovers and the fastest-per-N
+    table (their status is not ``ok``); noisy ones are kept and flagged.
+    """
+    columns = ["config", "variant", "seq_len", "status", "iqr_over_median", "runqueue_wait", "discarded_blocks",
+               "load_avg", "reason"]  # fmt: skip
+    measured = frame[frame["status"].isin(MEASURED)]
+    if not len(measured):
+        return pd.DataFrame(columns=columns)
+    for column in ("runqueue_wait_ratio", "discarded_blocks", "load_avg"):
+        if column not in measured:  # runs recorded before interference was measured
+            measured = measured.assign(**{column: np.nan})
+    flagged = measured[
+        (measured["status"] == "contended")
+        | measured["noisy"].fillna(False).astype(bool)
+        | (measured["discarded_blocks"].fillna(0) > 0)
+    ]
+    flagged = with_config(flagged).assign(
+        iqr_over_median=lambda f: f["time_iqr_s"] / f["time_median_s"],
+        runqueue_wait=lambda f: f["runqueue_wait_ratio"],
+    )
+    return flagged[columns].sort_values(["status", "variant", "config", "seq_len"]).reset_index(drop=True)
+
+
+def failure_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every case that did not finish ``ok``, with its status and reason."""
+    bad = with_config(frame[frame["status"] != "ok"])
+    columns = ["config", "variant", "seq_len", "status", "reason"]
+    return (
+        bad[columns].sort_values(["status", "variant", "config", "seq_len"]).reset_index(drop=True)
+        if len(bad)
+        else pd.DataFrame(columns=columns)
+    )

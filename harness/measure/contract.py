@@ -1,0 +1,40 @@
+"""What a variant's output and inputs must look like after a call: the contract, as predicates.
+
+Each function returns a one-line description of the breach, or None. The
+measurement refuses to time a call that breaks them (its row is an
+``error`` saying which), and `harness.verify.checks` asserts the same ones.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def contract_violation(out, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str | None:
+    """What is wrong with the type, shape (B, H, N_q, D_v), dtype or device of ``out``, or None."""
+    expected = (*q.shape[:3], v.shape[-1])
+    if not isinstance(out, torch.Tensor):
+        return f"returned {type(out).__name__}, not a tensor"
+    if tuple(out.shape) != expected:
+        return f"returned shape {tuple(out.shape)}, expected {expected}"
+    if out.dtype != q.dtype or out.device != q.device:
+        return f"returned {out.dtype} on {out.device}, expected {q.dtype} on {q.device}"
+    return None
+
+
+def non_finite(out: torch.Tensor) -> str | None:
+    """'non-finite output (k of n elements)', or None when every element is finite.
+
+    The inputs are finite Gaussians of a bounded scale, so their exact
+    attention is finite: a NaN or Inf is the variant's, never the reference's.
+    """
+    bad = int((~torch.isfinite(out)).sum())
+    return f"non-finite output ({bad} of {out.numel()} elements)" if bad else None
+
+
+def input_damage(inputs: tuple[torch.Tensor, ...], pristine: tuple[torch.Tensor, ...]) -> str | None:
+    """'modified its input k' for the first of q, k, v that no longer equals its pristine copy, or None."""
+    for name, tensor, copy in zip("qkv", inputs, pristine):
+        if not torch.equal(tensor, copy):
+            return f"modified its input {name}"
+    return None

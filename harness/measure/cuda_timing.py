@@ -1,0 +1,63 @@
+"""Timing on a CUDA device: events around each call, L2 flushed between calls.
+
+A CUDA event pair around each call, with the L2 cache flushed (a buffer
+twice its size zeroed) between calls and outside the events, and one
+synchronize per batch of calls; the host clock is never read without a
+synchronize. Events time the device, which host preemption does not slow
+unless the GPU runs dry; host load is still recorded. Warm-up and the
+stopping rule are the CPU clock's (`harness.measure.sampling`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+
+from .interference import Interference, load_average, read_steal, steal_share
+from .sampling import MIN_TIME_S, Measurement, stop_rule, warm_up, with_warnings
+
+
+def time_cuda(
+    fn: Callable[[], object],
+    device: torch.device | str = "cuda",
+    *,
+    max_time_s: float = 5.0,
+    max_samples: int = 1000,
+    min_time_s: float = MIN_TIME_S,
+) -> Measurement:
+    """Time ``fn`` on a CUDA device with events, flushing L2 between calls."""
+    device = torch.device(device)
+    load, steal_before = load_average(), read_steal()
+    with torch.cuda.device(device):
+        props = torch.cuda.get_device_properties(device)
+        l2_bytes = getattr(props, "L2_cache_size", 0) or 64 * 2**20
+        flush = torch.empty(2 * l2_bytes, dtype=torch.uint8, device=device)
+
+        def synchronized() -> float:
+            torch.cuda.synchronize(device)  # the host clock needs the work finished
+            return time.perf_counter()
+
+        per_call = warm_up(fn, synchronized)
+        # Calls per batch: about 50 ms of work between synchronizes, at least 1.
+        batch = max(1, min(100, int(0.05 / max(per_call, 1e-6))))
+
+        samples: list[float] = []
+        elapsed = 0.0
+        while True:
+            events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(batch)]
+            for begin, end in events:
+                flush.zero_()  # evict the inputs from L2: every call starts cold, as in a real model
+                begin.record()
+                fn()
+                end.record()
+            torch.cuda.synchronize(device)
+            batch_samples = [begin.elapsed_time(end) * 1e-3 for begin, end in events]
+            samples.extend(batch_samples)
+            elapsed += sum(batch_samples)
+            reason = stop_rule(samples, elapsed, max_time_s, max_samples, 0, min_time_s)
+            if reason:
+                break
+    interference = Interference(None, None, 0, load, steal_share(steal_before, read_steal()))
+    return with_warnings(Measurement(tuple(samples), 1, "cuda_event", reason, (), (), interference))

@@ -1,0 +1,169 @@
+"""`measure_case`: one case in, one `Record` out -- the single entry point the runner calls.
+
+The passes, in order, each separate so none disturbs another:
+1. one untimed call, whose output is checked against float64 (accuracy);
+2. timing (`harness.measure.timing`);
+3. peak memory (`harness.measure.memory`), never during timing: the profiler costs time.
+A failure in any pass is data: a record with a status and a reason.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+import torch
+
+from variants import Unsupported, get_variant
+
+from .accuracy import DEFAULT_MAX_ROWS, measure_accuracy
+from .allocator import pin_allocator
+from .case import Case, make_grad_output, make_inputs
+from .contract import contract_violation, input_damage, non_finite
+from .device import device_name
+from .memory import peak_memory
+from .record import Record
+from .threads import thread_count
+from .timing import time_callable
+
+BACKWARD_FLOPS_FACTOR = 2.5  # backward ~2.5x forward (two matmuls per forward one, plus recompute)
+
+
+def record_for(case: Case, status: str = "ok", reason: str = "") -> Record:
+    """A record carrying the case's identity, and the variant's spec when it is registered."""
+    try:
+        spec = get_variant(case.variant)
+        described = {"family": spec.family, "exact": spec.exact, "declared_time": spec.time,
+                     "declared_memory": spec.memory, "params": json.dumps(dict(spec.params), sort_keys=True)}  # fmt: skip
+    except KeyError:
+        described = {}
+    try:
+        name = device_name(case.device)
+    except (RuntimeError, AssertionError):  # a CUDA case read on a machine without CUDA
+        name = None
+    return Record(**asdict(case), **described, case_id=case.case_id, device_name=name, status=status, reason=reason)
+
+
+def case_flops(case: Case) -> float | None:
+    """FLOPs of one timed call: the variant's forward model, times 3.5 for forward plus backward."""
+    spec = get_variant(case.variant)
+    if spec.flops is None:
+        return None
+    forward = float(spec.flops(case))
+    return forward * (1 + BACKWARD_FLOPS_FACTOR) if case.mode == "fwd_bwd" else forward
+
+
+def is_oom(exc: BaseException) -> bool:
+    """An allocation failure, whichever way the allocator reported it."""
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def failure_status(exc: BaseException) -> tuple[str, str]:
+    """(status, one-line reason) for an exception raised while measuring."""
+    if isinstance(exc, Unsupported):
+        return "unsupported", str(exc)
+    first = (str(exc).strip().splitlines() or [""])[0]
+    if is_oom(exc):
+        return "oom", f"{type(exc).__name__}: {first}"
+    return "error", f"{type(exc).__name__}: {first}"
+
+
+def _workload(case: Case) -> tuple[Callable[[], Any], Callable[[], torch.Tensor], tuple[torch.Tensor, ...]]:
+    """(the timed call, a call returning the forward output for accuracy, the inputs q, k, v)."""
+    spec = get_variant(case.variant)
+    q, k, v = make_inputs(case)
+    kwargs = {"causal": case.causal, "seed": case.seed}
+    if case.mode == "fwd":
+
+        def forward() -> torch.Tensor:
+            with torch.inference_mode():
+                return spec(q, k, v, **kwargs)
+
+        return forward, forward, (q, k, v)
+
+    leaves = tuple(t.detach().requires_grad_() for t in (q, k, v))
+    grad_out = make_grad_output(case)
+
+    def forward_backward() -> tuple[torch.Tensor, ...]:
+        out = spec(*leaves, **kwargs)
+        return torch.autograd.grad(out, leaves, grad_out)
+
+    def forward_only() -> torch.Tensor:
+        with torch.no_grad():
+            return spec(*leaves, **kwargs)
+
+    return forward_backward, forward_only, (q, k, v)
+
+
+def measure_case(
+    case: Case,
+    *,
+    max_time_s: float = 2.0,
+    accuracy_rows: int = DEFAULT_MAX_ROWS,
+    memory: bool = True,
+) -> Record:
+    """Measure ``case`` (accuracy, time, peak memory) and return its record; never raises
+    for a failing variant: unsupported cases, allocation failures and errors become statuses.
+
+    Garbage is never ``ok``: a non-finite output, or inputs changed by the
+    call (checked after the first call and again after timing), are ``error``
+    rows; accuracy is computed on pristine copies of the inputs. A timing the
+    machine disturbed past repair (`harness.measure.timing`) is ``contended``.
+    """
+    try:
+        spec = get_variant(case.variant)
+    except KeyError as exc:
+        return record_for(case, "error", exc.args[0])
+    unavailable = spec.unavailable_reason(torch.device(case.device).type)
+    if unavailable:
+        return record_for(case, "unsupported", f"{case.variant} {unavailable}")
+    record = record_for(case)
+    pin_allocator()
+    try:
+        with thread_count(case.threads):
+            timed, forward, inputs = _workload(case)
+            pristine = tuple(t.clone() for t in inputs)
+            out = forward()  # also the untimed first call
+            broken = contract_violation(out, *inputs)
+            if broken:
+                return record_for(case, "error", f"contract broken: {case.variant} {broken}")
+            garbage = non_finite(out) or input_damage(inputs, pristine)
+            if garbage:
+                return record_for(case, "error", f"{case.variant} {garbage}")
+            acc = measure_accuracy(out, *pristine, causal=case.causal, max_rows=accuracy_rows, seed=case.seed)
+            if spec.backend is not None:
+                record.backend = spec.backend(*pristine, causal=case.causal)
+            del out
+            timing = time_callable(timed, case.device, max_time_s=max_time_s)
+            mem = peak_memory(timed, case.device) if memory else None
+            damage = input_damage(inputs, pristine)
+            if damage:
+                return record_for(case, "error", f"{case.variant} {damage} while being timed")
+    except Exception as exc:  # errors are data: the sweep records them and goes on
+        status, reason = failure_status(exc)
+        record.status, record.reason = status, reason
+        return record
+
+    s = timing.summary
+    record.time_median_s, record.time_iqr_s = s.median, s.iqr
+    record.time_p20_s, record.time_p80_s, record.time_min_s, record.time_mean_s = s.p20, s.p80, s.min, s.mean
+    record.n_samples, record.block_size, record.noisy, record.n_outliers = s.n, timing.block_size, s.noisy, s.outliers
+    record.stop_reason, record.time_samples_s = timing.stop_reason, list(timing.used)
+    record.warnings = list(timing.warnings)
+    if timing.contended:
+        record.status, record.reason = "contended", timing.warnings[0]
+    i = timing.interference
+    if i is not None:
+        record.runqueue_wait_ratio, record.cpu_utilization, record.discarded_blocks = i.wait_ratio, i.cpu_utilization, i.discarded
+        record.load_avg, record.steal_ratio = i.load_avg, i.steal
+    if mem is not None:
+        record.peak_mem_bytes, record.mem_method = mem.peak_bytes, mem.method
+    record.flops = case_flops(case)
+    record.gflops_per_s = record.flops / s.median / 1e9 if record.flops and s.median > 0 else None
+    record.rel_err, record.max_abs_err, record.cosine, record.err_rows = acc.rel_err, acc.max_abs_err, acc.cosine, acc.rows
+    return record

@@ -1,0 +1,83 @@
+"""`Record`: one row of the results table, and so the table's schema.
+
+The field order is the column order (DESIGN.md "Results table"); `COLUMNS`
+is derived from it, so a new measurement is one new field here. A record
+carries everything the later stages need -- identity, the variant's declared
+complexity, statuses, statistics, raw samples -- so analysis and the report
+never consult the variant registry. Pure data: no torch, no registry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+@dataclass(kw_only=True)
+class Record:
+    """One case's results. Units are SI base units named in the column; ``params`` is
+    the variant's parameters as canonical JSON; ``time_samples_s`` keeps every
+    sample, for bootstrap confidence intervals and re-analysis."""
+
+    # identity: the run, the variant as registered, the case (`harness.measure.case.Case`)
+    run_id: str = ""
+    variant: str
+    family: str | None = None
+    exact: bool | None = None
+    declared_time: str | None = None  # the variant's declared classes, e.g. "O(N^2 d)"
+    declared_memory: str | None = None
+    device: str
+    device_name: str | None = None
+    dtype: str
+    mode: str
+    causal: bool
+    batch: int
+    heads: int
+    seq_len: int
+    head_dim: int
+    threads: int
+    input_scale: float
+    params: str = "{}"
+    # outcome: "ok", "contended", "unsupported", "skipped", "oom", "timeout", "crash" or "error"
+    status: str = "ok"
+    reason: str = ""
+    # time per call (harness.measure.timing, harness.measure.stats)
+    time_median_s: float | None = None
+    time_iqr_s: float | None = None
+    time_p20_s: float | None = None
+    time_p80_s: float | None = None
+    time_min_s: float | None = None
+    time_mean_s: float | None = None
+    n_samples: int | None = None
+    block_size: int | None = None
+    noisy: bool | None = None
+    # what the machine did to the timing (harness.measure.interference)
+    runqueue_wait_ratio: float | None = None
+    cpu_utilization: float | None = None
+    discarded_blocks: int | None = None
+    load_avg: float | None = None
+    steal_ratio: float | None = None
+    # peak memory, work and error against float64
+    peak_mem_bytes: int | None = None
+    mem_method: str | None = None
+    flops: float | None = None
+    gflops_per_s: float | None = None
+    rel_err: float | None = None
+    max_abs_err: float | None = None
+    cosine: float | None = None
+    err_rows: int | None = None
+    # bookkeeping
+    case_id: str
+    seed: int
+    backend: str | None = None
+    n_outliers: int | None = None
+    stop_reason: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    time_samples_s: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+COLUMNS: list[str] = [f.name for f in fields(Record)]
+MEASURED = ("ok", "contended")  # statuses whose row holds a timing

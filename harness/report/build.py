@@ -1,0 +1,182 @@
+"""`build_report`: one or more run folders in, a self-contained report folder out.
+
+    report/<name>/index.html       opens from the file system, no server
+    report/<name>/summary.md       the headline tables in Markdown
+    report/<name>/figures/*.png    seaborn figures (`harness.report.figures`)
+    report/<name>/tables/*.csv     every table, full precision
+
+The report reads results files only (parquet and JSON: data, not code), runs
+no kernel and needs no plugin: records carry what it shows. The page is
+rendered from ``templates/index.html`` by Jinja2 with autoescaping on, so
+every string it takes from results -- variant names, reasons, parameters,
+environment -- is escaped: a results file cannot inject markup or script.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import jinja2
+import pandas as pd
+
+from ..analyze.tables import crossover_table, failure_table, fastest_table, fit_table, quality_table, with_config
+from ..measure.record import MEASURED
+from ..run.results import ResultsError, load_run
+from .figures import make_figures
+from .text import cell_text, markdown_table
+
+FIGURE_CAPTIONS = {
+    "time": "Time per call vs N (log-log): the median, with the interquartile range of the raw samples as a band.",
+    "memory": "Peak memory vs N (log-log), from the allocator's own events in a pass of its own.",
+    "speedup": "Speedup over the baseline variant (above the dashed line: faster than it).",
+    "throughput": "Achieved GFLOP/s vs N; the dashed line is this machine's measured matmul ceiling for the dtype.",
+    "accuracy": "Relative Frobenius error against exact float64 attention on the same inputs, vs N.",
+    "tradeoff": "Error vs time at the largest N every variant of the configuration reached: the speed/accuracy trade-off.",
+    "exponents": "Fitted exponents with 95% bootstrap intervals, time (left) and memory (right); x marks the declared class.",
+    "maps": "Each variant's implied attention matrix for one head at N=64 on structured inputs "
+    "(extracted by passing V = identity), beside exact softmax's.",
+}
+
+
+FIT_COLUMNS = ["config", "variant", "time_alpha", "time_ci_low", "time_ci_high", "declared_time", "time_agrees",
+               "mem_beta", "declared_memory", "mem_agrees", "fit_n_lo", "fit_n_hi", "note"]  # fmt: skip
+TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,  # a name missing from the context is an error, not an empty string
+)
+
+
+def load_runs(run_dirs: list[str | Path]) -> tuple[pd.DataFrame, dict[str, dict], dict]:
+    """(one labelled table of every run, env.json per run id, the first run's attention maps)."""
+    if not run_dirs:
+        raise ResultsError("no run directory given")
+    frames, envs, maps = [], {}, {}
+    for run_dir in run_dirs:
+        frame, env, run_maps = load_run(run_dir)
+        run_id = str(frame["run_id"].iloc[0]) if frame["run_id"].notna().any() else Path(run_dir).name
+        if run_id in envs:  # two runs with one name (same folder name in two places)
+            run_id = f"{run_id}@{Path(run_dir).resolve().parent.name}"
+        frames.append(frame.assign(run_id=run_id))
+        envs[run_id] = env
+        maps = maps or run_maps
+    return with_config(pd.concat(frames, ignore_index=True)), envs, maps
+
+
+def _env_table(envs: dict[str, dict]) -> pd.DataFrame:
+    rows = []
+    for run, env in envs.items():
+        for device, ceiling in (env.get("ceilings") or {}).items():
+            rows.append(
+                {
+                    "run": run,
+                    "device": device,
+                    "device_name": ceiling.get("device_name"),
+                    "threads": ceiling.get("threads"),
+                    **{f"matmul_{k}_gflops": v for k, v in ceiling.get("matmul_gflops", {}).items()},
+                    "copy_gbps": ceiling.get("copy_gbps"),
+                    "torch": env.get("torch"),
+                    "xformers": env.get("xformers"),
+                    "python": env.get("python"),
+                    "git_commit": env.get("git_commit"),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def quality_lines(frame: pd.DataFrame, envs: dict[str, dict]) -> list[str]:
+    """The measurement-quality summary: how far the numbers can be trusted, and on what machine."""
+    measured = frame[frame["status"].isin(MEASURED)]
+    contended = int((frame["status"] == "contended").sum())
+    noisy = int(measured["noisy"].fillna(False).astype(bool).sum())
+    retaken = int(measured["discarded_blocks"].fillna(0).gt(0).sum())
+    lines = [
+        f"{len(measured)} cases timed: {contended} contended (the machine preempted their blocks until the cap; "
+        "left out of fits, crossovers and the fastest-per-N table), "
+        f"{noisy} noisy (IQR/median over 10%; kept, and flagged in the fits), "
+        f"{retaken} with preempted blocks discarded and re-taken."
+    ]
+    for run, env in envs.items():
+        quiet = env.get("quiet_check") or {}
+        verdict = f"busy: {quiet['busy']}" if quiet.get("busy") else "quiet" if quiet else "not run"
+        malloc = ", ".join(f"{k}={v}" for k, v in (env.get("worker_env") or {}).items() if k.startswith("MALLOC"))
+        lines.append(
+            f"{run}: {env.get('cpu') or 'unknown CPU'}, {env.get('cpu_count')} CPUs, "
+            f"{(env.get('sweep') or {}).get('threads', env.get('torch_threads'))} threads per case; "
+            f"check before the sweep: {verdict}; workers' allocator: {malloc or 'default glibc malloc'}"
+            " (pinned to the heap, so CPU times are a caching allocator's steady state; an unpinned process, "
+            "as in a plain torch.utils.benchmark session, can time the same call up to ~2x slower)."
+        )
+    return lines
+
+
+def _html_table(frame: pd.DataFrame, empty: str = "none", digits: int = 4) -> dict:
+    """A table as the template's macro takes it: column names and rows of cell text."""
+    rows = [[cell_text(v, digits) for v in row] for row in frame.itertuples(index=False)]
+    return {"columns": [str(c) for c in frame.columns], "rows": rows, "empty": empty}
+
+
+def _sections(tables: dict[str, pd.DataFrame], headline: pd.DataFrame, figures: dict[str, Path]) -> list[dict]:
+    """The page's sections after the quality one, in order."""
+    figure_list = [{"name": name, "file": path.name, "caption": FIGURE_CAPTIONS[name]} for name, path in figures.items()]
+    return [
+        {"title": "Complexity fits", "table": _html_table(headline),
+         "note": "Log-log least squares over the largest points spanning >= 8x in N; 95% intervals from resampling "
+                 "the raw timing samples. 'agrees': within 0.3 of the declared class."},
+        {"title": "Crossovers", "table": _html_table(tables["crossovers"]),
+         "note": "The last N where one variant's curve crosses another's (interpolated in log space); "
+                 "'ahead_beyond' is lower (faster, or smaller) past it."},
+        {"title": "Figures", "figures": figure_list},
+        {"title": "Fastest variant per N", "table": _html_table(tables["fastest_per_n"])},
+        {"title": "Cases that did not finish ok", "table": _html_table(tables["failures"])},
+        {"title": "Environment and measured ceilings", "table": _html_table(tables["environment"])},
+        {"title": "All fit details (local slopes: dlog t / dlog N between neighbouring N)",
+         "table": _html_table(tables["complexity_fits"])},
+    ]  # fmt: skip
+
+
+def _summary_markdown(runs: str, counts: str, tables: dict[str, pd.DataFrame], headline: pd.DataFrame) -> str:
+    parts = [f"# attnbench report: {runs}\n", f"{counts}\n"]
+    for title, table in (("Measurement quality", tables["quality"]),
+                         ("Complexity fits (time ~ N^alpha, memory ~ N^beta)", headline),
+                         ("Crossovers", tables["crossovers"]), ("Failures", tables["failures"])):  # fmt: skip
+        parts += [f"\n## {title}\n", markdown_table(table)]
+    return "\n".join(parts)
+
+
+def build_report(run_dirs: list[str | Path], out: str | Path, *, baseline: str = "sdpa") -> Path:
+    """Write the report for ``run_dirs`` into ``out``; returns the path of index.html."""
+    frame, envs, maps = load_runs(run_dirs)
+    out = Path(out)
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    fits = fit_table(frame)
+    tables = {
+        "complexity_fits": fits,
+        "crossovers": crossover_table(frame),
+        "fastest_per_n": fastest_table(frame),
+        "failures": failure_table(frame),
+        "quality": quality_table(frame),
+        "environment": _env_table(envs),
+    }
+    for name, table in tables.items():
+        table.to_csv(out / "tables" / f"{name}.csv", index=False)
+    ceilings = {(run, device): c for run, env in envs.items() for device, c in (env.get("ceilings") or {}).items()}
+    figures = make_figures(frame, fits, ceilings, maps.get("non_causal", {}), out / "figures", baseline)
+
+    headline = fits[FIT_COLUMNS] if len(fits) else fits
+    runs = ", ".join(envs)
+    counts = f"{len(frame)} cases: " + ", ".join(f"{n} {s}" for s, n in sorted(frame["status"].value_counts().items()))
+    (out / "summary.md").write_text(_summary_markdown(runs, counts, tables, headline))
+    page = TEMPLATES.get_template("index.html").render(
+        runs=runs,
+        case_count=len(frame),
+        counts=counts.split(": ", 1)[1],
+        generated=time.strftime("%Y-%m-%d %H:%M:%S"),
+        quality_lines=quality_lines(frame, envs),
+        quality=_html_table(tables["quality"], "every timed case was clean", digits=3),
+        sections=_sections(tables, headline, figures),
+    )
+    index = out / "index.html"
+    index.write_text(page, encoding="utf-8")
+    return index

@@ -1,0 +1,223 @@
+"""The report's figures: seaborn over the results table, one PNG each.
+
+Every figure facets by configuration (run, device, dtype, mode, causal) and
+colours by variant with one palette across all figures, so a variant keeps
+its colour everywhere. Axes are log-log where the quantity spans decades.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display, no GUI toolkit
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.ticker import NullFormatter, ScalarFormatter  # noqa: E402
+
+from ..analyze.tables import with_config  # noqa: E402
+from ..measure.complexity import declared_exponent  # noqa: E402
+
+DPI = 110
+COL_WRAP = 4
+
+
+def palette(variants: list[str]) -> dict[str, tuple]:
+    """One colour per variant name, stable for a given set of names."""
+    names = sorted(set(variants))
+    colours = sns.color_palette("tab10" if len(names) <= 10 else "husl", len(names))
+    return dict(zip(names, colours))
+
+
+def _save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _loglog(grid, ylabel: str, *, logy: bool = True) -> None:
+    """Log-log axes, N ticks written as plain numbers (128, 1024, ...)."""
+    for ax in grid.axes.flat:
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.tick_params(axis="x", labelrotation=45)
+        if logy:
+            ax.set_yscale("log")
+        ax.grid(True, which="major", alpha=0.3)
+    grid.set_axis_labels("sequence length N", ylabel)
+    grid.set_titles("{col_name}")
+
+
+def _wrap(data: pd.DataFrame, column: str = "config") -> int:
+    """Facets per row: up to COL_WRAP, fewer when there are fewer panels."""
+    return max(1, min(COL_WRAP, data[column].nunique()))
+
+
+def _curves(data: pd.DataFrame, y: str, ylabel: str, colours: dict, **line) -> sns.FacetGrid:
+    """One log-log panel per configuration, one line per variant."""
+    grid = sns.relplot(
+        data=data, x="seq_len", y=y, hue="variant", col="config", col_wrap=_wrap(data), kind="line",
+        palette=colours, marker="o", height=3.2, aspect=1.2, **line,
+    )  # fmt: skip
+    _loglog(grid, ylabel)
+    return grid
+
+
+def time_figure(ok: pd.DataFrame, colours: dict, path: Path) -> Path:
+    """Median time per call vs N, with the interquartile range of the raw samples as a band."""
+    samples = ok[["config", "variant", "seq_len", "time_samples_s"]].explode("time_samples_s")
+    samples["time_s"] = samples["time_samples_s"].astype(float)
+    grid = _curves(samples, "time_s", "time per call (s), median and IQR", colours, estimator="median", errorbar=("pi", 50))
+    return _save(grid.figure, path)
+
+
+def memory_figure(ok: pd.DataFrame, colours: dict, path: Path) -> Path:
+    """Peak memory vs N."""
+    data = ok.assign(peak_mib=ok["peak_mem_bytes"].astype(float) / 2**20)
+    return _save(_curves(data, "peak_mib", "peak memory (MiB)", colours).figure, path)
+
+
+def speedup_figure(ok: pd.DataFrame, colours: dict, baseline: str, path: Path) -> Path | None:
+    """Baseline time / variant time vs N (above 1: faster than the baseline)."""
+    base = ok[ok["variant"] == baseline][["config", "seq_len", "time_median_s"]]
+    if base.empty:
+        return None
+    data = ok.merge(base, on=["config", "seq_len"], suffixes=("", "_base"))
+    data["speedup"] = data["time_median_s_base"] / data["time_median_s"]
+    grid = _curves(data, "speedup", f"speedup over {baseline}", colours)
+    for ax in grid.axes.flat:
+        ax.axhline(1.0, color="black", lw=0.8, ls="--")
+    return _save(grid.figure, path)
+
+
+def throughput_figure(ok: pd.DataFrame, colours: dict, ceilings: dict, path: Path) -> Path:
+    """Achieved GFLOP/s vs N, with the machine's measured matmul ceiling per facet."""
+    grid = _curves(ok, "gflops_per_s", "achieved GFLOP/s", colours)
+    for config, ax in grid.axes_dict.items():
+        row = ok[ok["config"] == config].iloc[0]
+        ceiling = ceilings.get((row["run_id"], row["device"]), {}).get("matmul_gflops", {}).get(row["dtype"])
+        if ceiling:
+            ax.axhline(ceiling, color="black", lw=1.0, ls="--")
+            ax.annotate(f"matmul ceiling {ceiling:.0f}", (0.02, 0.97), xycoords="axes fraction", va="top", fontsize=8)
+    return _save(grid.figure, path)
+
+
+def accuracy_figure(ok: pd.DataFrame, colours: dict, path: Path) -> Path:
+    """Relative error against float64 vs N (log-log; exact variants sit near dtype precision)."""
+    data = ok[ok["rel_err"].astype(float) > 0]
+    return _save(_curves(data, "rel_err", "relative error vs float64", colours).figure, path)
+
+
+def tradeoff_figure(ok: pd.DataFrame, colours: dict, path: Path) -> Path:
+    """Error vs time at the largest N every variant of a configuration reached."""
+    points = []
+    for _config, group in ok.groupby("config"):
+        common = group.groupby("variant")["seq_len"].max().min()
+        points.append(group[group["seq_len"] == common])
+    data = pd.concat(points)
+    data = data.assign(label=data["config"] + "  (N=" + data["seq_len"].astype(str) + ")")
+    grid = sns.relplot(
+        data=data, x="time_median_s", y="rel_err", hue="variant", col="label", col_wrap=_wrap(data, "label"), kind="scatter",
+        palette=colours, s=70, height=3.2, aspect=1.2,
+    )  # fmt: skip
+    grid.set(xscale="log", yscale="log")
+    grid.set_axis_labels("time per call (s)", "relative error vs float64")
+    grid.set_titles("{col_name}")
+    return _save(grid.figure, path)
+
+
+def exponent_figure(fits: pd.DataFrame, colours: dict, path: Path) -> Path | None:
+    """Fitted exponents with 95% intervals per variant, beside the declared class (x)."""
+    if fits.empty:
+        return None
+    configs = sorted(fits["config"].unique())
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.45 * fits["variant"].nunique() * len(configs) + 1.5), sharey=True)
+    variants = sorted(fits["variant"].unique())
+    offsets = np.linspace(-0.3, 0.3, len(configs)) if len(configs) > 1 else [0.0]
+    markers = "osD^v<>p*h"
+    for ax, (what, lo, hi, declared, title) in zip(
+        axes,
+        [
+            ("time_alpha", "time_ci_low", "time_ci_high", "declared_time", "time ~ N^alpha"),
+            ("mem_beta", "mem_ci_low", "mem_ci_high", "declared_memory", "peak memory ~ N^beta"),
+        ],
+    ):
+        for ci, config in enumerate(configs):
+            rows = fits[fits["config"] == config].set_index("variant")
+            for vi, variant in enumerate(variants):
+                if variant not in rows.index or not np.isfinite(rows.loc[variant, what]):
+                    continue
+                r = rows.loc[variant]
+                y = vi + offsets[ci]
+                ax.errorbar(
+                    r[what], y, xerr=[[r[what] - r[lo]], [r[hi] - r[what]]], fmt=markers[ci % len(markers)],
+                    color=colours.get(variant), capsize=3,
+                )  # fmt: skip
+                expected = declared_exponent(r[declared])
+                if expected is not None:
+                    ax.plot(expected, y, "x", color="black", ms=6)
+        ax.set_yticks(range(len(variants)), variants)
+        ax.set_title(title + "  (x: declared class)")
+        ax.set_xlim(0, 3)
+        ax.grid(True, axis="x", alpha=0.3)
+    handles = [plt.Line2D([], [], marker=markers[i % len(markers)], ls="", color="grey") for i in range(len(configs))]
+    fig.legend(handles, configs, loc="lower center", ncol=min(4, len(configs)), fontsize=8, bbox_to_anchor=(0.5, -0.02))
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return _save(fig, path)
+
+
+def attention_map_figure(maps: dict, path: Path) -> Path | None:
+    """Exact softmax's attention matrix beside each variant's (one head, structured inputs)."""
+    panels = [(name, entry) for name, entry in maps.items()]
+    if not panels:
+        return None
+    cols = min(6, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.9 * rows), squeeze=False)
+    exact = np.array(maps["exact"]["matrix"]) if maps.get("exact", {}).get("status") == "ok" else None
+    vmax = float(np.quantile(exact, 0.995)) if exact is not None else None
+    for ax, (name, entry) in zip(axes.flat, panels):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if entry.get("status") != "ok":
+            reason = textwrap.fill(str(entry.get("reason", ""))[:140], 30)
+            ax.text(0.5, 0.5, f"{entry.get('status')}\n\n{reason}", ha="center", va="center", fontsize=6.5)
+            ax.set_title(name, fontsize=9)
+            continue
+        matrix = np.array(entry["matrix"])
+        ax.imshow(matrix, cmap="viridis", vmin=0, vmax=vmax)
+        title = name
+        if exact is not None and name != "exact":
+            title += f"\nrel. err {np.linalg.norm(matrix - exact) / np.linalg.norm(exact):.2f}"
+        ax.set_title(title, fontsize=9)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    fig.suptitle("implied attention matrix A (rows: queries, columns: keys), via V = identity", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def make_figures(
+    frame: pd.DataFrame, fits: pd.DataFrame, ceilings: dict, maps: dict, out: Path, baseline: str
+) -> dict[str, Path]:
+    """Write every figure under ``out``; returns {name: path} for those drawn."""
+    out.mkdir(parents=True, exist_ok=True)
+    ok = with_config(frame[frame["status"] == "ok"])
+    figures: dict[str, Path | None] = {}
+    if not ok.empty:
+        colours = palette(frame["variant"].tolist())
+        figures["time"] = time_figure(ok, colours, out / "time_vs_n.png")
+        figures["memory"] = memory_figure(ok, colours, out / "memory_vs_n.png")
+        figures["speedup"] = speedup_figure(ok, colours, baseline, out / "speedup.png")
+        figures["throughput"] = throughput_figure(ok, colours, ceilings, out / "gflops_vs_n.png")
+        figures["accuracy"] = accuracy_figure(ok, colours, out / "accuracy_vs_n.png")
+        figures["tradeoff"] = tradeoff_figure(ok, colours, out / "error_vs_time.png")
+        figures["exponents"] = exponent_figure(fits, colours, out / "exponents.png")
+    figures["maps"] = attention_map_figure(maps, out / "attention_maps.png")
+    return {name: path for name, path in figures.items() if path is not None}

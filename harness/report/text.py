@@ -1,0 +1,61 @@
+"""Tables as text: Markdown for the report's summary, aligned plain text for the terminal."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+
+def cell_text(value: Any, digits: int = 4) -> str:
+    """One cell as text: floats to ``digits`` significant digits, missing values empty."""
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table of ``frame`` ("_none_" when it is empty)."""
+    if frame.empty:
+        return "_none_\n"
+
+    def cell(value: Any) -> str:
+        return cell_text(value).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def plain_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
+    """Left-aligned plain-text table of ``columns`` (keys of each row)."""
+    cells = [[str(r[c]) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
+    lines += ["  ".join(x.ljust(w) for x, w in zip(row, widths)).rstrip() for row in cells]
+    return "\n".join(lines)
+
+
+def comparison_text(table: pd.DataFrame, metric: str, threshold: float) -> str:
+    """`harness.analyze.compare.compare_runs`'s table for the terminal: one line per case, then the verdict counts."""
+    unit, scale = ("ms", 1e3) if metric == "time" else ("MiB", 2**-20)
+
+    def value(x: float) -> str:
+        return "-" if pd.isna(x) else f"{x * scale:.4g}"
+
+    shown = [
+        {
+            "verdict": r["verdict"],
+            "variant": r["variant"],
+            "case": f"{r['device']} {r['dtype']} {r['mode']}{' causal' if r['causal'] else ''} N={r['seq_len']}",
+            f"base {unit}": value(r["base"]),
+            f"new {unit}": value(r["new"]),
+            "new/base": "-" if pd.isna(r["ratio"]) else f"{r['ratio']:.3f}",
+            "noise (IQR/base)": f"{r['noise_rel']:.1%}" if metric == "time" else "-",
+        }
+        for r in table.to_dict("records")
+    ]
+    counts = table["verdict"].value_counts().to_dict() if len(table) else {}
+    total = f"{metric}, threshold {threshold:.0%}: " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+    return (plain_table(shown, list(shown[0])) + "\n" if shown else "") + total

@@ -1,0 +1,62 @@
+"""Memory budget: a case's predicted peak against the memory the device has free.
+
+The prediction reads the variant's declared memory class, so it needs nothing
+from a plugin author beyond what `register` already asks: a class with N^2 in
+it holds two (B, H, N, N) matrices (scores and probabilities), anything else
+holds a few (B, H, N, max(D, m)) tensors. Forward plus backward keeps what
+the forward saved and adds gradients. Deliberately coarse: its job is to skip
+cases that cannot possibly fit (naive at N=65536 wants 275 GB), not to
+replace the measurement.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from variants import get_variant
+
+from ..measure.case import Case
+from ..measure.complexity import declared_exponent
+from ..measure.device import available_bytes
+
+BUDGET_FRACTION = 0.8  # of the memory available when the sweep starts
+
+
+def predicted_peak_bytes(case: Case) -> int:
+    """Rough upper estimate of a case's peak bytes on its device (inputs included)."""
+    spec = get_variant(case.variant)
+    element = torch.empty((), dtype=case.torch_dtype).element_size()
+    B, H, N, D = case.batch, case.heads, case.seq_len, case.head_dim
+    width = max([D] + [v for v in spec.params.values() if isinstance(v, int)])
+    inputs = 4 * B * H * N * D * element  # q, k, v, output
+    if (declared_exponent(spec.memory) or 1.0) >= 2:
+        working = 2 * B * H * N * N * element
+    else:
+        working = 4 * B * H * N * width * element
+    if case.mode == "fwd_bwd":
+        working *= 2  # saved activations plus their gradients
+        inputs *= 2
+    return inputs + working
+
+
+def over_budget(case: Case, budget: int) -> str | None:
+    """The skip reason when the predicted peak exceeds ``budget`` bytes, else None."""
+    predicted = predicted_peak_bytes(case)
+    if predicted > budget:
+        return (
+            f"predicted peak {predicted / 2**30:.1f} GiB (memory class {get_variant(case.variant).memory}) "
+            f"exceeds the budget of {budget / 2**30:.1f} GiB ({BUDGET_FRACTION:.0%} of available {case.device} memory)"
+        )
+    return None
+
+
+def device_budget(device: str) -> int:
+    """The bytes a sweep's cases on ``device`` may use: BUDGET_FRACTION of what is free now."""
+    return int(available_bytes(device) * BUDGET_FRACTION)
+
+
+def worker_memory_limit(device: str, budget: int | None = None) -> int:
+    """A worker's address-space allowance: the CPU budget (CUDA's allocator needs no cap on host VA); 0: none."""
+    if device != "cpu":
+        return 0
+    return budget or device_budget("cpu")

@@ -1,0 +1,108 @@
+"""A run folder's life: locked while a sweep writes it, checked before a resume, described by env.json.
+
+A resume must repeat the recorded sweep exactly: its rows were measured under
+those settings, and ``env.json`` describes them. The folder's file names are
+`harness.run.results`'.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..measure.case import Case
+from ..measure.ceilings import calibrate
+from ..measure.env import capture_env
+from ..measure.threads import thread_count
+from .client import worker_env
+from .results import CASES_FILE, ENV_FILE, LOCK_FILE, SWEEP_FILE, read_jsonl, repair_torn_tail
+from .settings import FLAG_NAMES
+from .sweep import Sweep
+
+
+class RunError(Exception):
+    """A sweep that cannot start (bad output directory, mismatched resume); one line."""
+
+
+def _setting_changes(stored: dict, sweep: Sweep) -> list[str]:
+    """'--timeout 120 -> 30' for every sweep setting a resume would change."""
+    current = json.loads(json.dumps(sweep.to_dict()))  # tuples as lists, as stored
+    return [
+        f"{FLAG_NAMES.get(name, '--' + name.replace('_', '-'))} {stored.get(name)!r} -> {value!r}"
+        for name, value in current.items()
+        if stored.get(name) != value
+    ]
+
+
+def prepare_run_dir(run_dir: Path, cases: list[Case], sweep: Sweep, plugins: list[str], resume: bool) -> list[dict]:
+    """Check the (locked) run directory; returns the records already in it.
+
+    A resume must repeat the recorded sweep exactly: its rows were measured
+    under those settings, and ``env.json`` describes them.
+    """
+    jsonl = run_dir / CASES_FILE
+    definition = {"case_ids": sorted(c.case_id for c in cases), "plugins": plugins}
+    if jsonl.exists():
+        if not resume:
+            raise RunError(f"{run_dir} already holds a sweep; add --resume to finish it, or choose another --out")
+        try:
+            stored = json.loads((run_dir / SWEEP_FILE).read_text())
+        except (OSError, ValueError):
+            raise RunError(f"{run_dir} holds cases but no readable {SWEEP_FILE}: not a sweep to resume") from None
+        changes = _setting_changes(stored.get("sweep", {}), sweep)
+        if stored.get("definition", {}).get("plugins") != plugins:
+            changes.append(f"--plugin {stored.get('definition', {}).get('plugins')!r} -> {plugins!r}")
+        if changes:
+            raise RunError(f"--resume with other settings than the recorded sweep's: {'; '.join(changes)}")
+        if stored.get("definition", {}).get("case_ids") != definition["case_ids"]:
+            raise RunError(
+                f"--resume: {run_dir} holds another sweep's cases (the variants available changed?); use another --out"
+            )
+        recorded = read_jsonl(jsonl)  # warns about a torn last line; its case runs again
+        repair_torn_tail(jsonl)
+        return recorded
+    (run_dir / SWEEP_FILE).write_text(json.dumps({"sweep": sweep.to_dict(), "definition": definition}, indent=2))
+    return []
+
+
+@contextmanager
+def locked_run_dir(run_dir: Path) -> Iterator[None]:
+    """Create ``run_dir`` and hold an exclusive lock on it for the block; `RunError` if another sweep holds it.
+
+    ``flock`` on a file inside the folder: the kernel drops it when the holder
+    exits, however it exits, so a killed sweep never leaves a stale lock.
+    """
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunError(f"output directory {run_dir} is a file")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(run_dir / LOCK_FILE, "a")
+    except OSError as exc:
+        raise RunError(f"cannot create output directory {run_dir}: {exc.strerror}") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunError(f"{run_dir} is in use by another sweep (it holds {LOCK_FILE}); wait for it to finish") from None
+        yield
+
+
+def write_env(run_dir: Path, sweep: Sweep, quiet: dict, *, resuming: bool) -> None:
+    """Write ``env.json``: captured and calibrated for a new run; for a resume, the
+    recorded one (its rows were made under it) with this invocation's quiet check appended."""
+    env_path = run_dir / ENV_FILE
+    if resuming and env_path.is_file():
+        env = json.loads(env_path.read_text())
+        env.setdefault("resumes", []).append({"quiet_check": quiet, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    else:
+        with thread_count(sweep.threads):
+            env = capture_env()
+            env["ceilings"] = {device: calibrate(device) for device in sweep.devices}
+        env["sweep"] = sweep.to_dict()
+        env["worker_env"] = worker_env(sweep.threads)
+        env["quiet_check"] = quiet
+    env_path.write_text(json.dumps(env, indent=2))

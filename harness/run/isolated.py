@@ -1,0 +1,74 @@
+"""One-off requests answered by a worker process: attention maps for the report, contract checks.
+
+Run out of process for the same reason cases are: a variant that crashes,
+hangs or kills its process costs the one answer it was asked for, which
+records how it failed, and a fresh worker answers the rest.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from variants import get_variant
+
+from ..measure.case import Case
+from ..verify.checks import checks_for
+from .budget import worker_memory_limit
+from .client import Worker, WorkerDied
+from .results import LOG_FILE, MAPS_FILE
+
+
+class Errands:
+    """One worker process, started on first use and replaced after it dies or overruns."""
+
+    def __init__(self, plugins: list[str], log: Path, memory_limit: int, timeout: float) -> None:
+        self.plugins, self.log, self.memory_limit, self.timeout = plugins, log, memory_limit, timeout
+        self.worker: Worker | None = None
+
+    def ask(self, message: dict) -> dict:
+        """The worker's reply, or {"status": "crash" or "timeout", "reason": how} when there is none."""
+        try:
+            self.worker = self.worker or Worker(self.plugins, 1, self.memory_limit, self.log)
+            reply = self.worker.ask(message, self.timeout)
+        except WorkerDied as died:
+            self.worker = None
+            return {"status": "crash", "reason": str(died)}
+        if reply is None:  # the worker was killed
+            self.worker = None
+            return {"status": "timeout", "reason": f"no result within {self.timeout:g} s"}
+        return reply
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
+
+
+def write_attention_maps(run_dir: Path, cases: list[Case], plugins: list[str], timeout: float, memory_limit: int = 0) -> None:
+    """``attention_maps.json``: exact softmax's and each swept variant's implied attention
+    matrix (`harness.measure.attention_map`), computed on the CPU in a worker, non-causal and causal."""
+    errands = Errands(plugins, run_dir / LOG_FILE, memory_limit, timeout)
+    maps: dict[str, dict] = {"non_causal": {}, "causal": {}}
+    for name in ["exact"] + sorted({c.variant for c in cases}):
+        for key, causal in (("non_causal", False), ("causal", True)):
+            maps[key][name] = errands.ask({"map": name, "causal": causal})
+    errands.close()
+    (run_dir / MAPS_FILE).write_text(json.dumps(maps))
+
+
+def run_checks(name: str, device: str, plugins: list[str], log: Path, timeout: float = 300.0) -> list[dict]:
+    """`harness.verify.checks` on one variant, each check answered by a worker process.
+
+    A variant that kills its process (``os._exit``, a segfault) or hangs fails
+    the check it was in, as "could not run", and a fresh worker runs the rest:
+    no result is hidden, and no exit status can pass by accident.
+    """
+    errands = Errands(plugins, log, worker_memory_limit("cpu"), timeout)
+    results = []
+    for check in checks_for(get_variant(name)):
+        reply = errands.ask({"check": name, "which": check, "device": device})
+        if "passed" not in reply:  # no answer: the check could not run, which fails it
+            reply = {"name": check, "passed": False, "detail": f"could not run: {reply['reason']}"}
+        results.append(reply)
+    errands.close()
+    return results

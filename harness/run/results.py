@@ -1,0 +1,206 @@
+"""The run folder's files, and the results table they hold.
+
+    RUN/cases.jsonl           one record per finished case, appended as each finishes
+    RUN/results.parquet       the results table (one row per case; columns: `Record`'s fields)
+    RUN/results.csv           the same, lists as JSON text
+    RUN/env.json              versions, machine, ceilings, the quiet check (`harness.measure.env`)
+    RUN/sweep.json            the sweep's settings and case ids, for --resume
+    RUN/attention_maps.json   each variant's implied attention matrix
+    RUN/worker.log            the workers' stderr
+    RUN/.lock                 held by the sweep writing the folder
+
+This module alone knows these names; the other stages call its functions.
+
+``cases.jsonl`` gets one line per finished case, flushed and fsynced, so a
+killed sweep loses at most the case in flight; a torn last line (the kill
+landed mid-write) is skipped with a warning. Consolidation turns the JSONL
+into ``results.parquet`` and ``results.csv``, one row per case. Nothing here
+executes code from a results file: JSON, parquet and CSV only, formats that hold data, not objects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..measure.record import COLUMNS
+
+CASES_FILE = "cases.jsonl"
+PARQUET_FILE = "results.parquet"
+CSV_FILE = "results.csv"
+ENV_FILE = "env.json"
+SWEEP_FILE = "sweep.json"
+MAPS_FILE = "attention_maps.json"
+LOCK_FILE = ".lock"
+LOG_FILE = "worker.log"
+
+
+class ResultsError(Exception):
+    """A results path that cannot be read as results; one line saying why."""
+
+
+class JsonlWriter:
+    """Appends records to ``cases.jsonl``, each line written and fsynced before returning.
+
+    Unbuffered: when a write fails (a full disk), nothing is left in a buffer
+    to fail again on close, and every line before it is already on disk.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def write(self, record: dict[str, Any]) -> None:
+        data = memoryview((json.dumps(record, allow_nan=True) + "\n").encode())
+        while data:
+            data = data[os.write(self._fd, data) :]
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Records of a ``cases.jsonl``; a torn (unterminated, unparsable) last line is skipped with a warning."""
+    text = path.read_text(encoding="utf-8")
+    lines = text.split("\n")
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            is_last = number == len(lines) or all(not rest.strip() for rest in lines[number:])
+            if is_last:
+                warnings.warn(
+                    f"{path}: skipping a torn last line ({len(line)} bytes; the sweep was interrupted mid-write)", stacklevel=2
+                )
+                continue
+            raise ResultsError(f"{path}: line {number} is not valid JSON") from None
+    return records
+
+
+def repair_torn_tail(path: Path) -> None:
+    """Make ``cases.jsonl`` end in a newline before appending to it again.
+
+    An unterminated last line that parses (the kill landed between the record
+    and its newline) is a finished case, which `read_jsonl` counted as done:
+    it gets its newline. One that does not parse is cut off; its case runs again.
+    """
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return
+    cut = data.rfind(b"\n") + 1
+    try:
+        json.loads(data[cut:])
+    except ValueError:
+        path.write_bytes(data[:cut])
+        return
+    with open(path, "ab") as f:
+        f.write(b"\n")
+
+
+def with_all_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every column of today's table, in order; a column an older run lacks is empty."""
+    missing = {column: None for column in COLUMNS if column not in frame.columns}
+    frame = frame.assign(**missing) if missing else frame
+    return frame[COLUMNS + [c for c in frame.columns if c not in COLUMNS]]
+
+
+def to_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """One row per record with the table's columns in order (later records win on a repeated case_id)."""
+    frame = with_all_columns(pd.DataFrame.from_records(list(records)))
+    if len(frame):
+        repeated = frame.duplicated(subset=["run_id", "case_id"], keep="last")
+        if repeated.any():
+            warnings.warn(
+                f"{int(repeated.sum())} case(s) recorded more than once (two sweeps wrote one folder?); "
+                "keeping the last record of each",
+                stacklevel=2,
+            )
+            frame = frame[~repeated].reset_index(drop=True)
+    return frame
+
+
+def consolidate(run_dir: Path) -> pd.DataFrame:
+    """Write ``results.parquet`` and ``results.csv`` from the run's JSONL; returns the table."""
+    frame = to_frame(read_jsonl(run_dir / CASES_FILE))
+    frame.to_parquet(run_dir / PARQUET_FILE, index=False)
+    flat = frame.copy()
+    # CSV has no lists: the raw samples go in as a JSON array, warnings joined.
+    flat["time_samples_s"] = flat["time_samples_s"].map(lambda s: json.dumps(list(s)) if s is not None else "")
+    flat["warnings"] = flat["warnings"].map(lambda w: "; ".join(w) if w is not None else "")
+    flat.to_csv(run_dir / CSV_FILE, index=False)
+    return frame
+
+
+def load_results(path: str | Path) -> pd.DataFrame:
+    """The results table of a run directory (or of a parquet, CSV or JSONL file)."""
+    path = Path(path)
+    if path.is_dir():
+        for name in (PARQUET_FILE, CASES_FILE, CSV_FILE):
+            if (path / name).is_file():
+                return load_results(path / name)
+        raise ResultsError(f"{path} holds no results ({PARQUET_FILE}, {CASES_FILE} or {CSV_FILE})")
+    if not path.exists():
+        raise ResultsError(f"{path}: no such file or directory")
+    if path.suffix == ".parquet":
+        return with_all_columns(pd.read_parquet(path))
+    if path.suffix == ".jsonl":
+        return to_frame(read_jsonl(path))
+    if path.suffix == ".csv":
+        frame = pd.read_csv(path)
+        frame["time_samples_s"] = frame["time_samples_s"].map(lambda s: json.loads(s) if isinstance(s, str) and s else [])
+        return with_all_columns(frame)
+    raise ResultsError(f"{path}: not a results file (.parquet, .jsonl or .csv)")
+
+
+def read_json(path: Path) -> dict:
+    """A JSON file of the run folder, {} when it is absent; `ResultsError` when it is not JSON."""
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        raise ResultsError(f"{path}: not valid JSON") from None
+
+
+def load_env(path: str | Path) -> dict:
+    """``env.json`` of a run folder, or of the folder holding a results file ({} if there is none)."""
+    path = Path(path)
+    return read_json((path if path.is_dir() else path.parent) / ENV_FILE)
+
+
+def load_run(run_dir: str | Path) -> tuple[pd.DataFrame, dict, dict]:
+    """(results table, env.json, attention maps) of a finished run; `ResultsError` saying why not."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise ResultsError(f"{run_dir}: no such directory")
+    if not run_dir.is_dir():
+        raise ResultsError(f"{run_dir} is not a run directory")
+    parquet = run_dir / PARQUET_FILE
+    if not parquet.is_file():
+        if (run_dir / CASES_FILE).is_file():
+            raise ResultsError(
+                f"{run_dir}: the sweep did not finish (no {PARQUET_FILE}); "
+                f"finish it with attnbench sweep --resume --out {run_dir}"
+            )
+        raise ResultsError(f"{run_dir} holds no results ({PARQUET_FILE})")
+    try:
+        frame = pd.read_parquet(parquet)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise ResultsError(
+            f"{parquet}: unreadable ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
+    if frame.empty:
+        raise ResultsError(f"{parquet} has no rows")
+    return with_all_columns(frame), read_json(run_dir / ENV_FILE), read_json(run_dir / MAPS_FILE)

@@ -1,0 +1,211 @@
+"""Run a sweep: cases to worker processes, records to an append-only JSONL.
+
+Each variant's cases go to one worker process (`harness.run.worker`),
+replaced after any failure. A case gets ``timeout_s`` of wall time; past it
+the worker is killed and the case recorded as ``timeout``. A worker that dies
+mid-case (a segfault, an abort) gives a ``crash`` row naming the signal and
+the last line it logged. After a timeout, an ``oom``, a crash or a budget
+skip, the same configuration at larger N is recorded as ``skipped`` without
+running: it would only fail slower.
+
+Every finished case is appended to ``cases.jsonl`` at once (fsynced);
+re-running with ``resume=True`` runs only the cases not recorded.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..measure.case import Case
+from ..measure.interference import quiet_check
+from ..measure.measure_case import record_for
+from ..measure.record import MEASURED
+from .budget import device_budget, over_budget, worker_memory_limit
+from .client import Worker, WorkerDied
+from .folder import RunError, locked_run_dir, prepare_run_dir, write_env
+from .isolated import write_attention_maps
+from .results import CASES_FILE, CSV_FILE, ENV_FILE, LOG_FILE, PARQUET_FILE, JsonlWriter, consolidate
+from .sweep import Sweep, expand
+
+__all__ = ["RunError", "RunFailed", "RunSummary", "run_sweep"]
+
+FAILURES_THAT_STOP_GROWTH = ("timeout", "oom", "crash", "skipped")
+Progress = Callable[[int, int, Case, "dict | None"], None]
+
+
+class RunFailed(Exception):
+    """A sweep that stopped part-way for a reason outside the cases (a full disk); finished rows are kept."""
+
+
+@dataclass
+class RunSummary:
+    run_dir: Path
+    counts: dict[str, int]  # cases per status, over the whole run folder
+    noisy: int  # measured cases (ok or contended) whose IQR/median was over 10%
+    total: int
+    resumed: int  # cases already recorded when this invocation began
+    wall_s: float  # this invocation's wall time
+    timed_s: float  # this invocation's time inside timed calls: samples times block sizes
+    busy: str | None = None  # the quiet check's finding, when the machine was busy
+    paths: list[Path] = field(default_factory=list)
+
+
+class GrowthStops:
+    """Which configurations already failed, and at which N: larger N of the same one are skipped.
+
+    Failures of a run being resumed count too: a resumed sweep skips what an
+    uninterrupted one would have.
+    """
+
+    def __init__(self, cases: list[Case], recorded: list[dict]) -> None:
+        self._failed_at: dict[tuple, tuple[int, str]] = {}
+        by_id = {c.case_id: c for c in cases}
+        for r in sorted(recorded, key=lambda r: r.get("seq_len", 0)):
+            if r["case_id"] in by_id:
+                self.note(by_id[r["case_id"]], r.get("status", ""))
+
+    @staticmethod
+    def _key(case: Case) -> tuple:
+        """Everything about a case but its length: cases sharing it differ only in N."""
+        return tuple(sorted((k, v) for k, v in asdict(case).items() if k != "seq_len"))
+
+    def note(self, case: Case, status: str) -> None:
+        if status in FAILURES_THAT_STOP_GROWTH:
+            self._failed_at.setdefault(self._key(case), (case.seq_len, status))
+
+    def reason(self, case: Case) -> str | None:
+        """Why to skip ``case``: a smaller N of its configuration failed; None to run it."""
+        failed = self._failed_at.get(self._key(case))
+        if failed is None or case.seq_len <= failed[0]:
+            return None
+        return f"not run: the same configuration was {failed[1]} at N={failed[0]}"
+
+
+class WorkerSlot:
+    """The live worker: kept while consecutive cases share (variant, device), replaced after any failure."""
+
+    def __init__(self, plugins: list[str], log: Path, budgets: dict[str, int]) -> None:
+        self.plugins, self.log, self.budgets = plugins, log, budgets
+        self.worker: Worker | None = None
+        self.key: tuple[str, str] | None = None
+
+    def measure(self, case: Case, sweep: Sweep) -> dict:
+        """The case's record from a worker: its own, or a ``timeout`` or ``crash`` row."""
+        if self.key != (case.variant, case.device):
+            self.close()
+        try:
+            if self.worker is None:
+                limit = worker_memory_limit(case.device, self.budgets.get("cpu"))
+                self.worker, self.key = Worker(self.plugins, case.threads, limit, self.log), (case.variant, case.device)
+            record = self.worker.run(case, sweep.max_time_s, sweep.timeout_s)
+        except WorkerDied as died:
+            self.close()
+            return record_for(case, "crash", str(died)).to_dict()
+        if record is None:  # the worker overran its timeout and was killed
+            self.worker = None
+            return record_for(case, "timeout", f"no result within {sweep.timeout_s:g} s; worker killed").to_dict()
+        if record["status"] in ("oom", "error"):
+            self.close()  # its state is suspect
+        return record
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
+        self.worker, self.key = None, None
+
+
+def run_sweep(
+    sweep: Sweep,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    plugins: list[str] | None = None,
+    progress: Progress | None = None,
+    strict: bool = False,
+) -> RunSummary:
+    """Run every case of ``sweep`` not yet in ``out``; consolidate the table; return a summary.
+
+    ``progress(done, total, case, record)`` is called before each case (record
+    None) and after it (with the record). Before the first case, a one-second
+    quiet check (`harness.measure.interference.quiet_check`): a busy machine is
+    one warning, or with ``strict`` a `RunError`.
+    """
+    plugins = list(plugins or [])
+    run_dir = Path(out)
+    cases = expand(sweep)
+    if not cases:
+        raise RunError("the sweep has no cases (no variant available on the requested devices?)")
+    began = time.monotonic()
+    quiet = quiet_check(sweep.threads)
+    if quiet["busy"] and strict:
+        raise RunError(f"the machine is busy: {quiet['busy']} (--strict)")
+    with locked_run_dir(run_dir):
+        recorded = prepare_run_dir(run_dir, cases, sweep, plugins, resume)
+        if quiet["busy"]:
+            warnings.warn(f"the machine is busy: {quiet['busy']}; contended cases will be marked", stacklevel=2)
+        write_env(run_dir, sweep, quiet, resuming=bool(recorded))
+        budgets = {device: device_budget(device) for device in sweep.devices}
+        timed_s = _run_cases(sweep, run_dir, cases, recorded, plugins, budgets, progress)
+        frame = _finish(run_dir, cases, plugins, sweep.timeout_s, budgets)
+    measured = frame[frame["status"].isin(MEASURED)]
+    return RunSummary(
+        run_dir=run_dir,
+        counts={k: int(v) for k, v in frame["status"].value_counts().items()},
+        noisy=int(measured["noisy"].fillna(False).astype(bool).sum()),
+        total=len(cases),
+        resumed=len({r["case_id"] for r in recorded}),
+        wall_s=time.monotonic() - began,
+        timed_s=timed_s,
+        busy=quiet["busy"],
+        paths=[run_dir / CASES_FILE, run_dir / PARQUET_FILE, run_dir / CSV_FILE, run_dir / ENV_FILE],
+    )
+
+
+def _run_cases(sweep, run_dir, cases, recorded, plugins, budgets, progress) -> float:
+    """Measure (or skip) every case not recorded, appending each record; returns the time spent in timed calls."""
+    done = {r["case_id"] for r in recorded}
+    stops = GrowthStops(cases, recorded)
+    slot = WorkerSlot(plugins, run_dir / LOG_FILE, budgets)
+    writer = JsonlWriter(run_dir / CASES_FILE)
+    timed_s = 0.0
+    try:
+        for position, case in enumerate((c for c in cases if c.case_id not in done), start=len(done)):
+            if progress:
+                progress(position, len(cases), case, None)
+            skip = stops.reason(case) or over_budget(case, budgets[case.device])
+            record = record_for(case, "skipped", skip).to_dict() if skip else slot.measure(case, sweep)
+            record["run_id"] = run_dir.name
+            try:
+                writer.write(record)
+            except OSError as exc:
+                raise RunFailed(
+                    f"cannot write {run_dir / CASES_FILE}: {exc.strerror}; the {position} finished cases are kept, "
+                    f"finish with --resume --out {run_dir}"
+                ) from None
+            stops.note(case, record["status"])
+            if record["status"] in MEASURED:
+                timed_s += sum(record["time_samples_s"]) * record["block_size"]
+            if progress:
+                progress(position + 1, len(cases), case, record)
+    finally:
+        slot.close()
+        writer.close()
+    return timed_s
+
+
+def _finish(run_dir: Path, cases: list[Case], plugins: list[str], timeout_s: float, budgets: dict[str, int]):
+    """The attention maps and the consolidated table (parquet, CSV); returns the table."""
+    try:
+        write_attention_maps(run_dir, cases, plugins, timeout_s, worker_memory_limit("cpu", budgets.get("cpu")))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a torn line was already reported when resuming
+            return consolidate(run_dir)
+    except OSError as exc:
+        raise RunFailed(
+            f"cannot write the results of {run_dir}: {exc.strerror}; every case is in {CASES_FILE}, "
+            f"write the tables with --resume --out {run_dir}"
+        ) from None

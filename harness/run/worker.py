@@ -1,0 +1,90 @@
+"""A measurement worker process: cases in on stdin, records out, one JSON line each.
+
+A request is ``{"case": {...}, "max_time_s": S}`` (answered with a record),
+``{"map": VARIANT}`` (answered with its attention map, `harness.measure.attention_map`) or
+``{"check": VARIANT, "which": CHECK, "device": D}`` (answered with one
+`harness.verify.checks.CheckResult`).
+
+    python -m harness.run.worker [--plugin P]... [--memory-limit BYTES]
+
+Started by the runner through `harness.run.client.Worker`, one per variant, and replaced after any failure, so a
+crashing or hanging kernel takes down only this process. The protocol has the
+original stdout to itself: fd 1 is pointed at stderr first, so whatever a
+variant prints cannot corrupt a record. Under ``--memory-limit`` the address
+space is capped, so an oversized allocation fails inside this process (and is
+recorded as ``oom``) instead of waking the kernel's OOM killer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import faulthandler
+import json
+import os
+import resource
+import signal
+import sys
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when the runner dies, so no worker outlives a killed sweep."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _limit_address_space(extra_bytes: int) -> None:
+    """Cap the address space at what is mapped now plus ``extra_bytes``."""
+    with open("/proc/self/status") as status:
+        vm_size = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = vm_size + extra_bytes
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.run.worker")
+    parser.add_argument("--plugin", action="append", default=[])
+    parser.add_argument("--memory-limit", type=int, default=0, help="bytes beyond the current mapping; 0: none")
+    args = parser.parse_args()
+
+    protocol = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # stray prints from variants go to the log, not into the protocol
+    sys.stdout = sys.stderr
+    faulthandler.enable()  # a segfault leaves a Python traceback in the log
+    _die_with_parent()
+
+    from dataclasses import asdict
+
+    from ..measure.allocator import pin_allocator
+    from ..measure.attention_map import attention_map
+    from ..measure.case import Case
+    from ..measure.measure_case import measure_case
+    from ..verify.checks import run_check
+    from .plugins import load_plugins
+
+    pin_allocator()
+    load_plugins(args.plugin)
+    if args.memory_limit:
+        _limit_address_space(args.memory_limit)
+    protocol.write(json.dumps({"ready": os.getpid()}) + "\n")
+
+    for line in sys.stdin:
+        request = json.loads(line)
+        if "map" in request:  # an attention map for the report (harness.measure.attention_map)
+            reply = attention_map(request["map"], causal=request.get("causal", False))
+        elif "check" in request:  # one contract check (harness.verify.checks)
+            reply = asdict(run_check(request["check"], request["which"], device=request["device"]))
+        else:
+            reply = measure_case(Case(**request["case"]), max_time_s=request["max_time_s"]).to_dict()
+        protocol.write(json.dumps(reply) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""The contract checks every variant must pass, runnable on one variant in seconds.
+
+    attnbench check NAME [--plugin P]      or      harness.check_variant(NAME)
+
+The registry-parametrized test suite asserts the same functions, so a plugin
+author sees exactly what the project's own variants are held to:
+
+- contract: the call accepts (q, k, v, causal=, scale=) and returns (B, H, N_q, D_v)
+  in q's dtype and device, finite;
+- input-preserving: q, k, v unchanged, in value and in version counter;
+- deterministic: the same inputs (and seed) give the same output;
+- exact variants: within dtype tolerance of float64 attention (fp32 1e-5,
+  bf16 2e-2), causal and not, N_q != N_kv where supported;
+- backward: exact variants' gradients within 1e-4 of float64 gradients;
+  approximations' gradients finite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from variants import Unsupported, VariantSpec, get_variant
+
+from ..measure.accuracy import relative_error
+from ..measure.case import seeded_qkv
+from ..measure.contract import contract_violation
+from ..measure.reference import reference_attention
+
+TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float64: 1e-10}
+GRAD_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check's outcome; ``passed`` is None when the variant declared it unsupported."""
+
+    name: str
+    passed: bool | None
+    detail: str
+
+
+def check_contract(spec: VariantSpec, *, n_q: int = 33, n_kv: int = 47, d: int = 16, d_v: int = 8,
+                   causal: bool = False, device: str = "cpu") -> CheckResult:  # fmt: skip
+    """Shape, dtype, device, finiteness; inputs untouched."""
+    q, k, v = seeded_qkv(n_q, n_kv, d=d, d_v=d_v, device=device)
+    before = [(t.clone(), t._version) for t in (q, k, v)]
+    try:
+        out = spec(q, k, v, causal=causal)
+    except Unsupported as exc:
+        return CheckResult("contract", None, str(exc))
+    except TypeError as exc:
+        return CheckResult("contract", False, f"the call (q, k, v, causal=..., scale=...) failed: {exc}")
+    problem = contract_violation(out, q, k, v)
+    if problem:
+        return CheckResult("contract", False, problem)
+    if not torch.isfinite(out).all():
+        return CheckResult("contract", False, "output has NaN or Inf")
+    for (copy, version), t, name in zip(before, (q, k, v), "qkv"):
+        if not torch.equal(copy, t) or t._version != version:
+            return CheckResult("contract", False, f"modified its input {name}")
+    return CheckResult("contract", True, f"shape {tuple(out.shape)}, dtype and device kept, finite, inputs untouched")
+
+
+def check_deterministic(spec: VariantSpec, *, n: int = 64, device: str = "cpu") -> CheckResult:
+    q, k, v = seeded_qkv(n, device=device)
+    try:
+        first, second = spec(q, k, v, seed=3), spec(q, k, v, seed=3)
+    except Unsupported as exc:
+        return CheckResult("deterministic", None, str(exc))
+    if torch.equal(first, second):
+        return CheckResult("deterministic", True, "identical output for identical inputs and seed")
+    return CheckResult("deterministic", False, f"two calls differ by {relative_error(first, second):.2e} (relative)")
+
+
+def exact_error(spec: VariantSpec, *, n_q: int, n_kv: int | None = None, d: int = 64, d_v: int | None = None,
+                causal: bool, dtype: torch.dtype = torch.float32, device: str = "cpu", scale: float | None = None,
+                input_scale: float = 2.0, seed: int = 0) -> float:  # fmt: skip
+    """Relative error against float64 attention; raises `Unsupported` where the variant does."""
+    q, k, v = seeded_qkv(n_q, n_kv, d=d, d_v=d_v, dtype=dtype, device=device, seed=seed, scale=input_scale)
+    out = spec(q, k, v, causal=causal, scale=scale)
+    return relative_error(out, reference_attention(q, k, v, causal=causal, scale=scale))
+
+
+# (N_q, N_kv, D_v): tiny, past the usual 128/256 block sizes, N_q != N_kv both ways, D_v != D.
+EXACT_SHAPES = [(7, 7, None), (257, 257, None), (100, 160, None), (300, 517, None), (517, 300, None), (64, 64, 24)]
+
+
+def _case_label(dtype: torch.dtype, n_q: int, n_kv: int, d_v: int | None, causal: bool) -> str:
+    dv = f" D_v={d_v}" if d_v else ""
+    return f"{str(dtype).removeprefix('torch.')} N_q={n_q} N_kv={n_kv}{dv}{' causal' if causal else ''}"
+
+
+def check_exact(spec: VariantSpec, *, device: str = "cpu") -> CheckResult:
+    """Exact variants within dtype tolerance at several shapes, causal and not; a failure names its case."""
+    worst: dict[str, float] = {}
+    skipped, failures, misaligned_only = [], [], True
+    for dtype in (torch.float32, torch.bfloat16):
+        for n_q, n_kv, d_v in EXACT_SHAPES:
+            for causal in (False, True):
+                try:
+                    err = exact_error(spec, n_q=n_q, n_kv=n_kv, d_v=d_v, causal=causal, dtype=dtype, device=device)
+                except Unsupported as exc:
+                    skipped.append(str(exc))
+                    continue
+                key = str(dtype).removeprefix("torch.")
+                worst[key] = max(worst.get(key, 0.0), err)
+                if not err <= TOLERANCE[dtype]:  # NaN fails too
+                    failures.append(f"{_case_label(dtype, n_q, n_kv, d_v, causal)}: {err:.1e} > {TOLERANCE[dtype]:.0e}")
+                    misaligned_only &= causal and n_q != n_kv
+    if not worst:
+        return CheckResult("exact", None, skipped[0] if skipped else "no case ran")
+    if failures:
+        more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
+        # Non-causal and square causal cases pass: the mask is aligned to the other corner.
+        hint = "; only causal cases with N_q != N_kv fail: is the mask aligned top-left (j <= i)?" if misaligned_only else ""
+        return CheckResult("exact", False, "over tolerance: " + "; ".join(failures[:3]) + more + hint)
+    return CheckResult("exact", True, "largest relative error " + ", ".join(f"{k} {e:.1e}" for k, e in worst.items()))
+
+
+def gradient_error(spec: VariantSpec, *, n_q: int, n_kv: int, causal: bool, device: str = "cpu") -> dict[str, float]:
+    """Relative error of dq, dk, dv against float64 autograd through exact attention."""
+    q, k, v = seeded_qkv(n_q, n_kv, d=32, device=device, seed=5, scale=1.5)
+    grad_out = seeded_qkv(n_q, d=32, device=device, seed=6)[0]
+    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+    grads = torch.autograd.grad(spec(*leaves, causal=causal), leaves, grad_out)
+    exact = [t.detach().double().requires_grad_() for t in (q, k, v)]
+    ref_grads = torch.autograd.grad(reference_attention(*exact, causal=causal), exact, grad_out.double())
+    return {f"d{name}": relative_error(g, r) for name, g, r in zip("qkv", grads, ref_grads)}
+
+
+def check_backward(spec: VariantSpec, *, device: str = "cpu") -> CheckResult:
+    if not spec.backward:
+        return CheckResult("backward", None, f"{spec.name} declares no backward pass")
+    try:
+        if spec.exact:
+            worst = 0.0
+            for n_q, n_kv in ((65, 65), (65, 130), (130, 65)):
+                for causal in (False, True):
+                    worst = max(worst, *gradient_error(spec, n_q=n_q, n_kv=n_kv, causal=causal, device=device).values())
+            ok = worst <= GRAD_TOLERANCE
+            return CheckResult("backward", ok, f"largest gradient error {worst:.1e} (tolerance {GRAD_TOLERANCE:.0e})")
+        leaves = [t.requires_grad_() for t in seeded_qkv(100, device=device)]
+        spec(*leaves).square().sum().backward()
+        finite = all(t.grad is not None and torch.isfinite(t.grad).all() for t in leaves)
+        return CheckResult("backward", finite, "gradients finite" if finite else "a gradient is missing or not finite")
+    except Unsupported as exc:
+        return CheckResult("backward", None, str(exc))
+
+
+CHECKS = {
+    "contract": lambda spec, device: check_contract(spec, device=device),
+    "contract (causal)": lambda spec, device: check_contract(spec, causal=True, device=device),
+    "deterministic": lambda spec, device: check_deterministic(spec, device=device),
+    "exact": lambda spec, device: check_exact(spec, device=device),
+    "backward": lambda spec, device: check_backward(spec, device=device),
+}
+
+
+def checks_for(spec: VariantSpec) -> list[str]:
+    """The names of the checks that apply to ``spec`` (exact tolerances only for exact variants)."""
+    return [name for name in CHECKS if name != "exact" or spec.exact]
+
+
+def run_check(variant: str, check: str, *, device: str = "cpu") -> CheckResult:
+    """One check on one variant; whatever the variant raises is that check's failure, not a traceback."""
+    spec = get_variant(variant)
+    try:
+        result = CHECKS[check](spec, device)
+    except Exception as exc:  # a misbehaving variant fails its check; the others still run
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        return CheckResult(check, False, f"raised {type(exc).__name__}: {first}")
+    return CheckResult(check, result.passed, result.detail)
+
+
+def check_variant(name: str, *, device: str = "cpu") -> list[CheckResult]:
+    """Run every check on one registered variant in this process; `KeyError` for an unknown name.
+
+    ``attnbench check`` runs the same checks each in a worker process
+    (`harness.run.isolated.run_checks`), so a variant that kills its process cannot hide a result.
+    """
+    spec = get_variant(name)
+    return [run_check(name, check, device=device) for check in checks_for(spec)]
+
+
+def verdict_lines(name: str, device: str, results: list[dict]) -> list[str]:
+    """``attnbench check``'s output: a line per check (as `CheckResult` dicts), then the verdict."""
+    marks = {True: "pass", False: "FAIL", None: "n/a "}
+    lines = [f"{marks[r['passed']]}  {r['name']:18} {r['detail']}" for r in results]
+    failed = [r["name"] for r in results if r["passed"] is False]
+    passed = [r["name"] for r in results if r["passed"]]
+    if failed:
+        lines.append(f"{name}: {len(failed)} check(s) failed or could not run: {', '.join(failed)}")
+    elif not passed:
+        lines.append(f"{name}: no check applies on {device}; nothing was verified")
+    else:
+        lines.append(f"{name}: every applicable check passed ({len(passed)} of {len(results)} ran)")
+    return lines

@@ -1,0 +1,43 @@
+"""The memory budget's prediction and skip reasons, and the growth stops that skip larger N after a failure."""
+
+from __future__ import annotations
+
+from harness.measure.case import Case
+from harness.run.budget import over_budget, predicted_peak_bytes
+from harness.run.runner import GrowthStops
+
+MiB = 2**20
+
+
+def test_quadratic_memory_class_predicts_two_n_by_n_matrices_plus_inputs():
+    case = Case("naive", 1024, heads=8, head_dim=64, threads=1)  # declared memory O(N^2)
+    inputs = 4 * 8 * 1024 * 64 * 4  # q, k, v and the output, fp32
+    assert predicted_peak_bytes(case) == inputs + 2 * 8 * 1024 * 1024 * 4  # 8 MiB + 64 MiB
+
+
+def test_linear_memory_class_predicts_tensors_as_wide_as_the_largest_parameter():
+    case = Case("chunked-online", 1024, heads=8, head_dim=64, threads=1)  # O(N), block=128 > D
+    assert predicted_peak_bytes(case) == 4 * 8 * 1024 * 64 * 4 + 4 * 8 * 1024 * 128 * 4
+
+
+def test_forward_backward_doubles_the_prediction():
+    fwd = Case("naive", 512, threads=1)
+    assert predicted_peak_bytes(Case("naive", 512, mode="fwd_bwd", threads=1)) == 2 * predicted_peak_bytes(fwd)
+
+
+def test_over_budget_names_the_class_and_the_budget():
+    case = Case("naive", 4096, threads=1)  # 1 GiB of scores and probabilities, 32 MiB of q, k, v, output
+    assert over_budget(case, 2**31) is None
+    assert over_budget(case, 256 * MiB) == (
+        "predicted peak 1.0 GiB (memory class O(N^2)) exceeds the budget of 0.2 GiB (80% of available cpu memory)"
+    )
+
+
+def test_growth_stops_skip_larger_n_of_the_failed_configuration_only():
+    cases = [Case("naive", n, threads=1) for n in (256, 512, 1024)] + [Case("naive", 1024, causal=True, threads=1)]
+    stops = GrowthStops(cases, recorded=[{"case_id": cases[1].case_id, "seq_len": 512, "status": "oom"}])
+    assert stops.reason(cases[2]) == "not run: the same configuration was oom at N=512"
+    assert stops.reason(cases[0]) is None  # smaller N still run (a resume may lack one)
+    assert stops.reason(cases[3]) is None  # causal is another configuration
+    stops.note(cases[3], "ok")
+    assert stops.reason(cases[3]) is None  # only failures stop growth
