@@ -30,7 +30,7 @@ from .measure.device import DeviceError, check_device, device_name
 from .measure.threads import thread_count
 from .report.build import build_report
 from .report.export import write_pytest_benchmark
-from .report.text import comparison_text, plain_table
+from .report.text import ceilings_text, comparison_text, variants_text
 from .run.isolated import run_checks
 from .run.plugins import load_plugins
 from .run.progress import Progress, summary_lines
@@ -66,17 +66,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    shown = [
-        {
-            **r,
-            "exact": "yes" if r["exact"] else "no",
-            "devices": ",".join(r["devices"]),
-            "params": ",".join(f"{k}={v}" for k, v in r["params"].items()) or "-",
-            "available here": "yes" if r["available"] else f"no: {r['unavailable_reason']}",
-        }
-        for r in rows
-    ]
-    print(plain_table(shown, ["name", "family", "exact", "time", "memory", "devices", "params", "available here"]))
+    print(variants_text(rows))
     return 0
 
 
@@ -90,16 +80,15 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(ceilings, indent=2))
         return 0
-    n = ceilings["matmul_size"]
-    for dtype, gflops in ceilings["matmul_gflops"].items():
-        print(f"matmul {n}x{n} {dtype:9} {gflops:10.1f} GFLOP/s")
-    print(f"copy {ceilings['copy_bytes'] / 2**20:.0f} MiB        {ceilings['copy_gbps']:10.1f} GB/s (read + write)")
+    print(ceilings_text(ceilings))
     print(f"cached in {cache_path()}")
     return 0
 
 
 # argparse attribute -> Sweep field: "--max-time" gives args.max_time for max_time_s (settings.FLAG_NAMES).
-SWEEP_FLAGS = {FLAG_NAMES.get(f, "--" + f).removeprefix("--").replace("-", "_"): f for f in SWEEP_FIELDS if f != "max_seq_len"}
+SWEEP_FLAGS = {
+    FLAG_NAMES.get(f, "--" + f).removeprefix("--").replace("-", "_"): f for f in SWEEP_FIELDS if f not in ("max_seq_len", "grids")
+}
 
 
 def _sweep_from_args(args: argparse.Namespace):
@@ -202,8 +191,7 @@ def _add_sweep_flags(p: argparse.ArgumentParser, *, with_grid: bool = True) -> N
     p.add_argument("--max-time", help="seconds per case for the timing loop's cap")
     p.add_argument("--strict", action="store_true", help="refuse to run on a busy machine (the quiet check fails)")
     if not with_grid:
-        grid = ("config", "variants", "seq_lens", "batch", "heads", "head_dim", "dtype", "causal", "mode", "device")
-        p.set_defaults(**dict.fromkeys((*grid, "input_scale", "seed")))
+        p.set_defaults(config=None, **dict.fromkeys(flag for flag in SWEEP_FLAGS if p.get_default(flag) is None))
         return
     p.add_argument("--config", help="sweep TOML file (keys: the Sweep fields)")
     p.add_argument("--variants", help="comma-separated names, or 'all' (default: all available)")
@@ -212,8 +200,11 @@ def _add_sweep_flags(p: argparse.ArgumentParser, *, with_grid: bool = True) -> N
     p.add_argument("--heads", help="comma-separated head counts")
     p.add_argument("--head-dim", help="comma-separated head dims")
     p.add_argument("--dtype", help="comma-separated: float32,bfloat16,float16,float64")
-    p.add_argument("--causal", help="comma-separated: false,true")
-    p.add_argument("--mode", help="comma-separated: fwd,fwd_bwd")
+    p.add_argument("--causal", help="comma-separated: false,true (the older spelling of --mask none,causal)")
+    p.add_argument("--mask", help="comma-separated: none,causal,causal-br,sliding:W,document:K,prefix:P")
+    p.add_argument("--kv-heads", help="comma-separated key/value head counts, each dividing --heads (grouped-query)")
+    p.add_argument("--mode", help="comma-separated: fwd,fwd_bwd,decode")
+    p.add_argument("--q-len", help="queries of a decode case, at the end of the N keys (default 1)")
     p.add_argument("--device", help="comma-separated: cpu,cuda")
     p.add_argument("--input-scale", help="standard deviation of the Gaussian inputs")
     p.add_argument("--seed", help="seed of inputs and random projections")

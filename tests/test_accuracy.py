@@ -54,7 +54,8 @@ def test_sampled_error_agrees_with_full_error(name):
 def test_naive_flops_are_4_b_h_n2_d():
     case = Case("naive", 1024, batch=2, heads=8, head_dim=64)
     assert case_flops(case) == 4 * 2 * 8 * 1024**2 * 64
-    assert case_flops(Case("naive", 1024, causal=True)) == 4 * 8 * 1024**2 * 64 / 2
+    # causal: query i sees i + 1 keys, N(N+1)/2 visible pairs in all
+    assert case_flops(Case("naive", 1024, causal=True)) == 4 * 8 * (1024 * 1025 // 2) * 64
     assert case_flops(Case("naive", 1024, mode="fwd_bwd")) == 3.5 * 4 * 8 * 1024**2 * 64
 
 

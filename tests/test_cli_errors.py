@@ -72,6 +72,13 @@ BAD_SWEEPS = [
     (["--max-time", "nan"], ["--max-time", "'nan'"]),
     (["--seq-lens", "99999999999999999999"], ["--seq-lens", "up to"]),
     (["--heads", "2.5"], ["--heads", "'2.5'"]),
+    (["--mask", "bogus"], ["--mask", "unknown mask 'bogus'"]),
+    (["--mask", "sliding:0"], ["--mask", "sliding:W takes a positive integer W"]),
+    (["--mask", "document:0"], ["--mask", "document:K takes a positive integer K"]),
+    (["--mask", "prefix:-1"], ["--mask", "prefix:P takes a positive integer P"]),
+    (["--heads", "8", "--kv-heads", "3"], ["--kv-heads 3 does not divide --heads 8"]),
+    (["--mode", "decode", "--q-len", "200", "--seq-lens", "64,128"], ["--q-len 200 is larger than N=64"]),
+    (["--causal", "true", "--mask", "sliding:4"], ["--causal and --mask together"]),
 ]
 
 
@@ -100,7 +107,8 @@ def test_malformed_toml(tmp_path, capsys):
     "text, needle",
     [('variants = [["naive"]]\n', "expected names"), ("variants = 5\n", "expected names"),
      ('dtypes = [1]\n', "expected names"), ("seed = 1.5\n", "--seed"), ("timeout_s = 1e999\n", "--timeout"),
-     ("max_seq_len = 3\n", "max_seq_len")],
+     ("max_seq_len = 3\n", "max_seq_len"), ("grids = 3\n", "grids must be a list of tables"),
+     ('[[grids]]\nthreads = 1\n', "unknown grid key 'threads'"), ('[[grids]]\nmasks = ["sliding:0"]\n', "--mask")],
 )  # fmt: skip
 def test_wrong_types_in_toml(tmp_path, capsys, text, needle):
     config = tmp_path / "sweep.toml"

@@ -50,6 +50,13 @@ def test_plugin_file_is_listed_checked_and_swept(tmp_path):
     maps = json.loads((out / "attention_maps.json").read_text())
     assert maps["non_causal"]["test-plugin-attn"]["status"] == "ok"
 
+    # A report of the plugin's run, in a process that never loads the plugin: the records carry its classes.
+    report = attnbench("report", str(out), "--out", str(tmp_path / "later"), cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    later = pd.read_csv(tmp_path / "later" / "tables" / "complexity_fits.csv").set_index("variant")
+    assert later.loc["test-plugin-attn", "declared_time"] == "O(N^2 d)"
+    assert later.loc["test-plugin-attn", "declared_memory"] == "O(N^2)"
+
 
 def test_check_fails_a_contract_breaker_and_passes_a_variant_within_the_contract():
     results = {r.name: r for r in check_variant("linear-elu")}

@@ -7,6 +7,7 @@ import torch
 
 import variants
 from variants import Unsupported, get_variant, list_variants, register, unregister
+from variants.masks import parse_mask
 
 
 @pytest.fixture
@@ -113,8 +114,8 @@ def test_exact_flops_model():
 
     spec = get_variant("naive")
     assert spec.flops(Case) == 4 * 2 * 8 * 1024 * 1024 * 64
-    Case.causal = True
-    assert spec.flops(Case) == 2 * 2 * 8 * 1024 * 1024 * 64
+    Case.causal = True  # query i sees i + 1 keys: N(N+1)/2 visible pairs
+    assert spec.flops(Case) == 4 * 2 * 8 * (1024 * 1025 // 2) * 64
     for name in list_variants():
         assert get_variant(name).flops is not None, name
 
@@ -129,7 +130,12 @@ def test_unavailable_reason_names_the_device():
 def test_sdpa_reports_the_backend_that_runs():
     q = torch.randn(1, 2, 64, 32)
     spec = get_variant("sdpa")
-    assert spec.backend(q, q, q, causal=False) in {"flash_attention", "math", "efficient_attention", "cudnn_attention"}
+    assert spec.backend(q, q, q, mask=parse_mask("causal")) in {
+        "flash_attention",
+        "math",
+        "efficient_attention",
+        "cudnn_attention",
+    }
     # A value head dim unlike q's rules out CPU flash attention: dispatch falls back to math.
     if q.device.type == "cpu":
         assert spec.backend(q, q, torch.randn(1, 2, 64, 16)) == "math"

@@ -107,17 +107,17 @@ def test_check_never_passes_a_variant_that_kills_its_process():
     assert result.returncode == 1, result.stdout
     lines = result.stdout.splitlines()
     # Every check is reported; each one that makes a third call in its (fresh) worker could not run.
-    assert [line.split()[0] for line in lines[:5]] == ["pass", "pass", "FAIL", "FAIL", "FAIL"], result.stdout
+    assert [line.split()[0] for line in lines[:6]] == ["pass", "pass", "FAIL", "FAIL", "FAIL", "FAIL"], result.stdout
     assert lines[2].count("could not run: worker died: exited with status 0") == 1
-    assert "3 check(s) failed or could not run: deterministic, exact, backward" in lines[-1]
+    assert "4 check(s) failed or could not run: deterministic, exact, masks and GQA, backward" in lines[-1]
 
 
 @pytest.mark.parametrize("name, needle", [("test-inplace", "modified its input q"), ("test-nan", "NaN")])
 def test_check_reports_every_check_of_a_garbage_variant(name, needle):
     result = attnbench("check", name, "--plugin", GARBAGE)
     assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
-    names = ["contract", "contract (causal)", "deterministic", "exact", "backward"]
-    assert [line[6:24].strip() for line in result.stdout.splitlines()[:5]] == names, result.stdout
+    names = ["contract", "contract (causal)", "deterministic", "exact", "masks and GQA", "backward"]
+    assert [line[6:24].strip() for line in result.stdout.splitlines()[:6]] == names, result.stdout
     assert needle in result.stdout
 
 

@@ -10,6 +10,13 @@ sum per query row (the online softmax, the FlashAttention recurrence written
 with PyTorch ops). Memory O(N): one (rows, block) score tile, reused across
 blocks. Its backward is the FlashAttention backward: it keeps only the output
 and the per-row log-sum-exp and recomputes each tile's probabilities.
+
+Both serve every mask of `variants.masks` and grouped-query heads without
+copying K and V (the group's query heads folded into rows,
+`variants.common.group_queries`). Both touch only the keys a block's queries
+can see: chunked-query slices each query block's key range, chunked-online
+meets each key block only with the rows that see it and masks only the rows
+that see part of it, so a banded mask costs O(N·W·d), not O(N^2·d).
 """
 
 from __future__ import annotations
@@ -17,82 +24,84 @@ from __future__ import annotations
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from .common import future_mask, softmax_scale
-from .registry import register
+from .common import group_queries, hide, row_positions, softmax_scale, ungroup
+from .masks import Mask, tile_rows
+from .registry import ALL_MASKS, register
 
 
-def _query_block(q_blk, k, v, start: int, causal: bool) -> torch.Tensor:
-    """Exact attention for the queries start..start+n in q_blk (B, H, n, D), already scaled.
+def _query_block(q_blk, k, v, mask: Mask, rows, n_q: int, n_kv: int, k0: int) -> torch.Tensor:
+    """Exact attention of the (already scaled) query rows q_blk (B, H_kv, r, D) over keys k0.. of k, v.
 
-    Out of place, so autograd (through `checkpoint`) can differentiate it.
+    ``rows`` (r,) are the rows' query positions. Out of place, so autograd
+    (through `checkpoint`) can differentiate it.
     """
-    scores = q_blk @ k.transpose(-1, -2)  # (B, H, n, N_kv)
-    if causal:
-        mask = future_mask(q_blk.shape[2], k.shape[2], offset=start, device=q_blk.device)  # (n, N_kv)
-        scores = scores.masked_fill(mask, float("-inf"))
-    return torch.softmax(scores, dim=-1) @ v  # (B, H, n, D_v)
+    scores = q_blk @ k.transpose(-1, -2)  # (B, H_kv, r, n)
+    if mask.kind != "none":
+        scores = hide(scores.clone(), mask, rows, n_q, n_kv, k0)
+    probs = torch.softmax(scores, dim=-1)  # a row with no visible key is NaN
+    return (probs.nan_to_num(0.0) if mask.hides_rows else probs) @ v  # (B, H_kv, r, D_v)
 
 
-def _query_block_into(out, tile, q_blk, k, v, start: int, causal: bool) -> None:
+def _query_block_into(out, tile, q_blk, k, v, mask: Mask, rows, n_q: int, n_kv: int, k0: int) -> None:
     """`_query_block` without allocating: scores and softmax in ``tile``, the result in ``out``."""
-    n, n_kv = q_blk.shape[2], k.shape[2]
-    scores = tile[:, :, :n, :n_kv]  # (B, H, n, N_kv), a view of the reused buffer
+    scores = tile[:, :, : q_blk.shape[2], : k.shape[2]]  # (B, H_kv, r, n), a view of the reused buffer
     torch.matmul(q_blk, k.transpose(-1, -2), out=scores)
-    if causal:
-        scores.masked_fill_(future_mask(n, n_kv, offset=start, device=q_blk.device), float("-inf"))
-    scores.sub_(scores.amax(dim=-1, keepdim=True)).exp_()
-    scores.div_(scores.sum(dim=-1, keepdim=True))
+    if mask.kind != "none":
+        hide(scores, mask, rows, n_q, n_kv, k0)
+    top = scores.amax(dim=-1, keepdim=True)  # (B, H_kv, r, 1)
+    top.masked_fill_(top == float("-inf"), 0.0)  # a row with no visible key: exp(-inf) = 0, not NaN
+    scores.sub_(top).exp_()
+    scores.div_(scores.sum(dim=-1, keepdim=True).clamp_min_(torch.finfo(scores.dtype).tiny))
     torch.matmul(scores, v, out=out)
 
 
-@register(
-    "chunked-query",
-    family="chunked",
-    exact=True,
-    time="O(N^2 d)",
-    memory="O(N)",
-    params={"block": 128},
-)
-def chunked_query(q, k, v, *, causal: bool = False, scale: float | None = None, block: int = 128) -> torch.Tensor:
-    """Queries in blocks of ``block`` rows, each against all keys.
+@register("chunked-query", family="chunked", exact=True, time="O(N^2 d)", memory="O(N)", params={"block": 128},
+          masks=ALL_MASKS, gqa=True)  # fmt: skip
+def chunked_query(q, k, v, *, mask: Mask, scale: float | None = None, block: int = 128) -> torch.Tensor:
+    """Queries in blocks of ``block`` positions, each against the keys any of them can see.
 
-    q, k: (B, H, N_q|N_kv, D); v: (B, H, N_kv, D_v) -> (B, H, N_q, D_v).
-    Time O(N_q·N_kv·D); memory O(block·N_kv) beyond the output. Without
-    autograd one (B, H, block, N_kv) tile is reused by every block: the CPU
+    q: (B, H, N_q, D); k, v: (B, H_kv, N_kv, D|D_v) -> (B, H, N_q, D_v).
+    Time O(visible pairs·D) up to a block's spread; memory O(block·G·N_kv) beyond
+    the output. Without autograd one tile is reused by every block: the CPU
     allocator does not cache, and a fresh tile per block costs page faults
     (measured 2x slower at N=4096). With autograd each block is checkpointed.
     """
-    B, H, N, D = q.shape
-    q = q * softmax_scale(q, scale)  # (B, H, N_q, D): a scaled copy, the input is untouched
-    out = q.new_empty(B, H, N, v.shape[-1])  # (B, H, N_q, D_v)
+    H, n_q, n_kv, H_kv = q.shape[1], q.shape[2], k.shape[2], k.shape[1]
+    groups = H // H_kv
+    rows = group_queries(q * softmax_scale(q, scale), H_kv)  # (B, H_kv, N_q·G, D): a scaled copy
+    positions = row_positions(n_q, groups)  # (N_q·G,)
+    lo, hi = mask.bounds(positions, n_q, n_kv)
+    out = rows.new_zeros(*rows.shape[:3], v.shape[-1])  # (B, H_kv, N_q·G, D_v)
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
-    tile = None if needs_grad else q.new_empty(B, H, min(block, N), k.shape[2])  # (B, H, block, N_kv)
-    for start in range(0, N, block):
-        q_blk = q[:, :, start : start + block]  # (B, H, n, D)
-        # Under causal masking, keys past this block's last query are never seen.
-        stop = min(k.shape[2], start + q_blk.shape[2]) if causal else k.shape[2]
-        args = (q_blk, k[:, :, :stop], v[:, :, :stop], start, causal)
+    step = block * groups
+    tile = None if needs_grad else rows.new_empty(*rows.shape[:2], min(step, rows.shape[2]), n_kv)
+    for start in range(0, rows.shape[2], step):
+        stop = min(start + step, rows.shape[2])
+        k0, k1 = int(lo[start]), int(hi[stop - 1])  # bounds are non-decreasing: the block's key range
+        if k1 <= k0:
+            continue  # no query of the block sees a key: its output stays zero
+        args = (rows[:, :, start:stop], k[:, :, k0:k1], v[:, :, k0:k1], mask, positions[start:stop], n_q, n_kv, k0)
         if needs_grad:
-            out[:, :, start : start + block] = checkpoint(_query_block, *args, use_reentrant=False)
+            out[:, :, start:stop] = checkpoint(_query_block, *args, use_reentrant=False)
         else:
-            _query_block_into(out[:, :, start : start + block], tile, *args)
-    return out
+            _query_block_into(out[:, :, start:stop], tile, *args)
+    return ungroup(out, H)
 
 
 class _OnlineSoftmaxAttention(torch.autograd.Function):
     """Online-softmax attention with a recomputing (FlashAttention-style) backward."""
 
     @staticmethod
-    def forward(ctx, q, k, v, causal: bool, scale: float, block: int):
-        out, lse = _online_forward(q, k, v, causal, scale, block)
+    def forward(ctx, q, k, v, mask: Mask, scale: float, block: int):
+        out, lse = _online_forward(q, k, v, mask, scale, block)
         ctx.save_for_backward(q, k, v, out, lse)
-        ctx.causal, ctx.scale, ctx.block = causal, scale, block
+        ctx.mask, ctx.scale, ctx.block = mask, scale, block
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         q, k, v, out, lse = ctx.saved_tensors
-        dq, dk, dv = _online_backward(q, k, v, out, lse, grad_out, ctx.causal, ctx.scale, ctx.block)
+        dq, dk, dv = _online_backward(q, k, v, out, lse, grad_out, ctx.mask, ctx.scale, ctx.block)
         return dq, dk, dv, None, None, None
 
 
@@ -101,100 +110,115 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
-def _online_forward(q, k, v, causal: bool, scale: float, block: int):
-    """Returns out (B, H, N_q, D_v) in q's dtype and lse (B·H, N_q, 1) in fp32/fp64."""
-    B, H, N, D = q.shape
-    M, E = k.shape[2], v.shape[-1]
+class _Blocks:
+    """The key blocks of a masked problem in folded rows, each with the rows that meet it.
+
+    For key block [k0, k1): rows [r0, r1) see some of its keys, and rows
+    [f0, f1) inside them see all of them; only the rows outside [f0, f1)
+    need their tile masked.
+    """
+
+    def __init__(self, mask: Mask, n_q: int, n_kv: int, groups: int, block: int) -> None:
+        self.mask, self.n_q, self.n_kv = mask, n_q, n_kv
+        self.positions = row_positions(n_q, groups)  # (R,)
+        self.lo, self.hi = mask.bounds(self.positions, n_q, n_kv)
+        self.block = block
+
+    def __iter__(self):
+        for k0 in range(0, self.n_kv, self.block):
+            k1 = min(k0 + self.block, self.n_kv)
+            r0, r1, f0, f1 = tile_rows(self.lo, self.hi, k0, k1)
+            if r1 > r0:
+                yield k0, k1, r0, r1, f0, f1
+
+    def hide(self, tile: torch.Tensor, k0: int, r0: int, r1: int, f0: int, f1: int) -> None:
+        """Mask the partly visible rows of ``tile`` (rows r0..r1 against keys k0..)."""
+        for a, b in ((r0, f0), (f1, r1)):
+            if b > a:
+                hide(tile[:, a - r0 : b - r0], self.mask, self.positions[a:b], self.n_q, self.n_kv, k0)
+
+
+def _online_forward(q, k, v, mask: Mask, scale: float, block: int):
+    """Returns out (B, H, N_q, D_v) in q's dtype and lse (B·H_kv, N_q·G, 1) in fp32/fp64."""
+    B, H, n_q, D = q.shape
+    H_kv, n_kv, E = k.shape[1], k.shape[2], v.shape[-1]
     dt = _compute_dtype(q.dtype)
-    qs = (q.to(dt) * scale).reshape(B * H, N, D)  # (BH, N, D), scaled copy
-    kf = k.to(dt).reshape(B * H, M, D)  # (BH, M, D)
-    vf = v.to(dt).reshape(B * H, M, E)  # (BH, M, E)
-    acc = torch.zeros(B * H, N, E, dtype=dt, device=q.device)  # running numerator
-    row_max = torch.full((B * H, N, 1), float("-inf"), dtype=dt, device=q.device)
-    row_sum = torch.zeros(B * H, N, 1, dtype=dt, device=q.device)
-    # Reused per block, so the loop allocates nothing of size N·block.
-    tile = torch.empty(B * H, N, block, dtype=dt, device=q.device)  # scores, then probabilities
+    qs = group_queries(q.to(dt) * scale, H_kv).reshape(B * H_kv, -1, D)  # (BH_kv, R, D), R = N_q·G, scaled copy
+    R = qs.shape[1]
+    kf = k.to(dt).reshape(B * H_kv, n_kv, D)  # (BH_kv, N_kv, D)
+    vf = v.to(dt).reshape(B * H_kv, n_kv, E)  # (BH_kv, N_kv, E)
+    acc = torch.zeros(B * H_kv, R, E, dtype=dt, device=q.device)  # running numerator
+    row_max = torch.full((B * H_kv, R, 1), float("-inf"), dtype=dt, device=q.device)
+    row_sum = torch.zeros(B * H_kv, R, 1, dtype=dt, device=q.device)
+    # Reused per block, so the loop allocates nothing of size R·block.
+    tile = torch.empty(B * H_kv, R, block, dtype=dt, device=q.device)  # scores, then probabilities
     new_max = torch.empty_like(row_max)
     rescale = torch.empty_like(row_max)
-    diagonal = future_mask(block, block, device=q.device) if causal else None  # (block, block)
-    for start in range(0, M, block):
-        first = start if causal else 0  # under causal, queries before `start` see none of these keys
-        if first >= N:
-            break
-        kb, vb = kf[:, start : start + block], vf[:, start : start + block]  # (BH, b, D), (BH, b, E)
-        rows, b = N - first, kb.shape[1]
-        s = tile[:, :rows, :b]  # (BH, rows, b)
-        torch.bmm(qs[:, first:], kb.transpose(1, 2), out=s)
-        if causal:  # only the first b rows of this slice reach past the diagonal
-            s[:, :b].masked_fill_(diagonal[: min(b, rows), :b], float("-inf"))
-        m, total, a = row_max[:, first:], row_sum[:, first:], acc[:, first:]
-        torch.amax(s, dim=-1, keepdim=True, out=new_max[:, first:])
-        torch.maximum(new_max[:, first:], m, out=new_max[:, first:])
-        torch.sub(m, new_max[:, first:], out=rescale[:, first:])
-        r = rescale[:, first:].exp_()  # exp(old max - new max), <= 1
-        m.copy_(new_max[:, first:])
-        s.sub_(m).exp_()  # (BH, rows, b) unnormalized probabilities
+    blocks = _Blocks(mask, n_q, n_kv, H // H_kv, block)
+    for k0, k1, r0, r1, f0, f1 in blocks:
+        kb, vb = kf[:, k0:k1], vf[:, k0:k1]  # (BH_kv, b, D), (BH_kv, b, E)
+        s = tile[:, : r1 - r0, : k1 - k0]  # (BH_kv, rows, b)
+        torch.bmm(qs[:, r0:r1], kb.transpose(1, 2), out=s)
+        blocks.hide(s, k0, r0, r1, f0, f1)  # every row here sees at least one of these keys
+        m, total, a, nm = row_max[:, r0:r1], row_sum[:, r0:r1], acc[:, r0:r1], new_max[:, r0:r1]
+        torch.amax(s, dim=-1, keepdim=True, out=nm)
+        torch.maximum(nm, m, out=nm)
+        torch.sub(m, nm, out=rescale[:, r0:r1])
+        r = rescale[:, r0:r1].exp_()  # exp(old max - new max), <= 1
+        m.copy_(nm)
+        s.sub_(m).exp_()  # (BH_kv, rows, b) unnormalized probabilities
         total.mul_(r).add_(s.sum(dim=-1, keepdim=True))
         a.mul_(r).baddbmm_(s, vb)
-    out = (acc / row_sum).reshape(B, H, N, E).to(q.dtype)
-    return out, row_max + row_sum.log()
+    out = acc / row_sum  # a row no block reached (it sees no key) is 0/0
+    if mask.hides_rows:
+        out = out.nan_to_num_(0.0)
+    return ungroup(out.reshape(B, H_kv, R, E), H).to(q.dtype), row_max + row_sum.log()
 
 
-def _online_backward(q, k, v, out, lse, grad_out, causal: bool, scale: float, block: int):
+def _online_backward(q, k, v, out, lse, grad_out, mask: Mask, scale: float, block: int):
     """Blockwise gradients recomputing each tile's probabilities from the saved lse. O(N) memory.
 
     Two (rows, block) tiles are reused by every block, as in the forward pass.
     """
-    B, H, N, D = q.shape
-    M, E = k.shape[2], v.shape[-1]
+    B, H, n_q, D = q.shape
+    H_kv, n_kv, E = k.shape[1], k.shape[2], v.shape[-1]
     dt = lse.dtype
-    qs = (q.to(dt) * scale).reshape(B * H, N, D)  # (BH, N, D)
-    kf, vf = k.to(dt).reshape(B * H, M, D), v.to(dt).reshape(B * H, M, E)
-    do = grad_out.to(dt).reshape(B * H, N, E)  # (BH, N, E)
-    delta = (do * out.to(dt).reshape(B * H, N, E)).sum(-1, keepdim=True)  # (BH, N, 1) = rowsum(dO∘O)
+    qs = group_queries(q.to(dt) * scale, H_kv).reshape(B * H_kv, -1, D)  # (BH_kv, R, D)
+    R = qs.shape[1]
+    kf, vf = k.to(dt).reshape(B * H_kv, n_kv, D), v.to(dt).reshape(B * H_kv, n_kv, E)
+    do = group_queries(grad_out.to(dt), H_kv).reshape(B * H_kv, R, E)  # (BH_kv, R, E)
+    o = group_queries(out.to(dt), H_kv).reshape(B * H_kv, R, E)
+    delta = (do * o).sum(-1, keepdim=True)  # (BH_kv, R, 1) = rowsum(dO∘O)
     dqs = torch.zeros_like(qs)  # gradient w.r.t. the scaled queries
-    dk, dv = torch.empty_like(kf), torch.empty_like(vf)
-    p_tile = torch.empty(B * H, N, block, dtype=dt, device=q.device)  # probabilities
+    dk, dv = torch.zeros_like(kf), torch.zeros_like(vf)  # key blocks no row meets keep zero gradients
+    p_tile = torch.empty(B * H_kv, R, block, dtype=dt, device=q.device)  # probabilities
     ds_tile = torch.empty_like(p_tile)  # dP, then dS
-    diagonal = future_mask(block, block, device=q.device) if causal else None
-    for start in range(0, M, block):
-        first = start if causal else 0
-        kb, vb = kf[:, start : start + block], vf[:, start : start + block]  # (BH, b, ·)
-        b = kb.shape[1]
-        if first >= N:  # no query sees these keys
-            dk[:, start : start + b].zero_()
-            dv[:, start : start + b].zero_()
-            continue
-        rows = N - first
-        p, ds = p_tile[:, :rows, :b], ds_tile[:, :rows, :b]  # (BH, rows, b)
-        torch.bmm(qs[:, first:], kb.transpose(1, 2), out=p)
-        if causal:
-            p[:, :b].masked_fill_(diagonal[: min(b, rows), :b], float("-inf"))
-        p.sub_(lse[:, first:]).exp_()  # normalized probabilities
-        torch.bmm(p.transpose(1, 2), do[:, first:], out=dv[:, start : start + b])  # (BH, b, E)
-        torch.bmm(do[:, first:], vb.transpose(1, 2), out=ds)  # dP
-        ds.sub_(delta[:, first:]).mul_(p)  # dS = P ∘ (dP - delta)
-        dqs[:, first:].baddbmm_(ds, kb)  # (BH, rows, D)
-        torch.bmm(ds.transpose(1, 2), qs[:, first:], out=dk[:, start : start + b])  # (BH, b, D)
-    dq = (dqs * scale).reshape(B, H, N, D).to(q.dtype)
-    return dq, dk.reshape(B, H, M, D).to(k.dtype), dv.reshape(B, H, M, E).to(v.dtype)
+    blocks = _Blocks(mask, n_q, n_kv, H // H_kv, block)
+    for k0, k1, r0, r1, f0, f1 in blocks:
+        kb, vb = kf[:, k0:k1], vf[:, k0:k1]  # (BH_kv, b, ·)
+        p, ds = p_tile[:, : r1 - r0, : k1 - k0], ds_tile[:, : r1 - r0, : k1 - k0]  # (BH_kv, rows, b)
+        torch.bmm(qs[:, r0:r1], kb.transpose(1, 2), out=p)
+        blocks.hide(p, k0, r0, r1, f0, f1)
+        p.sub_(lse[:, r0:r1]).exp_()  # normalized probabilities
+        torch.bmm(p.transpose(1, 2), do[:, r0:r1], out=dv[:, k0:k1])  # (BH_kv, b, E)
+        torch.bmm(do[:, r0:r1], vb.transpose(1, 2), out=ds)  # dP
+        ds.sub_(delta[:, r0:r1]).mul_(p)  # dS = P ∘ (dP - delta)
+        dqs[:, r0:r1].baddbmm_(ds, kb)  # (BH_kv, rows, D)
+        torch.bmm(ds.transpose(1, 2), qs[:, r0:r1], out=dk[:, k0:k1])  # (BH_kv, b, D)
+    dq = ungroup((dqs * scale).reshape(B, H_kv, R, D), H).to(q.dtype)
+    return dq, dk.reshape(B, H_kv, n_kv, D).to(k.dtype), dv.reshape(B, H_kv, n_kv, E).to(v.dtype)
 
 
-@register(
-    "chunked-online",
-    family="chunked",
-    exact=True,
-    time="O(N^2 d)",
-    memory="O(N)",
-    params={"block": 128},
-)
-def chunked_online(q, k, v, *, causal: bool = False, scale: float | None = None, block: int = 128) -> torch.Tensor:
+@register("chunked-online", family="chunked", exact=True, time="O(N^2 d)", memory="O(N)", params={"block": 128},
+          masks=ALL_MASKS, gqa=True, skips_masked=True)  # fmt: skip
+def chunked_online(q, k, v, *, mask: Mask, scale: float | None = None, block: int = 128) -> torch.Tensor:
     """Keys/values in blocks of ``block`` with a running max and sum (online softmax).
 
-    q, k: (B, H, N_q|N_kv, D); v: (B, H, N_kv, D_v) -> (B, H, N_q, D_v).
-    Time O(N_q·N_kv·D), halved under causal masking (each key block only meets
-    the queries at or after it); memory O(N_q·block) for the one reused tile
-    plus O(N·D) accumulators. A 128-key block measured fastest on a 2-core
-    AVX-512 CPU at N=4096 (64: 1.13x slower, 192: same, 256: 1.07x slower).
+    q: (B, H, N_q, D); k, v: (B, H_kv, N_kv, D|D_v) -> (B, H, N_q, D_v).
+    Time O(visible pairs·D) up to a block's edge: each key block meets only the
+    rows that see it (half the work under causal, O(N·W·d) under sliding:W);
+    memory O(N_q·G·block) for the one reused tile plus O(N·D) accumulators. A
+    128-key block measured fastest on a 2-core AVX-512 CPU at N=4096 (64: 1.13x
+    slower, 192: same, 256: 1.07x slower).
     """
-    return _OnlineSoftmaxAttention.apply(q, k, v, causal, softmax_scale(q, scale), block)
+    return _OnlineSoftmaxAttention.apply(q, k, v, mask, softmax_scale(q, scale), block)

@@ -1,14 +1,22 @@
-"""Small helpers every family shares: the softmax scale and the causal mask.
+"""Small helpers every family shares: the softmax scale, grouped-query heads, and masking a score tile.
 
-Causal convention (the same as ``torch.nn.functional.scaled_dot_product_attention``
-with ``is_causal=True`` and xformers' ``LowerTriangularMask``): query ``i`` sees
-keys ``j <= i``, aligned at the top-left corner when N_q != N_kv. Key 0 is
-visible to every query, so no row is ever fully masked.
+Causal convention (``torch.nn.functional.scaled_dot_product_attention`` with
+``is_causal=True``, xformers' ``LowerTriangularMask``): query ``i`` sees keys
+``j <= i``, aligned at the top-left corner when N_q != N_kv. Other masks
+(`variants.masks`) may leave a query no key; its output row is then zeros.
+
+Grouped-query attention: k and v have H_kv heads, H_kv dividing q's H, and
+query head h reads key head h // (H / H_kv). Kernels here serve it without
+copying K and V: the G = H / H_kv query heads of a group are folded into the
+query rows, (B, H, N, D) -> (B, H_kv, N·G, D), ordered by position, so row r
+is position r // G and every row-wise mask bound stays non-decreasing.
 """
 
 from __future__ import annotations
 
 import torch
+
+from .masks import Mask
 
 
 def softmax_scale(q: torch.Tensor, scale: float | None) -> float:
@@ -16,13 +24,39 @@ def softmax_scale(q: torch.Tensor, scale: float | None) -> float:
     return q.shape[-1] ** -0.5 if scale is None else float(scale)
 
 
-def future_mask(n_q: int, n_kv: int, *, offset: int = 0, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Boolean (n_q, n_kv) mask, True where key ``j`` lies after query ``i + offset``.
+def group_queries(q: torch.Tensor, heads_kv: int) -> torch.Tensor:
+    """(B, H, N, D) -> (B, H_kv, N·G, D), row r = position r // G of query head (r % G) of its group."""
+    B, H, N, D = q.shape
+    G = H // heads_kv
+    return q.view(B, heads_kv, G, N, D).transpose(2, 3).reshape(B, heads_kv, N * G, D)  # a view when G == 1
 
-    ``offset`` places a block of queries that starts at row ``offset`` against
-    keys that start at column 0 of the block (blocked variants pass the
-    difference of the two starting indices).
+
+def ungroup(out: torch.Tensor, heads: int) -> torch.Tensor:
+    """The inverse of `group_queries` on an output: (B, H_kv, N·G, E) -> (B, H, N, E)."""
+    B, H_kv, NG, E = out.shape
+    G = heads // H_kv
+    return out.view(B, H_kv, NG // G, G, E).transpose(2, 3).reshape(B, heads, NG // G, E)
+
+
+def row_positions(n_q: int, groups: int, device=None) -> torch.Tensor:
+    """The query position of each folded row: (N·G,) = [0]*G + [1]*G + ..."""
+    return torch.arange(n_q, device=device).repeat_interleave(groups)
+
+
+def hide(scores: torch.Tensor, mask: Mask, rows: torch.Tensor, n_q: int, n_kv: int, k0: int = 0) -> torch.Tensor:
+    """Set to -inf, in place, the entries of a (..., R, C) score tile that ``mask`` hides.
+
+    ``rows`` (R,) are the tile rows' query positions, its columns keys k0..k0+C.
     """
-    rows = torch.arange(n_q, device=device).unsqueeze(1) + offset  # (n_q, 1)
-    cols = torch.arange(n_kv, device=device).unsqueeze(0)  # (1, n_kv)
-    return cols > rows
+    lo, hi = mask.bounds(rows, n_q, n_kv)
+    keys = torch.arange(k0, k0 + scores.shape[-1], device=scores.device)
+    hidden = (keys < lo[:, None].to(scores.device)) | (keys >= hi[:, None].to(scores.device))  # (R, C)
+    return scores.masked_fill_(hidden, float("-inf"))
+
+
+def zero_empty_rows(out: torch.Tensor, mask: Mask, n_q: int, n_kv: int) -> torch.Tensor:
+    """``out`` (B, H, N_q, E) with the rows of queries that see no key set to zero (NaN from 0/0 otherwise)."""
+    if not mask.hides_rows:
+        return out
+    empty = (mask.row_counts(n_q, n_kv) == 0).to(out.device)  # (N_q,)
+    return out.masked_fill(empty[:, None], 0.0) if bool(empty.any()) else out

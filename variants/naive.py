@@ -11,20 +11,26 @@ from __future__ import annotations
 
 import torch
 
-from .common import future_mask, softmax_scale
-from .registry import register
+from .common import group_queries, hide, row_positions, softmax_scale, ungroup
+from .masks import Mask
+from .registry import ALL_MASKS, register
 
 
-@register("naive", family="naive", exact=True, time="O(N^2 d)", memory="O(N^2)")
-def naive(q, k, v, *, causal: bool = False, scale: float | None = None) -> torch.Tensor:
+@register("naive", family="naive", exact=True, time="O(N^2 d)", memory="O(N^2)", masks=ALL_MASKS, gqa=True)
+def naive(q, k, v, *, mask: Mask, scale: float | None = None) -> torch.Tensor:
     """Textbook QK^T/sqrt(d) -> softmax -> ·V, with the full (N_q, N_kv) matrix.
 
-    q, k: (B, H, N_q|N_kv, D); v: (B, H, N_kv, D_v) -> (B, H, N_q, D_v).
-    Time O(B·H·N_q·N_kv·D); memory O(B·H·N_q·N_kv).
+    q: (B, H, N_q, D); k, v: (B, H_kv, N_kv, D|D_v) -> (B, H, N_q, D_v). Grouped
+    heads are folded into the query rows (`variants.common.group_queries`), so K
+    and V are read as they are. Time O(B·H·N_q·N_kv·D); memory O(B·H·N_q·N_kv).
     """
-    scores = torch.einsum("bhid,bhjd->bhij", q, k) * softmax_scale(q, scale)  # (B, H, N_q, N_kv)
-    if causal:
-        mask = future_mask(q.shape[2], k.shape[2], device=q.device)  # (N_q, N_kv)
-        scores = scores.masked_fill(mask, float("-inf"))
-    probs = torch.softmax(scores, dim=-1)  # (B, H, N_q, N_kv)
-    return torch.einsum("bhij,bhje->bhie", probs, v)  # (B, H, N_q, D_v)
+    H, n_q, n_kv = q.shape[1], q.shape[2], k.shape[2]
+    groups = H // k.shape[1]
+    rows = group_queries(q, k.shape[1])  # (B, H_kv, N_q·G, D)
+    scores = torch.einsum("bhid,bhjd->bhij", rows, k) * softmax_scale(q, scale)  # (B, H_kv, N_q·G, N_kv)
+    if mask.kind != "none":
+        hide(scores, mask, row_positions(n_q, groups), n_q, n_kv)
+    probs = torch.softmax(scores, dim=-1)  # (B, H_kv, N_q·G, N_kv); a row with no visible key is NaN
+    if mask.hides_rows:
+        probs = probs.nan_to_num(0.0)  # that row's output is zeros
+    return ungroup(torch.einsum("bhij,bhje->bhie", probs, v), H)  # (B, H, N_q, D_v)

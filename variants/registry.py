@@ -2,8 +2,13 @@
 
 A variant is a plain function over ``(B, H, N, D)`` tensors::
 
-    @register("sdpa", family="sdpa", exact=True, time="O(N^2 d)", memory="O(N)")
-    def sdpa(q, k, v, *, causal=False, scale=None) -> Tensor: ...
+    @register("sdpa", family="sdpa", exact=True, time="O(N^2 d)", memory="O(N)", masks=ALL_MASKS, gqa=True)
+    def sdpa(q, k, v, *, mask, scale=None) -> Tensor: ...
+
+A function takes ``causal=`` (a bool: the masks "none" and "causal" only, the
+original contract) or ``mask=`` (a `variants.masks.Mask`, for every mask it
+declares). Callers always pass ``mask=`` (a spec string or a Mask) or the
+``causal=True`` shorthand; the spec hands the function the form it takes.
 
 `register` returns the function unchanged, so registrations stack: one
 implementation with a parameter becomes several named configurations
@@ -22,6 +27,7 @@ import difflib
 import fnmatch
 import functools
 import importlib.util
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -29,7 +35,11 @@ from typing import Any
 
 import torch
 
+from .masks import CAUSAL, KINDS, Mask, parse_mask
+
+ALL_MASKS = KINDS  # declare every mask kind
 __all__ = [
+    "ALL_MASKS",
     "Unsupported",
     "UnknownVariant",
     "VariantSpec",
@@ -63,14 +73,22 @@ class UnknownVariant(KeyError):
     """No variant is registered under a name; ``exc.args[0]`` names the closest ones."""
 
 
-def exact_flops(case: Any) -> float:
-    """Forward FLOPs of exact attention: QK^T and PV, 2·N·N_kv·D each, per head.
+def case_mask(case: Any) -> Mask:
+    """The mask of a case-like object (a harness ``Case``, or anything with ``causal``/``mask``)."""
+    return parse_mask(getattr(case, "mask", None), causal=getattr(case, "causal", False))
 
-    ``case`` is anything with ``batch, heads, seq_len, head_dim, causal``
-    attributes (a harness ``Case``). Causal masking halves the useful work.
+
+def exact_flops(case: Any) -> float:
+    """Forward FLOPs of exact attention: QK^T and PV, 2·D each per visible query-key pair, per head.
+
+    ``case`` is anything with ``batch, heads, seq_len, head_dim`` and ``causal``
+    or ``mask`` (optionally ``q_len``, the query count when it differs from
+    N): a harness ``Case``. A mask counts only the pairs it leaves visible, so
+    a causal case does about half the work and ``sliding:W`` about N·W.
     """
-    flops = 4.0 * case.batch * case.heads * case.seq_len * case.seq_len * case.head_dim
-    return flops / 2 if case.causal else flops
+    n_q = getattr(case, "q_len", None) or case.seq_len
+    pairs = case_mask(case).visible_pairs(n_q, case.seq_len)
+    return 4.0 * case.batch * case.heads * pairs * case.head_dim
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,6 +104,11 @@ class VariantSpec:
     ``delegate_checks`` leaves device and dtype checks to the function, for a
     wrapper whose library gives better reasons than the spec can (xformers);
     the declared devices and dtypes then only drive listing and planning.
+    ``masks`` are the mask kinds served (`variants.masks`; default "none" and,
+    with ``causal``, "causal"); ``gqa`` says k and v with fewer heads than q
+    are served as they are -- otherwise the spec repeats them to q's heads,
+    a copy, and says so (``gqa_method``). ``skips_masked``: hidden key blocks
+    cost nothing, so a banded mask makes the variant O(N·W·d).
     """
 
     name: str
@@ -104,7 +127,16 @@ class VariantSpec:
     flops: Callable[[Any], float] | None = None
     backend: Callable[..., str] | None = None
     delegate_checks: bool = False
+    masks: tuple[str, ...] = ("none", "causal")
+    gqa: bool = False
+    skips_masked: bool = False
+    takes_mask: bool = False  # the function takes mask= (set by register from its signature)
     doc: str = ""
+
+    @property
+    def gqa_method(self) -> str:
+        """How grouped-query heads are served: "grouped" (K, V as they are) or "expanded" (repeated to H heads)."""
+        return "grouped" if self.gqa else "expanded"
 
     def unavailable_reason(self, device: str | None = None) -> str | None:
         """Why this variant cannot run on ``device`` of this machine (on any of its
@@ -129,26 +161,30 @@ class VariantSpec:
         return {
             "name": self.name, "family": self.family, "exact": self.exact, "time": self.time, "memory": self.memory,
             "devices": list(self.devices), "dtypes": list(self.dtypes), "causal": self.causal,
+            "masks": list(self.masks), "gqa": self.gqa_method,
             "backward": self.backward, "params": dict(self.params), "requires": self.requires,
             "randomized": self.randomized, "available": reason is None, "unavailable_reason": reason, "doc": self.doc,
         }  # fmt: skip
 
-    def check(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool) -> None:
-        """Raise `Unsupported` when the inputs fall outside what the spec declares."""
+    def check(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, mask: Mask) -> None:
+        """Raise `Unsupported` when the inputs fall outside what the spec declares; `ValueError` for bad shapes."""
+        if not (q.dim() == k.dim() == v.dim() == 4) or k.shape[1] != v.shape[1] or q.shape[1] % k.shape[1]:
+            raise ValueError(
+                f"{self.name}: q, k, v must be (B, H, N, D), (B, H_kv, N_kv, D), (B, H_kv, N_kv, D_v) with H_kv "
+                f"dividing H; got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+            )
         device, dtype = q.device.type, str(q.dtype).removeprefix("torch.")
         if not self.delegate_checks and device not in self.devices:
             raise Unsupported(f"{self.name} has no kernel for device={device} (supported: {', '.join(self.devices)})")
         if not self.delegate_checks and dtype not in self.dtypes:
             raise Unsupported(f"{self.name} does not support dtype={dtype} (supported: {', '.join(self.dtypes)})")
-        if causal and not self.causal:
-            raise Unsupported(f"{self.name} has no causal mode")
+        if mask.kind not in self.masks:
+            if mask == CAUSAL:
+                raise Unsupported(f"{self.name} has no causal mode")
+            raise Unsupported(f"{self.name} does not serve mask {mask.spec} (serves: {', '.join(self.masks)})")
         needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
         if needs_grad and not self.backward:
             raise Unsupported(f"{self.name} has no backward pass")
-        if not (q.dim() == k.dim() == v.dim() == 4):
-            raise ValueError(
-                f"{self.name}: q, k, v must be (B, H, N, D); got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
-            )
 
     def __call__(
         self,
@@ -157,13 +193,22 @@ class VariantSpec:
         v: torch.Tensor,
         *,
         causal: bool = False,
+        mask: str | Mask | None = None,
         scale: float | None = None,
         seed: int = 0,
     ) -> torch.Tensor:
-        """Run the variant: q, k (B, H, N_q|N_kv, D), v (B, H, N_kv, D_v) -> (B, H, N_q, D_v)."""
-        self.check(q, k, v, causal=causal)
+        """Run the variant: q (B, H, N_q, D), k (B, H_kv, N_kv, D), v (B, H_kv, N_kv, D_v) -> (B, H, N_q, D_v).
+
+        ``mask`` is a spec string ("sliding:256") or a `Mask`; ``causal=True`` means mask "causal".
+        """
+        mask = parse_mask(mask, causal=causal)
+        self.check(q, k, v, mask=mask)
+        if k.shape[1] != q.shape[1] and not self.gqa:
+            groups = q.shape[1] // k.shape[1]
+            k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)  # (B, H, N_kv, ·) copies
         extra = {"seed": seed} if self.randomized else {}
-        return self.fn(q, k, v, causal=causal, scale=scale, **extra)
+        masking = {"mask": mask} if self.takes_mask else {"causal": mask == CAUSAL}
+        return self.fn(q, k, v, scale=scale, **masking, **extra)
 
 
 _REGISTRY: dict[str, VariantSpec] = {}
@@ -192,6 +237,14 @@ def register(
         raise TypeError(f"register({name!r}): unknown option(s) {', '.join(sorted(unknown))}")
     if options.get("flops") is None and exact:
         options["flops"] = exact_flops
+    if "masks" in options:
+        unknown_kinds = set(options["masks"]) - set(KINDS)
+        if unknown_kinds:
+            raise ValueError(f"register({name!r}): unknown mask kind(s) {', '.join(sorted(unknown_kinds))}; known: {KINDS}")
+        options["masks"] = tuple(options["masks"])
+        options["causal"] = "causal" in options["masks"]
+    else:
+        options["masks"] = ("none", "causal") if options.get("causal", True) else ("none",)
     params = MappingProxyType(dict(params or {}))
 
     def decorator(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
@@ -208,11 +261,19 @@ def register(
             memory=memory,
             params=params,
             doc=doc[0] if doc else "",
+            takes_mask=_takes_mask(fn),
             **options,
         )
         return fn
 
     return decorator
+
+
+def _takes_mask(fn: Callable[..., torch.Tensor]) -> bool:
+    try:
+        return "mask" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # no signature to inspect (a builtin)
+        return False
 
 
 def get_variant(name: str) -> VariantSpec:

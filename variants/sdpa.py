@@ -5,6 +5,12 @@
 inputs, PyTorch's own reasons (emitted as warnings) become the `Unsupported`
 reason. Each spec's ``backend`` hook names the kernel that runs a case, so the
 results table records what was actually measured, not what was asked for.
+
+Masks: "causal" is ``is_causal=True``; every other mask but "none" is a dense
+boolean ``attn_mask`` (N_q, N_kv), which PyTorch's fused CPU kernels take and
+its CUDA flash kernel does not (it then falls back, or a pinned flash backend
+says why not). Grouped-query heads go through ``enable_gqa``: K and V are
+not copied.
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from .registry import Unsupported, register
+from .common import zero_empty_rows
+from .masks import NONE, Mask
+from .registry import ALL_MASKS, Unsupported, register
 
 _BACKENDS = {
     "math": SDPBackend.MATH,
@@ -26,30 +34,44 @@ _BACKENDS = {
 }
 
 
-def chosen_backend(q, k, v, *, causal: bool = False, scale: float | None = None) -> str:
+def _arguments(q, k, mask: Mask) -> dict:
+    """SDPA's masking and grouping keywords for ``mask`` and the heads of q and k."""
+    dense = None if mask.kind in ("none", "causal") else mask.dense(q.shape[2], k.shape[2], device=q.device)
+    return {"attn_mask": dense, "is_causal": mask.kind == "causal", "enable_gqa": q.shape[1] != k.shape[1]}
+
+
+def chosen_backend(q, k, v, *, mask: Mask = NONE, scale: float | None = None) -> str:
     """The backend default dispatch picks for these inputs ("flash_attention", "math", ...)."""
-    choice = torch._fused_sdp_choice(q, k, v, None, 0.0, causal, scale=scale)
+    a = _arguments(q, k, mask)
+    choice = torch._fused_sdp_choice(q, k, v, a["attn_mask"], 0.0, a["is_causal"], scale=scale, enable_gqa=a["enable_gqa"])
     return SDPBackend(choice).name.lower()
 
 
-@register("sdpa", family="sdpa", exact=True, time="O(N^2 d)", memory="O(N)", backend=chosen_backend)
-def sdpa(q, k, v, *, causal: bool = False, scale: float | None = None) -> torch.Tensor:
+def _sdpa(q, k, v, mask: Mask, scale: float | None) -> torch.Tensor:
+    out = F.scaled_dot_product_attention(q, k, v, scale=scale, **_arguments(q, k, mask))  # (B, H, N_q, D_v)
+    return zero_empty_rows(out, mask, q.shape[2], k.shape[2])
+
+
+@register("sdpa", family="sdpa", exact=True, time="O(N^2 d)", memory="O(N)", backend=chosen_backend, masks=ALL_MASKS,
+          gqa=True)  # fmt: skip
+def sdpa(q, k, v, *, mask: Mask, scale: float | None = None) -> torch.Tensor:
     """``F.scaled_dot_product_attention`` with PyTorch's default kernel choice.
 
-    q, k: (B, H, N_q|N_kv, D); v: (B, H, N_kv, D_v) -> (B, H, N_q, D_v).
-    Time O(N^2 d). Memory O(N) when a fused kernel runs; the math fallback is O(N^2).
+    q: (B, H, N_q, D); k, v: (B, H_kv, N_kv, D|D_v) -> (B, H, N_q, D_v).
+    Time O(N^2 d). Memory O(N) when a fused kernel runs and no dense mask is
+    needed; the math fallback, and a dense mask, are O(N^2).
     """
-    return F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale)
+    return _sdpa(q, k, v, mask, scale)
 
 
-def _pinned(backend: str, q, k, v, *, causal: bool = False, scale: float | None = None) -> torch.Tensor:
+def _pinned(backend: str, q, k, v, *, mask: Mask, scale: float | None = None) -> torch.Tensor:
     """SDPA restricted to one backend; `Unsupported` with PyTorch's reasons if it cannot run."""
     # PyTorch explains a refused backend only through warnings: record them
     # (about 1 us a call, against the 8 us sdpa_kernel itself costs).
     with warnings.catch_warnings(record=True) as caught, sdpa_kernel(_BACKENDS[backend]):
         warnings.simplefilter("always")
         try:
-            return F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale)
+            return _sdpa(q, k, v, mask, scale)
         except RuntimeError as exc:
             if "No available kernel" not in str(exc):
                 raise
@@ -69,6 +91,8 @@ def _register_pinned(backend: str, devices: tuple[str, ...], memory: str) -> Non
         memory=memory,
         devices=devices,
         backend=lambda *a, **kw: _BACKENDS[backend].name.lower(),
+        masks=ALL_MASKS,
+        gqa=True,
     )(fn)
 
 

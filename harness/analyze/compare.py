@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 METRICS = {"time": ("time_median_s", "time_iqr_s"), "memory": ("peak_mem_bytes", None)}
-KEY = ["case_id", "variant", "device", "dtype", "mode", "causal", "seq_len"]
+KEY = ["case_id", "variant", "device", "dtype", "mode", "mask", "heads_kv", "q_len", "seq_len"]
 
 
 def compare_runs(base: pd.DataFrame, new: pd.DataFrame, *, threshold: float = 0.10, metric: str = "time") -> pd.DataFrame:

@@ -22,7 +22,7 @@ from ..measure.record import MEASURED
 from .fits import agrees, crossovers, fit_power_law, implausible
 
 MIN_LEAD = 0.10  # a crossover counts when the curves end at least this far apart
-CONFIG_COLUMNS = ["run_id", "device", "dtype", "mode", "causal", "batch", "heads", "head_dim"]
+CONFIG_COLUMNS = ["run_id", "device", "dtype", "mode", "mask", "batch", "heads", "heads_kv", "q_len", "head_dim"]
 
 
 def with_config(frame: pd.DataFrame) -> pd.DataFrame:
@@ -34,10 +34,10 @@ def with_config(frame: pd.DataFrame) -> pd.DataFrame:
     if "config" in frame.columns:
         return frame
     varying = [c for c in CONFIG_COLUMNS if frame[c].nunique(dropna=False) > 1]
-    causal = frame["causal"].astype(bool).map({True: " causal", False: ""})
-    label = frame["device"].astype(str) + " " + frame["dtype"].astype(str) + " " + frame["mode"].astype(str) + causal
-    for column in ("batch", "heads", "head_dim"):
-        if column in varying:
+    mask = frame["mask"].astype(str).map(lambda m: "" if m == "none" else f" {m}")
+    label = frame["device"].astype(str) + " " + frame["dtype"].astype(str) + " " + frame["mode"].astype(str) + mask
+    for column in ("batch", "heads", "heads_kv", "q_len", "head_dim"):
+        if column in varying and not (column == "q_len" and (frame["mode"] != "decode").any()):  # q_len is N elsewhere
             label = label + f" · {column}=" + frame[column].astype(str)
     if "run_id" in varying:
         label = frame["run_id"].astype(str) + " · " + label
@@ -178,3 +178,21 @@ def failure_table(frame: pd.DataFrame) -> pd.DataFrame:
         if len(bad)
         else pd.DataFrame(columns=columns)
     )
+
+
+def mask_speedup_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per variant, masked case and N: the dense (mask "none") case's time over the masked one's,
+    beside the ideal -- dense over masked visible pairs (N/W for a sliding window)."""
+    columns = ["config", "variant", "mask", "seq_len", "speedup", "ideal", "of_ideal"]
+    ok = frame[frame["status"] == "ok"]
+    same = [c for c in CONFIG_COLUMNS if c != "mask"] + ["variant", "seq_len"]
+    dense = ok[ok["mask"] == "none"][same + ["time_median_s", "flops"]]
+    masked = with_config(ok)[lambda f: f["mask"] != "none"]
+    if dense.empty or masked.empty:
+        return pd.DataFrame(columns=columns)
+    both = masked.merge(dense, on=same, suffixes=("", "_dense"))
+    both = both.assign(
+        speedup=both["time_median_s_dense"] / both["time_median_s"],
+        ideal=both["flops_dense"].astype(float) / both["flops"].astype(float),
+    ).assign(of_ideal=lambda f: f["speedup"] / f["ideal"])
+    return both[columns].sort_values(["variant", "mask", "config", "seq_len"]).reset_index(drop=True)

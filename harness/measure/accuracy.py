@@ -73,13 +73,14 @@ def measure_accuracy(
     k: torch.Tensor,
     v: torch.Tensor,
     *,
-    causal: bool,
+    causal: bool = False,
+    mask: str | None = None,
     scale: float | None = None,
     max_rows: int = DEFAULT_MAX_ROWS,
     seed: int = 0,
     chunk_bytes: int = 256 * 2**20,
 ) -> Accuracy:
-    """Error of ``out`` (B, H, N_q, D_v) against float64 attention of q, k, v on the same rows.
+    """Error of ``out`` (B, H, N_q, D_v) against float64 attention of q, k, v (under ``mask``) on the same rows.
 
     The reference is built ``chunk_bytes`` of float64 scores at a time, so its
     memory stays bounded at any N.
@@ -87,12 +88,12 @@ def measure_accuracy(
     rows = sample_rows(q.shape[2], max_rows, seed)
     rows = torch.arange(q.shape[2]) if rows is None else rows
     B, H, _, _ = q.shape
-    per_chunk = max(1, chunk_bytes // (B * H * k.shape[2] * 8))
+    per_chunk = max(1, chunk_bytes // (B * H * k.shape[2] * 8))  # rows of float64 scores per chunk
     totals = _Totals()
     with torch.no_grad():
         for start in range(0, len(rows), per_chunk):
             part = rows[start : start + per_chunk]
-            ref = reference_attention(q, k, v, causal=causal, scale=scale, rows=part)  # (B, H, r, D_v)
+            ref = reference_attention(q, k, v, causal=causal, mask=mask, scale=scale, rows=part)  # (B, H, r, D_v)
             totals.add(out[:, :, part.to(out.device)], ref)
     rel, max_abs, cosine = totals.result()
     return Accuracy(rel, max_abs, cosine, len(rows))

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from variants import Unsupported, get_variant
+from variants.masks import parse_mask
 
 from .accuracy import DEFAULT_MAX_ROWS, measure_accuracy
 from .allocator import pin_allocator
@@ -35,15 +36,29 @@ def record_for(case: Case, status: str = "ok", reason: str = "") -> Record:
     """A record carrying the case's identity, and the variant's spec when it is registered."""
     try:
         spec = get_variant(case.variant)
-        described = {"family": spec.family, "exact": spec.exact, "declared_time": spec.time,
-                     "declared_memory": spec.memory, "params": json.dumps(dict(spec.params), sort_keys=True)}  # fmt: skip
+        banded = spec.skips_masked and case.mask.startswith("sliding:")  # hidden blocks cost nothing: O(N·W)
+        described = {"family": spec.family, "exact": spec.exact, "declared_time": "O(N W d)" if banded else spec.time,
+                     "declared_memory": spec.memory, "params": json.dumps(dict(spec.params), sort_keys=True),
+                     "gqa_method": spec.gqa_method if case.heads_kv else None}  # fmt: skip
     except KeyError:
         described = {}
     try:
         name = device_name(case.device)
     except (RuntimeError, AssertionError):  # a CUDA case read on a machine without CUDA
         name = None
-    return Record(**asdict(case), **described, case_id=case.case_id, device_name=name, status=status, reason=reason)
+    identity = {**asdict(case), "heads_kv": case.n_heads_kv, "q_len": case.n_q}
+    return Record(**identity, **described, case_id=case.case_id, device_name=name, status=status, reason=reason)
+
+
+def case_bytes(case: Case) -> float:
+    """The least memory traffic of one timed call: q, k, v read once and the output written
+    (forward, decode); forward plus backward adds reading q, k, v, out, dout and writing dq, dk, dv."""
+    element = torch.empty((), dtype=case.torch_dtype).element_size()
+    q = case.batch * case.heads * case.n_q * case.head_dim  # q, the output, dout, dq: each this size
+    kv = case.batch * case.n_heads_kv * case.seq_len * case.head_dim  # k, v, dk, dv: each this size
+    forward = 2 * q + 2 * kv
+    backward = (3 * q + 2 * kv) + (q + 2 * kv)  # reads q, out, dout, k, v; writes dq, dk, dv
+    return float(element * (forward + (backward if case.mode == "fwd_bwd" else 0)))
 
 
 def case_flops(case: Case) -> float | None:
@@ -77,8 +92,8 @@ def _workload(case: Case) -> tuple[Callable[[], Any], Callable[[], torch.Tensor]
     """(the timed call, a call returning the forward output for accuracy, the inputs q, k, v)."""
     spec = get_variant(case.variant)
     q, k, v = make_inputs(case)
-    kwargs = {"causal": case.causal, "seed": case.seed}
-    if case.mode == "fwd":
+    kwargs = {"mask": case.mask, "seed": case.seed}
+    if case.mode != "fwd_bwd":  # fwd, decode
 
         def forward() -> torch.Tensor:
             with torch.inference_mode():
@@ -135,9 +150,9 @@ def measure_case(
             garbage = non_finite(out) or input_damage(inputs, pristine)
             if garbage:
                 return record_for(case, "error", f"{case.variant} {garbage}")
-            acc = measure_accuracy(out, *pristine, causal=case.causal, max_rows=accuracy_rows, seed=case.seed)
+            acc = measure_accuracy(out, *pristine, mask=case.mask, max_rows=accuracy_rows, seed=case.seed)
             if spec.backend is not None:
-                record.backend = spec.backend(*pristine, causal=case.causal)
+                record.backend = spec.backend(*pristine, mask=parse_mask(case.mask))
             del out
             timing = time_callable(timed, case.device, max_time_s=max_time_s)
             mem = peak_memory(timed, case.device) if memory else None
@@ -165,5 +180,7 @@ def measure_case(
         record.peak_mem_bytes, record.mem_method = mem.peak_bytes, mem.method
     record.flops = case_flops(case)
     record.gflops_per_s = record.flops / s.median / 1e9 if record.flops and s.median > 0 else None
+    record.bytes_moved = case_bytes(case)
+    record.gbytes_per_s = record.bytes_moved / s.median / 1e9 if s.median > 0 else None
     record.rel_err, record.max_abs_err, record.cosine, record.err_rows = acc.rel_err, acc.max_abs_err, acc.cosine, acc.rows
     return record

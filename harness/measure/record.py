@@ -31,9 +31,12 @@ class Record:
     dtype: str
     mode: str
     causal: bool
+    mask: str = "none"  # a variants.masks spec; causal is True when it is "causal"
     batch: int
     heads: int
-    seq_len: int
+    heads_kv: int | None = None  # key/value heads (grouped-query attention); None in a Case: as many as heads
+    seq_len: int  # N, the keys
+    q_len: int | None = None  # queries; None in a Case: N
     head_dim: int
     threads: int
     input_scale: float
@@ -62,6 +65,9 @@ class Record:
     mem_method: str | None = None
     flops: float | None = None
     gflops_per_s: float | None = None
+    bytes_moved: float | None = None  # the least traffic a kernel needs: q, k, v read once, the output written
+    gbytes_per_s: float | None = None
+    gqa_method: str | None = None  # "grouped" (K, V read as they are) or "expanded" (repeated to H heads), when H_kv < H
     rel_err: float | None = None
     max_abs_err: float | None = None
     cosine: float | None = None

@@ -11,6 +11,8 @@ import math
 
 import torch
 
+from variants.masks import Mask, parse_mask
+
 
 def reference_attention(
     q: torch.Tensor,
@@ -18,21 +20,29 @@ def reference_attention(
     v: torch.Tensor,
     *,
     causal: bool = False,
+    mask: str | Mask | None = None,
     scale: float | None = None,
     rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """softmax(q k^T · scale) v in float64, for all query rows or the indices in ``rows``.
+    """softmax(q k^T · scale) v in float64 under ``mask``, for all query rows or the positions in ``rows``.
 
-    q, k: (B, H, N_q|N_kv, D); v: (B, H, N_kv, D_v) -> (B, H, R, D_v) float64, with
-    R = N_q or len(rows). Causal: query i sees keys j <= i (top-left aligned).
-    Time O(R·N_kv·(D + D_v)); memory O(B·H·R·N_kv). Differentiable (float64 gradients
-    are the reference for the variants' backward passes).
+    q: (B, H, N_q, D); k, v: (B, H_kv, N_kv, D|D_v), H_kv dividing H (query head
+    h reads key head h // (H / H_kv)) -> (B, H, R, D_v) float64, R = N_q or
+    len(rows). ``mask``: a `variants.masks` spec or Mask (``causal=True``: "causal",
+    top-left); a query that sees no key gets zeros. Time O(R·N_kv·(D + D_v));
+    memory O(B·H·R·N_kv). Differentiable (float64 gradients are the reference
+    for the variants' backward passes).
     """
+    mask = parse_mask(mask, causal=causal)
     scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
-    index = torch.arange(q.shape[2], device=q.device) if rows is None else rows.to(q.device)
-    qd = q.to(torch.float64)[:, :, index]  # (B, H, R, D)
-    scores = qd @ k.to(torch.float64).transpose(-1, -2) * scale  # (B, H, R, N_kv)
-    if causal:
-        keys = torch.arange(k.shape[2], device=q.device)
-        scores = scores.masked_fill(keys[None, :] > index[:, None], float("-inf"))
-    return torch.softmax(scores, dim=-1) @ v.to(torch.float64)  # (B, H, R, D_v)
+    B, H, n_q, D = q.shape
+    H_kv, n_kv = k.shape[1], k.shape[2]
+    index = torch.arange(n_q, device=q.device) if rows is None else rows.to(q.device)
+    qd = q.to(torch.float64)[:, :, index].view(B, H_kv, H // H_kv, len(index), D)  # (B, H_kv, G, R, D)
+    kd = k.to(torch.float64)[:, :, None]  # (B, H_kv, 1, N_kv, D)
+    scores = qd @ kd.transpose(-1, -2) * scale  # (B, H_kv, G, R, N_kv)
+    visible = mask.dense(n_q, n_kv, rows=index, device=q.device)  # (R, N_kv)
+    probs = torch.softmax(scores.masked_fill(~visible, float("-inf")), dim=-1)
+    probs = probs.masked_fill(~visible.any(-1, keepdim=True), 0.0)  # no visible key: zeros, not NaN
+    out = probs @ v.to(torch.float64)[:, :, None]  # (B, H_kv, G, R, D_v)
+    return out.reshape(B, H, len(index), v.shape[-1])

@@ -20,7 +20,15 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
-from ..analyze.tables import crossover_table, failure_table, fastest_table, fit_table, quality_table, with_config
+from ..analyze.tables import (
+    crossover_table,
+    failure_table,
+    fastest_table,
+    fit_table,
+    mask_speedup_table,
+    quality_table,
+    with_config,
+)
 from ..measure.record import MEASURED
 from ..run.results import ResultsError, load_run
 from .figures import make_figures
@@ -31,6 +39,8 @@ FIGURE_CAPTIONS = {
     "memory": "Peak memory vs N (log-log), from the allocator's own events in a pass of its own.",
     "speedup": "Speedup over the baseline variant (above the dashed line: faster than it).",
     "throughput": "Achieved GFLOP/s vs N; the dashed line is this machine's measured matmul ceiling for the dtype.",
+    "decode": "Decoding (a few queries against an N-key cache) is memory-bound: achieved GB/s of the least traffic "
+    "(q, K, V read once, the output written) against KV length, under this machine's measured copy bandwidth.",
     "accuracy": "Relative Frobenius error against exact float64 attention on the same inputs, vs N.",
     "tradeoff": "Error vs time at the largest N every variant of the configuration reached: the speed/accuracy trade-off.",
     "exponents": "Fitted exponents with 95% bootstrap intervals, time (left) and memory (right); x marks the declared class.",
@@ -129,6 +139,9 @@ def _sections(tables: dict[str, pd.DataFrame], headline: pd.DataFrame, figures: 
                  "'ahead_beyond' is lower (faster, or smaller) past it."},
         {"title": "Figures", "figures": figure_list},
         {"title": "Fastest variant per N", "table": _html_table(tables["fastest_per_n"])},
+        {"title": "Masked against dense", "table": _html_table(tables["mask_speedup"]),
+         "note": "Time of the dense case (mask none) over the masked one, same variant and shape; 'ideal' is dense "
+                 "over masked visible pairs (N/W for sliding:W): a kernel that skips hidden work gets near it."},
         {"title": "Cases that did not finish ok", "table": _html_table(tables["failures"])},
         {"title": "Environment and measured ceilings", "table": _html_table(tables["environment"])},
         {"title": "All fit details (local slopes: dlog t / dlog N between neighbouring N)",
@@ -155,6 +168,7 @@ def build_report(run_dirs: list[str | Path], out: str | Path, *, baseline: str =
         "complexity_fits": fits,
         "crossovers": crossover_table(frame),
         "fastest_per_n": fastest_table(frame),
+        "mask_speedup": mask_speedup_table(frame),
         "failures": failure_table(frame),
         "quality": quality_table(frame),
         "environment": _env_table(envs),

@@ -108,6 +108,21 @@ def throughput_figure(ok: pd.DataFrame, colours: dict, ceilings: dict, path: Pat
     return _save(grid.figure, path)
 
 
+def decode_figure(decode: pd.DataFrame, colours: dict, ceilings: dict, path: Path) -> Path | None:
+    """Decode: achieved GB/s against KV length, under the machine's measured copy bandwidth (the roofline)."""
+    if decode.empty:
+        return None
+    grid = _curves(decode, "gbytes_per_s", "achieved GB/s (q, K, V read, output written)", colours)
+    for config, ax in grid.axes_dict.items():
+        row = decode[decode["config"] == config].iloc[0]
+        ceiling = ceilings.get((row["run_id"], row["device"]), {}).get("copy_gbps")
+        if ceiling:
+            ax.axhline(ceiling, color="black", lw=1.0, ls="--")
+            ax.annotate(f"copy bandwidth {ceiling:.0f} GB/s", (0.02, 0.97), xycoords="axes fraction", va="top", fontsize=8)
+    grid.set_axis_labels("KV length N", "achieved GB/s (q, K, V read, output written)")
+    return _save(grid.figure, path)
+
+
 def accuracy_figure(ok: pd.DataFrame, colours: dict, path: Path) -> Path:
     """Relative error against float64 vs N (log-log; exact variants sit near dtype precision)."""
     data = ok[ok["rel_err"].astype(float) > 0]
@@ -215,7 +230,8 @@ def make_figures(
         figures["time"] = time_figure(ok, colours, out / "time_vs_n.png")
         figures["memory"] = memory_figure(ok, colours, out / "memory_vs_n.png")
         figures["speedup"] = speedup_figure(ok, colours, baseline, out / "speedup.png")
-        figures["throughput"] = throughput_figure(ok, colours, ceilings, out / "gflops_vs_n.png")
+        figures["throughput"] = throughput_figure(ok[ok["mode"] != "decode"], colours, ceilings, out / "gflops_vs_n.png")
+        figures["decode"] = decode_figure(ok[ok["mode"] == "decode"], colours, ceilings, out / "decode_gbps.png")
         figures["accuracy"] = accuracy_figure(ok, colours, out / "accuracy_vs_n.png")
         figures["tradeoff"] = tradeoff_figure(ok, colours, out / "error_vs_time.png")
         figures["exponents"] = exponent_figure(fits, colours, out / "exponents.png")

@@ -48,7 +48,7 @@ def comparison_text(table: pd.DataFrame, metric: str, threshold: float) -> str:
         {
             "verdict": r["verdict"],
             "variant": r["variant"],
-            "case": f"{r['device']} {r['dtype']} {r['mode']}{' causal' if r['causal'] else ''} N={r['seq_len']}",
+            "case": f"{r['device']} {r['dtype']} {r['mode']}{'' if r['mask'] == 'none' else ' ' + r['mask']} N={r['seq_len']}",
             f"base {unit}": value(r["base"]),
             f"new {unit}": value(r["new"]),
             "new/base": "-" if pd.isna(r["ratio"]) else f"{r['ratio']:.3f}",
@@ -59,3 +59,27 @@ def comparison_text(table: pd.DataFrame, metric: str, threshold: float) -> str:
     counts = table["verdict"].value_counts().to_dict() if len(table) else {}
     total = f"{metric}, threshold {threshold:.0%}: " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
     return (plain_table(shown, list(shown[0])) + "\n" if shown else "") + total
+
+
+def variants_text(rows: list[dict[str, Any]]) -> str:
+    """``attnbench list``: one line per variant (`variants.VariantSpec.describe` rows)."""
+    shown = [
+        {
+            **r,
+            "exact": "yes" if r["exact"] else "no",
+            "masks": "all" if len(r["masks"]) == 6 else ",".join(r["masks"]),
+            "devices": ",".join(r["devices"]),
+            "params": ",".join(f"{k}={v}" for k, v in r["params"].items()) or "-",
+            "available here": "yes" if r["available"] else f"no: {r['unavailable_reason']}",
+        }
+        for r in rows
+    ]
+    return plain_table(shown, ["name", "family", "exact", "time", "memory", "masks", "devices", "params", "available here"])
+
+
+def ceilings_text(ceilings: dict) -> str:
+    """``attnbench calibrate``: the measured matmul and copy ceilings (`harness.measure.ceilings`)."""
+    n = ceilings["matmul_size"]
+    lines = [f"matmul {n}x{n} {dtype:9} {gflops:10.1f} GFLOP/s" for dtype, gflops in ceilings["matmul_gflops"].items()]
+    lines.append(f"copy {ceilings['copy_bytes'] / 2**20:.0f} MiB        {ceilings['copy_gbps']:10.1f} GB/s (read + write)")
+    return "\n".join(lines)

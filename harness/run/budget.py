@@ -26,13 +26,13 @@ def predicted_peak_bytes(case: Case) -> int:
     """Rough upper estimate of a case's peak bytes on its device (inputs included)."""
     spec = get_variant(case.variant)
     element = torch.empty((), dtype=case.torch_dtype).element_size()
-    B, H, N, D = case.batch, case.heads, case.seq_len, case.head_dim
+    B, H, H_kv, N, n_q, D = case.batch, case.heads, case.n_heads_kv, case.seq_len, case.n_q, case.head_dim
     width = max([D] + [v for v in spec.params.values() if isinstance(v, int)])
-    inputs = 4 * B * H * N * D * element  # q, k, v, output
+    inputs = (2 * B * H * n_q * D + 2 * B * H_kv * N * D) * element  # q and the output, k and v
     if (declared_exponent(spec.memory) or 1.0) >= 2:
-        working = 2 * B * H * N * N * element
+        working = 2 * B * H * n_q * N * element  # scores and probabilities
     else:
-        working = 4 * B * H * N * width * element
+        working = 4 * B * H * max(n_q, N) * width * element
     if case.mode == "fwd_bwd":
         working *= 2  # saved activations plus their gradients
         inputs *= 2

@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 from ..measure.case import Case
@@ -29,13 +30,18 @@ class RunError(Exception):
 
 
 def _setting_changes(stored: dict, sweep: Sweep) -> list[str]:
-    """'--timeout 120 -> 30' for every sweep setting a resume would change."""
+    """'--timeout 120 -> 30' for every sweep setting a resume would change.
+
+    A setting the stored sweep lacks (it predates the setting) had its default.
+    """
     current = json.loads(json.dumps(sweep.to_dict()))  # tuples as lists, as stored
-    return [
-        f"{FLAG_NAMES.get(name, '--' + name.replace('_', '-'))} {stored.get(name)!r} -> {value!r}"
-        for name, value in current.items()
-        if stored.get(name) != value
-    ]
+    defaults = json.loads(json.dumps({f.name: f.default for f in fields(Sweep) if f.default is not MISSING}))
+    changes = []
+    for name, value in current.items():
+        before = stored.get(name, defaults.get(name))
+        if before != value:
+            changes.append(f"{FLAG_NAMES.get(name, '--' + name.replace('_', '-'))} {before!r} -> {value!r}")
+    return changes
 
 
 def prepare_run_dir(run_dir: Path, cases: list[Case], sweep: Sweep, plugins: list[str], resume: bool) -> list[dict]:

@@ -26,6 +26,7 @@ from types import ModuleType
 import torch
 
 from variants import get_variant, list_variants, unregister
+from variants.masks import NONE
 
 ENTRY_POINT_GROUP = "attnbench.variants"
 _discovered = False
@@ -93,11 +94,13 @@ def signature_problem(name: str) -> str | None:
     """
     spec = get_variant(name)
     q = torch.zeros(())
-    keywords = {"causal": False, "scale": None, **({"seed": 0} if spec.randomized else {})}
+    masking = {"mask": NONE} if spec.takes_mask else {"causal": False}
+    keywords = {**masking, "scale": None, **({"seed": 0} if spec.randomized else {})}
     try:
         inspect.signature(spec.fn).bind(q, q, q, **keywords)
     except TypeError as exc:
-        return f"its signature cannot take (q, k, v, causal=..., scale=...{', seed=...' if spec.randomized else ''}): {exc}"
+        wanted = ", ".join(f"{k}=..." for k in keywords)
+        return f"its signature cannot take (q, k, v, {wanted}): {exc}"
     except ValueError:  # no signature to inspect (a builtin): the call will tell
         pass
     return None

@@ -110,9 +110,13 @@ def repair_torn_tail(path: Path) -> None:
 
 
 def with_all_columns(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with every column of today's table, in order; a column an older run lacks is empty."""
-    missing = {column: None for column in COLUMNS if column not in frame.columns}
-    frame = frame.assign(**missing) if missing else frame
+    """``frame`` with every column of today's table, in order; a column an older run lacks is empty,
+    except the shape columns, which an older run's rows imply: mask none or causal, as many key
+    heads as query heads, as many queries as keys."""
+    implied = {"mask": lambda f: f["causal"].map({True: "causal", False: "none"}), "heads_kv": lambda f: f["heads"],
+               "q_len": lambda f: f["seq_len"]}  # fmt: skip
+    missing = {column: implied.get(column, lambda f: None) for column in COLUMNS if column not in frame.columns}
+    frame = frame.assign(**missing) if missing and len(frame) else frame.assign(**dict.fromkeys(missing))
     return frame[COLUMNS + [c for c in frame.columns if c not in COLUMNS]]
 
 

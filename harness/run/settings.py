@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from variants import DTYPES, get_variant
+from variants.masks import MaskError, parse_mask
 
 from ..measure.case import MAX_INPUT_SCALE, MAX_SEED, MODES
 from ..measure.device import DeviceError, check_device, cpu_count
@@ -22,7 +23,8 @@ class SweepError(ValueError):
 
 MAX_SIZE = 2**31 - 1  # lengths, batch, heads, head dims and threads: beyond, a size is a typo
 # Fields whose flag is not "--" + the field name.
-FLAG_NAMES = {"timeout_s": "--timeout", "max_time_s": "--max-time", "dtypes": "--dtype", "modes": "--mode", "devices": "--device"}
+FLAG_NAMES = {"timeout_s": "--timeout", "max_time_s": "--max-time", "dtypes": "--dtype", "modes": "--mode",
+              "devices": "--device", "masks": "--mask", "heads_kv": "--kv-heads"}  # fmt: skip
 # Numeric fields: (exclusive low, inclusive high).
 NUMBER_LIMITS = {"input_scale": (0.0, MAX_INPUT_SCALE), "timeout_s": (0.0, 86400.0), "max_time_s": (0.0, 3600.0)}
 
@@ -107,8 +109,18 @@ def normalize(field_name: str, value: Any) -> Any:
         if isinstance(value, str):
             return parse_seq_lens(value)
         return tuple(sorted({_positive_int(v, flag) for v in _items(value)}))
-    if field_name in ("batch", "heads", "head_dim"):
+    if field_name in ("batch", "heads", "head_dim", "heads_kv"):
         return tuple(_positive_int(v, flag) for v in _items(value))
+    if field_name == "q_len":
+        return _positive_int(value, flag)
+    if field_name == "masks":
+        specs = []
+        for spec in _names(value, flag):
+            try:
+                specs.append(parse_mask(spec).spec)
+            except MaskError as exc:
+                raise SweepError(f"{flag}: {exc}") from None
+        return tuple(dict.fromkeys(specs))
     if field_name == "threads":
         threads = _positive_int(value, flag)
         if threads > cpu_count():

@@ -1,9 +1,12 @@
 """Sweep definitions: presets, TOML files and flags, expanded to a list of `Case`s.
 
-A `Sweep` is the grid variants x devices x seq_lens x batch x heads x head_dim
-x dtype x causal x mode; a preset or a TOML file gives one, flags override
-its fields. ``max_seq_len`` trims the grid for slow variants at large N (per
-variant, optionally per mode), so a preset's time budget holds.
+A `Sweep` is the grid variants x devices x seq_lens x batch x heads x
+heads_kv x head_dim x dtype x mask x mode; a preset or a TOML file gives
+one, flags override its fields. ``causal = [false, true]`` is the older
+spelling of ``masks = ["none", "causal"]``; a decode case's "causal" is
+bottom-right ("causal-br"), its queries being the last of the sequence.
+``max_seq_len`` trims the grid for slow variants at large N (per variant,
+optionally per mode), so a preset's time budget holds.
 
 TOML keys are the `Sweep` field names::
 
@@ -17,6 +20,7 @@ TOML keys are the `Sweep` field names::
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -46,7 +50,10 @@ class Sweep:
     head_dim: tuple[int, ...] = (64,)
     dtypes: tuple[str, ...] = ("float32",)
     causal: tuple[bool, ...] = (False,)
+    masks: tuple[str, ...] = ()  # variants.masks specs; empty: from ``causal``
+    heads_kv: tuple[int, ...] = ()  # key/value heads, each dividing every ``heads``; empty: as many as heads
     modes: tuple[str, ...] = ("fwd",)
+    q_len: int = 1  # queries of a decode case
     threads: int = field(default_factory=torch.get_num_threads)
     input_scale: float = 1.0
     seed: int = 0
@@ -54,9 +61,20 @@ class Sweep:
     max_time_s: float = 1.0  # per-case cap on the timing loop (harness.timing)
     # Trims: "variant" or "variant:mode" -> largest N run; larger N are left out of the grid.
     max_seq_len: dict[str, int] = field(default_factory=dict)
+    # Sub-grids, each a table of grid fields over this sweep's: the cases are their union (none: this grid).
+    grids: tuple[dict[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def subgrids(self) -> list[Sweep]:
+        """The grids whose union is the sweep: each sub-grid over this sweep, or the sweep itself."""
+        return [replace(self, **grid, grids=()) for grid in self.grids] or [self]
+
+    @property
+    def mask_specs(self) -> tuple[str, ...]:
+        """The grid's masks: ``masks``, or "none"/"causal" from ``causal``."""
+        return self.masks or tuple("causal" if c else "none" for c in self.causal)
 
 
 PRESETS: dict[str, Sweep] = {
@@ -80,6 +98,27 @@ PRESETS: dict[str, Sweep] = {
             **{f"{name}:fwd_bwd": 4096 for name in ("sdpa", "sdpa-flash", "chunked-query", "chunked-online", "xformers")},
         },
     ),
+    # What practitioners compare on (Llama-like heads: H=32, H_kv=8, D=128), about 10 minutes on 2 CPU cores:
+    # decoding one query against 1K..64K cached keys (memory-bound; GB/s against the copy bandwidth), B = 1
+    # and 8; sliding, document and prefix-LM masks at N = 1K..4K; the banded mask to 16K for the kernels
+    # that skip hidden blocks (the others cost O(N^2) under any mask: a prefix mask at 16K is ~2 TFLOP a call).
+    "workloads": Sweep(
+        variants=("naive", "sdpa", "chunked-query", "chunked-online"),
+        heads=(32,),
+        heads_kv=(8,),
+        head_dim=(128,),
+        max_time_s=0.3,
+        grids=(
+            {"modes": ("decode",), "masks": ("causal",), "batch": (1, 8), "seq_lens": tuple(2**i for i in range(10, 17))},
+            {"modes": ("fwd",), "masks": ("sliding:256", "document:8", "prefix:256"), "seq_lens": (1024, 2048, 4096)},
+            {
+                "modes": ("fwd",),
+                "masks": ("sliding:256",),
+                "seq_lens": (8192, 16384),
+                "variants": ("chunked-query", "chunked-online"),
+            },
+        ),  # fmt: skip
+    ),
     # N up to 65536; cases predicted not to fit in memory are recorded as skipped.
     "full": Sweep(
         seq_lens=tuple(2**i for i in range(7, 17)),
@@ -92,6 +131,19 @@ PRESETS: dict[str, Sweep] = {
 
 
 SWEEP_FIELDS = [f.name for f in fields(Sweep)]
+GRID_FIELDS = ["variants", "devices", "seq_lens", "batch", "heads", "heads_kv", "head_dim", "dtypes", "causal", "masks",
+               "modes", "q_len", "max_seq_len"]  # fmt: skip
+
+
+def normalize_grids(value: Any) -> tuple[dict[str, Any], ...]:
+    """``grids`` from TOML (``[[grids]]`` tables): each key a grid field, each value validated."""
+    if not isinstance(value, (list, tuple)) or not all(isinstance(grid, dict) for grid in value):
+        raise SweepError("grids must be a list of tables ([[grids]] in TOML), each of grid fields")
+    for grid in value:
+        unknown = sorted(set(grid) - set(GRID_FIELDS))
+        if unknown:
+            raise SweepError(f"unknown grid key {unknown[0]!r}; a grid sets: {', '.join(GRID_FIELDS)}")
+    return tuple({key: normalize(key, v) for key, v in grid.items()} for grid in value)
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
@@ -108,7 +160,7 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     unknown = sorted(set(data) - set(SWEEP_FIELDS))
     if unknown:
         raise SweepError(f"unknown key {unknown[0]!r} in {path}; known keys: {', '.join(SWEEP_FIELDS)}")
-    return {key: normalize(key, value) for key, value in data.items()}
+    return {key: normalize_grids(value) if key == "grids" else normalize(key, value) for key, value in data.items()}
 
 
 def build_sweep(preset: str | None = None, config: str | Path | None = None, **overrides: Any) -> Sweep:
@@ -120,7 +172,25 @@ def build_sweep(preset: str | None = None, config: str | Path | None = None, **o
     if config is not None:
         sweep = replace(sweep, **load_toml(config))
     given = {key: normalize(key, value) for key, value in overrides.items() if value is not None}
-    return replace(sweep, **given)
+    # A flag overrides its field in every sub-grid too: what the user typed wins.
+    grids = tuple({k: v for k, v in grid.items() if k not in given} for grid in sweep.grids)
+    sweep = replace(sweep, **given, grids=grids)
+    for grid in sweep.subgrids():
+        check_combinations(grid)
+    return sweep
+
+
+def check_combinations(sweep: Sweep) -> Sweep:
+    """``sweep``, or a `SweepError` for settings that are valid alone but not together."""
+    if sweep.masks and sweep.causal != (False,):
+        raise SweepError("--causal and --mask together: write the causal mask as --mask causal")
+    for h_kv in sweep.heads_kv:
+        for h in sweep.heads:
+            if h % h_kv:
+                raise SweepError(f"--kv-heads {h_kv} does not divide --heads {h}: each query head reads one key head")
+    if "decode" in sweep.modes and sweep.q_len > min(sweep.seq_lens):
+        raise SweepError(f"--q-len {sweep.q_len} is larger than N={min(sweep.seq_lens)}: decode queries follow the N keys")
+    return sweep
 
 
 def variants_for(sweep: Sweep, device: str) -> list[str]:
@@ -131,32 +201,29 @@ def variants_for(sweep: Sweep, device: str) -> list[str]:
 
 
 def expand(sweep: Sweep) -> list[Case]:
-    """Every case of the grid, grouped by device and variant, N ascending within a group."""
+    """Every case of the sweep's grids (once each), grouped by device and variant, N ascending within a group."""
     cases, seen = [], set()
+    for case in (case for grid in sweep.subgrids() for case in _expand_grid(grid)):
+        if case.case_id not in seen:  # "--variants sdpa,sdpa", "--batch 1,1" or two grids name a case twice
+            seen.add(case.case_id)
+            cases.append(case)
+    first = {key: i for i, key in reversed(list(enumerate((c.device, c.variant) for c in cases)))}
+    return sorted(cases, key=lambda c: first[(c.device, c.variant)])  # stable: each grid's order kept within a group
+
+
+def _expand_grid(sweep: Sweep) -> Iterator[Case]:
     for device in sweep.devices:
         for variant in variants_for(sweep, device):
-            grid = itertools.product(
-                sweep.dtypes, sweep.modes, sweep.causal, sweep.batch, sweep.heads, sweep.head_dim, sweep.seq_lens
-            )
-            for dtype, mode, causal, batch, heads, head_dim, n in grid:
+            grid = itertools.product(sweep.dtypes, sweep.modes, sweep.mask_specs, sweep.batch, sweep.heads,
+                                     sweep.heads_kv or (None,), sweep.head_dim, sweep.seq_lens)  # fmt: skip
+            for dtype, mode, mask, batch, heads, heads_kv, head_dim, n in grid:
                 limit = sweep.max_seq_len.get(f"{variant}:{mode}", sweep.max_seq_len.get(variant))
                 if limit is not None and n > limit:
                     continue
-                case = Case(
-                    variant=variant,
-                    seq_len=n,
-                    device=device,
-                    dtype=dtype,
-                    mode=mode,
-                    causal=causal,
-                    batch=batch,
-                    heads=heads,
-                    head_dim=head_dim,
-                    threads=sweep.threads,
-                    input_scale=sweep.input_scale,
-                    seed=sweep.seed,
-                )
-                if case.case_id not in seen:  # "--variants sdpa,sdpa" or "--batch 1,1" name a case twice
-                    seen.add(case.case_id)
-                    cases.append(case)
-    return cases
+                decoding = mode == "decode"
+                yield Case(
+                    variant=variant, seq_len=n, device=device, dtype=dtype, mode=mode,
+                    mask="causal-br" if decoding and mask == "causal" else mask,
+                    batch=batch, heads=heads, heads_kv=heads_kv, head_dim=head_dim, q_len=sweep.q_len if decoding else None,
+                    threads=sweep.threads, input_scale=sweep.input_scale, seed=sweep.seed,
+                )  # fmt: skip

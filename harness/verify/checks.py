@@ -10,7 +10,8 @@ author sees exactly what the project's own variants are held to:
 - input-preserving: q, k, v unchanged, in value and in version counter;
 - deterministic: the same inputs (and seed) give the same output;
 - exact variants: within dtype tolerance of float64 attention (fp32 1e-5,
-  bf16 2e-2), causal and not, N_q != N_kv where supported;
+  bf16 2e-2), causal and not, N_q != N_kv where supported; under every mask
+  they declare, with grouped-query heads, including queries that see no key;
 - backward: exact variants' gradients within 1e-4 of float64 gradients;
   approximations' gradients finite.
 """
@@ -75,12 +76,14 @@ def check_deterministic(spec: VariantSpec, *, n: int = 64, device: str = "cpu") 
 
 
 def exact_error(spec: VariantSpec, *, n_q: int, n_kv: int | None = None, d: int = 64, d_v: int | None = None,
-                causal: bool, dtype: torch.dtype = torch.float32, device: str = "cpu", scale: float | None = None,
+                causal: bool = False, mask: str | None = None, heads: int = 2, heads_kv: int | None = None,
+                dtype: torch.dtype = torch.float32, device: str = "cpu", scale: float | None = None,
                 input_scale: float = 2.0, seed: int = 0) -> float:  # fmt: skip
     """Relative error against float64 attention; raises `Unsupported` where the variant does."""
-    q, k, v = seeded_qkv(n_q, n_kv, d=d, d_v=d_v, dtype=dtype, device=device, seed=seed, scale=input_scale)
-    out = spec(q, k, v, causal=causal, scale=scale)
-    return relative_error(out, reference_attention(q, k, v, causal=causal, scale=scale))
+    q, k, v = seeded_qkv(n_q, n_kv, heads=heads, heads_kv=heads_kv, d=d, d_v=d_v, dtype=dtype, device=device,
+                         seed=seed, scale=input_scale)  # fmt: skip
+    out = spec(q, k, v, causal=causal, mask=mask, scale=scale)
+    return relative_error(out, reference_attention(q, k, v, causal=causal, mask=mask, scale=scale))
 
 
 # (N_q, N_kv, D_v): tiny, past the usual 128/256 block sizes, N_q != N_kv both ways, D_v != D.
@@ -119,6 +122,30 @@ def check_exact(spec: VariantSpec, *, device: str = "cpu") -> CheckResult:
     return CheckResult("exact", True, "largest relative error " + ", ".join(f"{k} {e:.1e}" for k, e in worst.items()))
 
 
+MASK_SPECS = {"none": "none", "causal": "causal", "causal-br": "causal-br", "sliding": "sliding:16",
+              "document": "document:3", "prefix": "prefix:20"}  # fmt: skip
+# Square; N_q != N_kv both ways (N_q > N_kv leaves the first queries no key under bottom-right masks); decode.
+MASK_SHAPES = [(64, 64), (300, 517), (517, 300), (1, 300)]
+
+
+def check_masks(spec: VariantSpec, *, device: str = "cpu") -> CheckResult:
+    """Every declared mask, with 4 query heads over 2 key heads, within fp32 tolerance of float64."""
+    worst, failures = 0.0, []
+    for kind in spec.masks:
+        for n_q, n_kv in MASK_SHAPES:
+            try:
+                err = exact_error(spec, n_q=n_q, n_kv=n_kv, mask=MASK_SPECS[kind], heads=4, heads_kv=2, device=device)
+            except Unsupported as exc:
+                return CheckResult("masks and GQA", None, str(exc))
+            worst = max(worst, err)
+            if not err <= TOLERANCE[torch.float32]:  # NaN fails too
+                failures.append(f"{MASK_SPECS[kind]} N_q={n_q} N_kv={n_kv}: {err:.1e}")
+    if failures:
+        more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
+        return CheckResult("masks and GQA", False, "over tolerance (H=4, H_kv=2): " + "; ".join(failures[:3]) + more)
+    return CheckResult("masks and GQA", True, f"{', '.join(spec.masks)}: largest relative error {worst:.1e}")
+
+
 def gradient_error(spec: VariantSpec, *, n_q: int, n_kv: int, causal: bool, device: str = "cpu") -> dict[str, float]:
     """Relative error of dq, dk, dv against float64 autograd through exact attention."""
     q, k, v = seeded_qkv(n_q, n_kv, d=32, device=device, seed=5, scale=1.5)
@@ -154,13 +181,14 @@ CHECKS = {
     "contract (causal)": lambda spec, device: check_contract(spec, causal=True, device=device),
     "deterministic": lambda spec, device: check_deterministic(spec, device=device),
     "exact": lambda spec, device: check_exact(spec, device=device),
+    "masks and GQA": lambda spec, device: check_masks(spec, device=device),
     "backward": lambda spec, device: check_backward(spec, device=device),
 }
 
 
 def checks_for(spec: VariantSpec) -> list[str]:
     """The names of the checks that apply to ``spec`` (exact tolerances only for exact variants)."""
-    return [name for name in CHECKS if name != "exact" or spec.exact]
+    return [name for name in CHECKS if spec.exact or name not in ("exact", "masks and GQA")]
 
 
 def run_check(variant: str, check: str, *, device: str = "cpu") -> CheckResult:

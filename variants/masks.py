@@ -1,0 +1,151 @@
+"""Attention masks as a small vocabulary of spec strings, each a visible key interval per query.
+
+With query i in [0, N_q), key j in [0, N_kv) and o = N_kv - N_q (the offset
+that aligns the last query with the last key), query i sees key j when:
+
+    none          always
+    causal        j <= i                     (top-left: what ``causal=True`` means)
+    causal-br     j <= i + o                 (bottom-right, FlashAttention >= 2.1, decoding)
+    sliding:W     i + o - W < j <= i + o     (the W most recent keys)
+    document:K    K equal packed documents over the keys, causal within each:
+                  floor((i + o)·K / N_kv) = floor(j·K / N_kv) and j <= i + o
+    prefix:P      j < P or j <= i + o        (prefix-LM: a bidirectional prefix)
+
+Every kind gives each query one contiguous interval of keys, [lo(i), hi(i)),
+with lo and hi non-decreasing in i. So a mask is two integer formulas: they
+give the dense boolean matrix (naive, the reference, tests), the visible pair
+count (the work model), the key range of a block of queries and the query
+rows that meet a block of keys (blocked kernels skip what is hidden), and a
+FlexAttention ``mask_mod``. A query that sees no key outputs zeros
+(FlashAttention's convention), in every variant and in the reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+KINDS = ("none", "causal", "causal-br", "sliding", "document", "prefix")
+SIZED = {"sliding": "W", "document": "K", "prefix": "P"}  # kinds that take a size, and its letter
+
+
+class MaskError(ValueError):
+    """A mask spec that names no mask; the message is one line saying why."""
+
+
+@dataclass(frozen=True)
+class Mask:
+    """One mask: a kind from `KINDS` and, for sliding/document/prefix, its size."""
+
+    kind: str = "none"
+    size: int | None = None
+
+    @property
+    def spec(self) -> str:
+        """The string form, e.g. "sliding:256" (the results table's ``mask`` column)."""
+        return self.kind if self.size is None else f"{self.kind}:{self.size}"
+
+    def __str__(self) -> str:
+        return self.spec
+
+    def bounds(self, rows: torch.Tensor, n_q: int, n_kv: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(lo, hi): query ``rows`` (int64 positions in [0, n_q)) see keys lo <= j < hi, clamped to [0, n_kv].
+
+        Pure tensor arithmetic, so it also works on FlexAttention's index tensors.
+        """
+        at = rows + (n_kv - n_q)  # each query's aligned key position, i + o
+        zero, top = torch.zeros_like(rows), torch.full_like(rows, n_kv)
+        upto = torch.clamp(at + 1, min=0, max=n_kv)  # j <= i + o
+        if self.kind == "none":
+            return zero, top
+        if self.kind == "causal":
+            return zero, torch.clamp(rows + 1, min=0, max=n_kv)
+        if self.kind == "causal-br":
+            return zero, upto
+        if self.kind == "sliding":
+            return torch.clamp(at - self.size + 1, min=0, max=n_kv), upto
+        if self.kind == "document":
+            doc = torch.div(at * self.size, n_kv, rounding_mode="floor")  # the document holding key i + o
+            start = torch.div(doc * n_kv + self.size - 1, self.size, rounding_mode="floor")  # its first key
+            return torch.clamp(start, min=0, max=n_kv), upto
+        if self.kind == "prefix":
+            return zero, torch.clamp(torch.maximum(at + 1, torch.full_like(rows, self.size)), min=0, max=n_kv)
+        raise MaskError(f"unknown mask kind {self.kind!r}")
+
+    def dense(self, n_q: int, n_kv: int, *, rows: torch.Tensor | None = None, device=None) -> torch.Tensor:
+        """Boolean (R, n_kv), True where a query (all n_q, or the positions ``rows``) sees a key."""
+        rows = torch.arange(n_q, device=device) if rows is None else rows.to(device)
+        lo, hi = self.bounds(rows, n_q, n_kv)
+        keys = torch.arange(n_kv, device=rows.device)  # (n_kv,)
+        return (keys >= lo[:, None]) & (keys < hi[:, None])  # (R, n_kv)
+
+    def row_counts(self, n_q: int, n_kv: int) -> torch.Tensor:
+        """Visible keys per query, (n_q,) int64."""
+        lo, hi = self.bounds(torch.arange(n_q), n_q, n_kv)
+        return (hi - lo).clamp(min=0)
+
+    def visible_pairs(self, n_q: int, n_kv: int) -> int:
+        """Query-key pairs the mask leaves visible: the work an exact kernel must do."""
+        return int(self.row_counts(n_q, n_kv).sum())
+
+    @property
+    def hides_rows(self) -> bool:
+        """Whether some shapes leave a query with no visible key (its output is then zeros)."""
+        return self.kind in ("causal-br", "sliding", "document", "prefix")
+
+    def mask_mod(self, n_q: int, n_kv: int):
+        """FlexAttention's ``mask_mod(b, h, q_idx, kv_idx) -> bool`` for these lengths."""
+
+        def mask_mod(b, h, q_idx, kv_idx):
+            lo, hi = self.bounds(q_idx, n_q, n_kv)
+            return (kv_idx >= lo) & (kv_idx < hi)
+
+        return mask_mod
+
+
+NONE = Mask("none")
+CAUSAL = Mask("causal")
+
+
+def parse_mask(spec: str | Mask | None = None, *, causal: bool = False) -> Mask:
+    """A `Mask` from a spec ("none", "causal", "causal-br", "sliding:W", "document:K", "prefix:P"),
+    a `Mask`, or None; ``causal=True`` is shorthand for "causal". `MaskError` for anything else."""
+    if isinstance(spec, Mask):
+        mask = spec
+    elif spec is None or spec == "none":
+        mask = NONE
+    elif not isinstance(spec, str):
+        raise MaskError(f"a mask is a spec string, got {spec!r}")
+    else:
+        kind, _, size = spec.strip().partition(":")
+        if kind not in KINDS:
+            raise MaskError(f"unknown mask {spec!r}; known: none, causal, causal-br, sliding:W, document:K, prefix:P")
+        if kind in SIZED:
+            letter = SIZED[kind]
+            if not size.isdigit() or int(size) < 1 or int(size) > 2**31 - 1:
+                raise MaskError(f"mask {spec!r}: {kind}:{letter} takes a positive integer {letter}")
+            mask = Mask(kind, int(size))
+        elif size:
+            raise MaskError(f"mask {spec!r}: {kind} takes no size")
+        else:
+            mask = Mask(kind)
+    if causal and mask != CAUSAL:
+        if mask != NONE:
+            raise MaskError(f"causal=True and mask {mask.spec!r} together: give the mask alone")
+        return CAUSAL
+    return mask
+
+
+def tile_rows(lo: torch.Tensor, hi: torch.Tensor, k0: int, k1: int) -> tuple[int, int, int, int]:
+    """For keys [k0, k1) and non-decreasing per-row bounds: (r0, r1, f0, f1).
+
+    Rows [r0, r1) see at least one of the keys, or lie between rows that do (a
+    row with an empty interval there is masked in full); rows [f0, f1), inside
+    them, see every one of the keys, so their tile needs no mask.
+    """
+    r0 = int(torch.searchsorted(hi, k0, right=True))  # first row with hi > k0
+    r1 = int(torch.searchsorted(lo, k1))  # first row with lo >= k1
+    f0 = max(r0, int(torch.searchsorted(hi, k1)))  # first row with hi >= k1
+    f1 = min(r1, int(torch.searchsorted(lo, k0, right=True)))  # first row with lo > k0
+    return r0, r1, f0, max(f0, f1)
