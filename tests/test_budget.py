@@ -41,3 +41,10 @@ def test_growth_stops_skip_larger_n_of_the_failed_configuration_only():
     assert stops.reason(cases[3]) is None  # causal is another configuration
     stops.note(cases[3], "ok")
     assert stops.reason(cases[3]) is None  # only failures stop growth
+
+
+def test_decode_prediction_counts_the_cache_once_and_the_single_query_row():
+    case = Case("chunked-online", 65536, batch=8, heads=32, heads_kv=8, head_dim=128, mode="decode", threads=1)
+    cache = 2 * 8 * 8 * 65536 * 128 * 4  # K and V: 4 GiB
+    query_side = 2 * 8 * 32 * 1 * 128 * 4 + 4 * 8 * 32 * 1 * 128 * 4  # q, output; tiles of one row per head
+    assert predicted_peak_bytes(case) == cache + query_side

@@ -56,7 +56,7 @@ def _query_block_into(out, tile, q_blk, k, v, mask: Mask, rows, n_q: int, n_kv: 
 
 
 @register("chunked-query", family="chunked", exact=True, time="O(N^2 d)", memory="O(N)", params={"block": 128},
-          masks=ALL_MASKS, gqa=True)  # fmt: skip
+          masks=ALL_MASKS, gqa=True, skips_masked=True)  # fmt: skip
 def chunked_query(q, k, v, *, mask: Mask, scale: float | None = None, block: int = 128) -> torch.Tensor:
     """Queries in blocks of ``block`` positions, each against the keys any of them can see.
 

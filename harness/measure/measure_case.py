@@ -22,6 +22,7 @@ from variants.masks import parse_mask
 from .accuracy import DEFAULT_MAX_ROWS, measure_accuracy
 from .allocator import pin_allocator
 from .case import Case, make_grad_output, make_inputs
+from .complexity import declared_exponent
 from .contract import contract_violation, input_damage, non_finite
 from .device import device_name
 from .memory import peak_memory
@@ -36,9 +37,8 @@ def record_for(case: Case, status: str = "ok", reason: str = "") -> Record:
     """A record carrying the case's identity, and the variant's spec when it is registered."""
     try:
         spec = get_variant(case.variant)
-        banded = spec.skips_masked and case.mask.startswith("sliding:")  # hidden blocks cost nothing: O(N·W)
-        described = {"family": spec.family, "exact": spec.exact, "declared_time": "O(N W d)" if banded else spec.time,
-                     "declared_memory": spec.memory, "params": json.dumps(dict(spec.params), sort_keys=True),
+        described = {"family": spec.family, "exact": spec.exact, **declared_classes(spec, case),
+                     "params": json.dumps(dict(spec.params), sort_keys=True),
                      "gqa_method": spec.gqa_method if case.heads_kv else None}  # fmt: skip
     except KeyError:
         described = {}
@@ -48,6 +48,22 @@ def record_for(case: Case, status: str = "ok", reason: str = "") -> Record:
         name = None
     identity = {**asdict(case), "heads_kv": case.n_heads_kv, "q_len": case.n_q}
     return Record(**identity, **described, case_id=case.case_id, device_name=name, status=status, reason=reason)
+
+
+def declared_classes(spec, case: Case) -> dict[str, str]:
+    """The variant's declared time and memory classes as functions of this case's N.
+
+    Decoding holds the query count fixed, so a class quadratic in N (N_q·N_kv)
+    is linear in the KV length; a variant that skips hidden blocks does
+    O(N·W·d) under a sliding window.
+    """
+    time, memory = spec.time, spec.memory
+    if case.mode == "decode":
+        time = "O(N d)" if (declared_exponent(time) or 0) >= 2 else time
+        memory = "O(N)" if (declared_exponent(memory) or 0) >= 2 else memory
+    elif spec.skips_masked and case.mask.startswith("sliding:"):
+        time = "O(N W d)"
+    return {"declared_time": time, "declared_memory": memory}
 
 
 def case_bytes(case: Case) -> float:

@@ -38,11 +38,13 @@ def reference_attention(
     B, H, n_q, D = q.shape
     H_kv, n_kv = k.shape[1], k.shape[2]
     index = torch.arange(n_q, device=q.device) if rows is None else rows.to(q.device)
-    qd = q.to(torch.float64)[:, :, index].view(B, H_kv, H // H_kv, len(index), D)  # (B, H_kv, G, R, D)
-    kd = k.to(torch.float64)[:, :, None]  # (B, H_kv, 1, N_kv, D)
-    scores = qd @ kd.transpose(-1, -2) * scale  # (B, H_kv, G, R, N_kv)
+    R, G = len(index), H // H_kv
+    # Each group's G query heads stacked as rows against its one key head: K and V are never
+    # expanded to H heads (a broadcast matmul would copy them G times, in float64).
+    qd = q.to(torch.float64)[:, :, index].reshape(B, H_kv, G * R, D)  # (B, H_kv, G·R, D)
+    scores = (qd @ k.to(torch.float64).transpose(-1, -2) * scale).view(B, H_kv, G, R, n_kv)  # (B, H_kv, G, R, N_kv)
     visible = mask.dense(n_q, n_kv, rows=index, device=q.device)  # (R, N_kv)
     probs = torch.softmax(scores.masked_fill(~visible, float("-inf")), dim=-1)
     probs = probs.masked_fill(~visible.any(-1, keepdim=True), 0.0)  # no visible key: zeros, not NaN
-    out = probs @ v.to(torch.float64)[:, :, None]  # (B, H_kv, G, R, D_v)
-    return out.reshape(B, H, len(index), v.shape[-1])
+    out = probs.view(B, H_kv, G * R, n_kv) @ v.to(torch.float64)  # (B, H_kv, G·R, D_v)
+    return out.view(B, H, R, v.shape[-1])

@@ -2,11 +2,11 @@
 
 The prediction reads the variant's declared memory class, so it needs nothing
 from a plugin author beyond what `register` already asks: a class with N^2 in
-it holds two (B, H, N, N) matrices (scores and probabilities), anything else
-holds a few (B, H, N, max(D, m)) tensors. Forward plus backward keeps what
-the forward saved and adds gradients. Deliberately coarse: its job is to skip
-cases that cannot possibly fit (naive at N=65536 wants 275 GB), not to
-replace the measurement.
+it holds two (B, H, N_q, N) matrices (scores and probabilities), anything
+else holds a few (B, H, N_q, max(D, m)) tensors; q, k, v and the output
+besides. Forward plus backward keeps what the forward saved and adds
+gradients. Deliberately coarse: its job is to skip cases that cannot possibly
+fit (naive at N=65536 wants 275 GB), not to replace the measurement.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def predicted_peak_bytes(case: Case) -> int:
     if (declared_exponent(spec.memory) or 1.0) >= 2:
         working = 2 * B * H * n_q * N * element  # scores and probabilities
     else:
-        working = 4 * B * H * max(n_q, N) * width * element
+        working = 4 * B * H * n_q * width * element  # a few (B, H, N_q, width) tiles and accumulators
     if case.mode == "fwd_bwd":
         working *= 2  # saved activations plus their gradients
         inputs *= 2
