@@ -10,7 +10,7 @@ from harness.measure.case import Case, seeded_qkv
 from harness.measure.measure_case import case_bytes
 from harness.measure.reference import reference_attention
 from harness.verify.checks import check_masks
-from variants import exact_flops, get_variant, list_variants
+from variants import Unsupported, exact_flops, get_variant, list_variants
 from variants.masks import MaskError, parse_mask, tile_rows
 
 # 4 queries over 6 keys: o = N_kv - N_q = 2, so bottom-right masks align query i with key i + 2.
@@ -112,3 +112,28 @@ def test_work_model_counts_visible_pairs_and_decode_bytes():
     assert decode.q_len == 1 and decode.mask == "none"
     # K and V read once (B·H_kv·N·D each), q read and the output written (B·H·1·D each), fp32.
     assert case_bytes(decode) == 4 * (2 * 4 * 2 * 32768 * 128 + 2 * 4 * 8 * 1 * 128)
+
+
+def test_local_computes_the_band_exactly_with_gradients_and_refuses_other_masks():
+    local = get_variant("local")
+    for n_q, n_kv, window in [(70, 150, 20), (150, 70, 20), (64, 64, 1), (33, 33, 500)]:
+        q, k, v = seeded_qkv(n_q, n_kv, heads=4, heads_kv=2, d=16, seed=7, scale=1.5)
+        grad_out = seeded_qkv(n_q, heads=4, d=16, seed=8)[0]
+        leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+        out = local(*leaves, mask=f"sliding:{window}")
+        exact = [t.detach().double().requires_grad_() for t in (q, k, v)]
+        ref = reference_attention(*exact, mask=f"sliding:{window}")
+        assert ((out.double() - ref).norm() / ref.norm()).item() < 1e-6
+        for g, r in zip(torch.autograd.grad(out, leaves, grad_out), torch.autograd.grad(ref, exact, grad_out.double())):
+            assert ((g.double() - r).norm() / max(r.norm(), 1.0)).item() < 1e-5  # W = 1: dq = dk = 0 exactly
+    with pytest.raises(Unsupported, match="does not serve mask causal-br"):
+        local(q, k, v, mask="causal-br")
+
+
+def test_all_variants_means_those_serving_one_of_the_grids_masks():
+    from harness.run.sweep import build_sweep, expand
+
+    dense = {c.variant for c in expand(build_sweep(seq_lens="64", threads="1"))}
+    banded = {c.variant for c in expand(build_sweep(seq_lens="64", masks="sliding:8", threads="1"))}
+    assert "local" not in dense and "naive" in dense  # local serves sliding windows only
+    assert {"local", "naive", "chunked-online"} <= banded and "linear-elu" not in banded

@@ -194,9 +194,13 @@ def check_combinations(sweep: Sweep) -> Sweep:
 
 
 def variants_for(sweep: Sweep, device: str) -> list[str]:
-    """The sweep's variants on ``device``; "all" means those whose spec can run there."""
+    """The sweep's variants on ``device``; "all" means those whose spec can run there and serves one of the
+    grid's masks (a variant that serves none of them would give only ``unsupported`` rows)."""
     if sweep.variants == ("all",):
-        return [n for n in list_variants() if get_variant(n).unavailable_reason(device) is None]
+        kinds = {spec.partition(":")[0] for spec in sweep.mask_specs}
+        kinds |= {"causal-br"} if "decode" in sweep.modes and "causal" in kinds else set()  # decode's causal
+        return [n for n in list_variants()
+                if get_variant(n).unavailable_reason(device) is None and kinds & set(get_variant(n).masks)]  # fmt: skip
     return list(sweep.variants)
 
 
