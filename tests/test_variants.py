@@ -24,6 +24,14 @@ from harness.verify.checks import (
 from variants import Unsupported, get_variant, list_variants
 from variants.linear import linear_attention
 
+
+def grid(names: list[str]) -> list:
+    """Names for the wide grids below. A compiled variant compiles anew for each dtype, mask and
+    shape class (seconds each), so its share of them is opt-in (-m slow); tests/test_compiled.py
+    and the masks check cover it in the default run."""
+    return [pytest.param(n, marks=pytest.mark.slow) if get_variant(n).family == "compiled" else n for n in names]
+
+
 ALL = list_variants()
 EXACT = [n for n in ALL if get_variant(n).exact]
 EXACT_GRAD = [n for n in EXACT if get_variant(n).backward]
@@ -48,7 +56,7 @@ def error_or_skip(fn, **kwargs):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "q{}-kv{}-d{}-dv{}".format(*s))
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", grid(ALL))
 def test_well_formed_and_inputs_untouched(name, shape, causal, device):
     n_q, n_kv, d, d_v = shape
     spec = runnable(name, device)
@@ -59,7 +67,7 @@ def test_well_formed_and_inputs_untouched(name, shape, causal, device):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
 @pytest.mark.parametrize("n", [1, 7, 257, 1024])
-@pytest.mark.parametrize("name", EXACT)
+@pytest.mark.parametrize("name", grid(EXACT))
 def test_exact_matches_float64(name, n, causal, dtype, device):
     # Input scale 2 gives peaked attention (logit std ~4), which exercises the
     # running-max rescaling that unit-scale, nearly uniform attention would not.
@@ -71,7 +79,7 @@ def test_exact_matches_float64(name, n, causal, dtype, device):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
 @pytest.mark.parametrize("shape", SHAPES[1:], ids=lambda s: "q{}-kv{}-d{}-dv{}".format(*s))
-@pytest.mark.parametrize("name", EXACT)
+@pytest.mark.parametrize("name", grid(EXACT))
 def test_exact_ragged_shapes_and_scale(name, shape, causal, device):
     n_q, n_kv, d, d_v = shape
     spec = runnable(name, device)
@@ -83,7 +91,7 @@ def test_exact_ragged_shapes_and_scale(name, shape, causal, device):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
 @pytest.mark.parametrize("lengths", [(257, 257), (65, 130), (130, 65)], ids=lambda s: "q{}-kv{}".format(*s))
-@pytest.mark.parametrize("name", EXACT_GRAD)
+@pytest.mark.parametrize("name", grid(EXACT_GRAD))
 def test_exact_gradients_match_float64(name, lengths, causal, device):
     spec = runnable(name, device)
     errors = error_or_skip(gradient_error, spec=spec, n_q=lengths[0], n_kv=lengths[1], causal=causal, device=device)

@@ -49,28 +49,34 @@ class Mask:
     def __str__(self) -> str:
         return self.spec
 
-    def bounds(self, rows: torch.Tensor, n_q: int, n_kv: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def bounds(self, rows: torch.Tensor, n_q, n_kv) -> tuple[torch.Tensor, torch.Tensor]:
         """(lo, hi): query ``rows`` (int64 positions in [0, n_q)) see keys lo <= j < hi, clamped to [0, n_kv].
 
-        Pure tensor arithmetic, so it also works on FlexAttention's index tensors.
+        Pure tensor arithmetic, so it also works on FlexAttention's index
+        tensors; the lengths may be ints or 0-dim int64 tensors (`mask_mod`).
         """
         at = rows + (n_kv - n_q)  # each query's aligned key position, i + o
-        zero, top = torch.zeros_like(rows), torch.full_like(rows, n_kv)
-        upto = torch.clamp(at + 1, min=0, max=n_kv)  # j <= i + o
+        zero = torch.zeros_like(rows)
+        top = zero + n_kv
+
+        def clip(x: torch.Tensor) -> torch.Tensor:  # into [0, n_kv]; torch.minimum, as n_kv may be a tensor
+            return torch.minimum(x.clamp(min=0), top)
+
+        upto = clip(at + 1)  # j <= i + o
         if self.kind == "none":
             return zero, top
         if self.kind == "causal":
-            return zero, torch.clamp(rows + 1, min=0, max=n_kv)
+            return zero, clip(rows + 1)
         if self.kind == "causal-br":
             return zero, upto
         if self.kind == "sliding":
-            return torch.clamp(at - self.size + 1, min=0, max=n_kv), upto
+            return clip(at - self.size + 1), upto
         if self.kind == "document":
             doc = torch.div(at * self.size, n_kv, rounding_mode="floor")  # the document holding key i + o
             start = torch.div(doc * n_kv + self.size - 1, self.size, rounding_mode="floor")  # its first key
-            return torch.clamp(start, min=0, max=n_kv), upto
+            return clip(start), upto
         if self.kind == "prefix":
-            return zero, torch.clamp(torch.maximum(at + 1, torch.full_like(rows, self.size)), min=0, max=n_kv)
+            return zero, clip(torch.maximum(at + 1, zero + self.size))
         raise MaskError(f"unknown mask kind {self.kind!r}")
 
     def dense(self, n_q: int, n_kv: int, *, rows: torch.Tensor | None = None, device=None) -> torch.Tensor:
@@ -94,11 +100,17 @@ class Mask:
         """Whether some shapes leave a query with no visible key (its output is then zeros)."""
         return self.kind in ("causal-br", "sliding", "document", "prefix")
 
-    def mask_mod(self, n_q: int, n_kv: int):
-        """FlexAttention's ``mask_mod(b, h, q_idx, kv_idx) -> bool`` for these lengths."""
+    def mask_mod(self, n_q: int, n_kv: int, device: torch.device | str | None = None):
+        """FlexAttention's ``mask_mod(b, h, q_idx, kv_idx) -> bool`` for these lengths.
+
+        The lengths are captured as 0-dim tensors on ``device``, not ints:
+        torch.compile lifts a captured tensor into a graph input, where it
+        would bake an int into the graph, so one compiled kernel serves every N.
+        """
+        lengths = torch.tensor([n_q, n_kv], device=device)
 
         def mask_mod(b, h, q_idx, kv_idx):
-            lo, hi = self.bounds(q_idx, n_q, n_kv)
+            lo, hi = self.bounds(q_idx, lengths[0], lengths[1])
             return (kv_idx >= lo) & (kv_idx < hi)
 
         return mask_mod

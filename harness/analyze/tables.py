@@ -180,6 +180,29 @@ def failure_table(frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def compile_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration and variant that ran torch.compile: the cases, those that compiled, the seconds
+    their first calls took (``compile_s``, never inside a timing), and the cases that recompiled while timed."""
+    columns = ["config", "variant", "cases", "compiled_cases", "compile_s_total", "compile_s_first", "recompiled_in_timing"]
+    if "compile_s" not in frame or frame["compile_s"].isna().all():
+        return pd.DataFrame(columns=columns)
+    labelled = with_config(frame)
+    compiling = labelled[labelled["variant"].isin(labelled.loc[labelled["compile_s"].notna(), "variant"])]
+    recompiled = compiling["warnings"].map(lambda ws: any("torch.compile compiled" in w for w in _listed(ws)))
+    rows = []
+    for (config, variant), group in compiling.assign(recompiled=recompiled).groupby(["config", "variant"], sort=True):
+        compiled = group.sort_values("seq_len")["compile_s"].dropna()
+        rows.append({"config": config, "variant": variant, "cases": len(group), "compiled_cases": len(compiled),
+                     "compile_s_total": compiled.sum(), "compile_s_first": compiled.iloc[0] if len(compiled) else np.nan,
+                     "recompiled_in_timing": int(group["recompiled"].sum())})  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _listed(value) -> list:
+    """A ``warnings`` cell as a list (a list, an array from parquet, or missing in older runs)."""
+    return [] if value is None or (isinstance(value, float) and np.isnan(value)) else list(value)
+
+
 def mask_speedup_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Per variant, masked case and N: the dense (mask "none") case's time over the masked one's,
     beside the ideal -- dense over masked visible pairs (N/W for a sliding window)."""

@@ -2,7 +2,8 @@
 
 The passes, in order, each separate so none disturbs another:
 1. one untimed call, whose output is checked against float64 (accuracy);
-2. timing (`harness.measure.timing`);
+2. timing (`harness.measure.timing`); a variant that compiled in its first
+   calls has their wall time as ``compile_s``, never part of the samples;
 3. peak memory (`harness.measure.memory`), never during timing: the profiler costs time.
 A failure in any pass is data: a record with a status and a reason.
 """
@@ -10,6 +11,7 @@ A failure in any pass is data: a record with a status and a reason.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
@@ -22,6 +24,7 @@ from variants.masks import parse_mask
 from .accuracy import DEFAULT_MAX_ROWS, measure_accuracy
 from .allocator import pin_allocator
 from .case import Case, make_grad_output, make_inputs
+from .compilation import compiled_graphs, recompile_warning
 from .complexity import declared_exponent
 from .contract import contract_violation, input_damage, non_finite
 from .device import device_name
@@ -99,9 +102,10 @@ def failure_status(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, Unsupported):
         return "unsupported", str(exc)
     first = (str(exc).strip().splitlines() or [""])[0]
-    if is_oom(exc):
-        return "oom", f"{type(exc).__name__}: {first}"
-    return "error", f"{type(exc).__name__}: {first}"
+    kind = type(exc).__name__
+    if type(exc).__module__.startswith(("torch._dynamo", "torch._inductor")):  # not our Unsupported: say whose
+        kind = f"{type(exc).__module__}.{kind}"
+    return ("oom" if is_oom(exc) else "error"), f"{kind}: {first}"
 
 
 def _workload(case: Case) -> tuple[Callable[[], Any], Callable[[], torch.Tensor], tuple[torch.Tensor, ...]]:
@@ -129,6 +133,20 @@ def _workload(case: Case) -> tuple[Callable[[], Any], Callable[[], torch.Tensor]
             return spec(*leaves, **kwargs)
 
     return forward_backward, forward_only, (q, k, v)
+
+
+def _clocked(call: Callable[[], Any]) -> tuple[Any, float]:
+    """(call(), its wall time in seconds), the device synchronized on both sides."""
+    _synchronize()
+    started = time.perf_counter()
+    result = call()
+    _synchronize()
+    return result, time.perf_counter() - started
+
+
+def _synchronize() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
 
 
 def measure_case(
@@ -159,7 +177,8 @@ def measure_case(
         with thread_count(case.threads):
             timed, forward, inputs = _workload(case)
             pristine = tuple(t.clone() for t in inputs)
-            out = forward()  # also the untimed first call
+            graphs = compiled_graphs()
+            out, first_s = _clocked(forward)  # also the untimed first call
             broken = contract_violation(out, *inputs)
             if broken:
                 return record_for(case, "error", f"contract broken: {case.variant} {broken}")
@@ -170,7 +189,11 @@ def measure_case(
             if spec.backend is not None:
                 record.backend = spec.backend(*pristine, mask=parse_mask(case.mask))
             del out
+            if case.mode == "fwd_bwd" and compiled_graphs():  # something compiles here: its backward may compile
+                first_s += _clocked(timed)[1]  # on the first gradient call, which belongs to compile_s, not warm-up
+            compiled, graphs = compiled_graphs() - graphs, compiled_graphs()
             timing = time_callable(timed, case.device, max_time_s=max_time_s)
+            recompiled = compiled_graphs() - graphs
             mem = peak_memory(timed, case.device) if memory else None
             damage = input_damage(inputs, pristine)
             if damage:
@@ -185,7 +208,8 @@ def measure_case(
     record.time_p20_s, record.time_p80_s, record.time_min_s, record.time_mean_s = s.p20, s.p80, s.min, s.mean
     record.n_samples, record.block_size, record.noisy, record.n_outliers = s.n, timing.block_size, s.noisy, s.outliers
     record.stop_reason, record.time_samples_s = timing.stop_reason, list(timing.used)
-    record.warnings = list(timing.warnings)
+    record.warnings = list(timing.warnings) + ([recompile_warning(recompiled)] if recompiled else [])
+    record.compile_s = first_s if compiled else None
     if timing.contended:
         record.status, record.reason = "contended", timing.warnings[0]
     i = timing.interference

@@ -21,6 +21,7 @@ import jinja2
 import pandas as pd
 
 from ..analyze.tables import (
+    compile_table,
     crossover_table,
     failure_table,
     fastest_table,
@@ -143,6 +144,10 @@ def _sections(tables: dict[str, pd.DataFrame], headline: pd.DataFrame, figures: 
          "note": "Time of the dense case (mask none) over the masked one, same variant and shape; 'ideal' is dense "
                  "over masked visible pairs (N/W for sliding:W): a kernel that skips hidden work gets near it."},
         {"title": "Cases that did not finish ok", "table": _html_table(tables["failures"])},
+        {"title": "Compilation (torch.compile)", "table": _html_table(tables["compilation"], "no variant compiled"),
+         "note": "compile_s: wall time of a case's untimed first calls that ran torch.compile (compilation plus one "
+                 "call), never part of its timed samples; a later N served by the same dynamic-shape graph compiles "
+                 "nothing. A recompile while timing is a warning on that row."},
         {"title": "Environment and measured ceilings", "table": _html_table(tables["environment"])},
         {"title": "All fit details (local slopes: dlog t / dlog N between neighbouring N)",
          "table": _html_table(tables["complexity_fits"])},
@@ -170,6 +175,7 @@ def build_report(run_dirs: list[str | Path], out: str | Path, *, baseline: str =
         "fastest_per_n": fastest_table(frame),
         "mask_speedup": mask_speedup_table(frame),
         "failures": failure_table(frame),
+        "compilation": compile_table(frame),
         "quality": quality_table(frame),
         "environment": _env_table(envs),
     }

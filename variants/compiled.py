@@ -1,0 +1,108 @@
+"""Compiled attention: PyTorch's FlexAttention, and the naive formula, under ``torch.compile``.
+
+``flex`` is ``torch.nn.attention.flex_attention.flex_attention`` compiled by
+Inductor (a C++ compiler on the CPU, Triton on CUDA). The case's mask becomes
+a ``BlockMask`` (`variants.masks.Mask.mask_mod`), built once per (mask,
+lengths, device) and cached, so the timed calls reuse it: a block the mask
+hides in full is skipped, and a partly hidden one is masked element-wise, so
+``sliding:W`` costs O(N·W·d) and ``causal`` half of the unmasked O(N²·d).
+``naive-compiled`` is `variants.naive` under ``torch.compile``, which fuses the
+scale, mask and softmax but still materializes the (N_q, N_kv) scores.
+
+Three settings keep the measurement honest:
+
+- ``fullgraph=True``: a graph break is an error (the row says why), never a
+  silent fall back to eager PyTorch -- eager FlexAttention materializes the
+  whole score matrix, so a fallback would time another algorithm.
+- ``dynamic=True``: sequence lengths are symbolic from the first compile, and
+  the mask's lengths enter as tensors, so one compiled kernel serves every N
+  (a sweep pays one compile per dtype and mask kind, not one per N).
+- the recompile limit is raised and hitting it fails instead of running eager,
+  for the same reason.
+
+The first call compiles (tens of seconds on a CPU); the harness times
+compilation apart from the samples (``compile_s``) and warns on a row whose
+timing recompiled (`harness.measure.compilation`).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch.nn.attention.flex_attention import BlockMask, flex_attention
+
+from .masks import Mask
+from .naive import naive
+from .registry import ALL_MASKS, Unsupported, register
+
+RECOMPILE_LIMIT = 64  # compiled graphs per function: dtypes x masks x grad modes of one long sweep
+
+
+@functools.cache
+def _compiled(fn):
+    """``fn`` under torch.compile with the settings above (one wrapper per function)."""
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+    torch._dynamo.config.fail_on_recompile_limit_hit = True
+    return torch.compile(fn, dynamic=True, fullgraph=True)
+
+
+@functools.lru_cache(maxsize=8)
+def block_mask(mask: Mask, n_q: int, n_kv: int, device: torch.device, block: int = 128) -> BlockMask:
+    """The ``BlockMask`` of ``mask`` for these lengths on ``device`` (tiles of ``block``).
+
+    Read off the mask's per-query key intervals (`Mask.bounds`, non-decreasing
+    in the query): a query tile [a, b] meets key tile [k0, k1) when
+    [lo(a), hi(b)) overlaps it, and sees all of it when lo(b) <= k0 and
+    hi(a) >= k1 (and neither sequence ends inside the tile, as FlexAttention
+    expects); the tiles it meets but not wholly are masked element-wise by
+    ``mask_mod``. O(N_q + N_q·N_kv / block²) work and memory -- where
+    ``create_block_mask`` evaluates ``mask_mod`` at all N_q·N_kv points (3 GB
+    at N = 16384). Cached, so the timed calls of a case reuse it.
+    """
+    lo, hi = mask.bounds(torch.arange(n_q), n_q, n_kv)  # (N_q,) each
+    first = torch.arange(0, n_q, block)  # each query tile's first row
+    last = (first + block).clamp(max=n_q) - 1
+    k0 = torch.arange(0, n_kv, block)  # each key tile's first key
+    k1 = (k0 + block).clamp(max=n_kv)
+    meets = (lo[first, None] < k1) & (hi[last, None] > k0)  # (query tiles, key tiles)
+    whole = (lo[last, None] <= k0) & (hi[first, None] >= k1)
+    whole &= ((first + block <= n_q)[:, None]) & (k0 + block <= n_kv)  # a tile cut by a sequence end is partial
+    partial = meets & ~whole
+
+    def listed(tiles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # (count per row, indices, True first)
+        order = torch.argsort((~tiles).to(torch.int8), dim=-1, stable=True)
+        return tiles.sum(-1, dtype=torch.int32)[None, None].to(device), order.to(torch.int32)[None, None].to(device)
+
+    return BlockMask.from_kv_blocks(*listed(partial), *listed(whole), BLOCK_SIZE=block,
+                                    mask_mod=mask.mask_mod(n_q, n_kv, device), seq_lengths=(n_q, n_kv))  # fmt: skip
+
+
+@register("flex", family="compiled", exact=True, time="O(N^2 d)", memory="O(N)", masks=ALL_MASKS, gqa=True,
+          skips_masked=True, dtypes=("float32", "bfloat16", "float16"))  # fmt: skip
+def flex(q, k, v, *, mask: Mask, scale: float | None = None) -> torch.Tensor:
+    """FlexAttention under torch.compile, with the case's mask as a cached block mask.
+
+    q: (B, H, N_q, D); k, v: (B, H_kv, N_kv, D|D_v) -> (B, H, N_q, D_v); grouped
+    heads natively (``enable_gqa``). Time O(B·H·visible pairs·D): blocks the
+    mask hides cost nothing; memory O(B·H·N_q·D) beyond the inputs.
+    FlexAttention has no CPU backward and no float64 CPU kernel.
+    Paper: Dong et al., "Flex Attention: A Programming Model for Generating
+    Optimized Attention Kernels", 2024.
+    """
+    if q.device.type == "cpu" and any(t.requires_grad for t in (q, k, v)):
+        raise Unsupported("flex: FlexAttention does not support backward on CPU (torch's own limit)")
+    blocks = block_mask(mask, q.shape[2], k.shape[2], q.device)
+    return _compiled(flex_attention)(q, k, v, block_mask=blocks, scale=scale, enable_gqa=k.shape[1] != q.shape[1])
+
+
+@register("naive-compiled", family="compiled", exact=True, time="O(N^2 d)", memory="O(N^2)", masks=ALL_MASKS,
+          gqa=True)  # fmt: skip
+def naive_compiled(q, k, v, *, mask: Mask, scale: float | None = None) -> torch.Tensor:
+    """`variants.naive` (QK^T/sqrt(d) -> mask -> softmax -> ·V) under torch.compile.
+
+    q: (B, H, N_q, D); k, v: (B, H_kv, N_kv, D|D_v) -> (B, H, N_q, D_v). Inductor
+    fuses the elementwise work around the two matmuls; the (N_q, N_kv) scores
+    are still materialized. Time O(B·H·N_q·N_kv·D); memory O(B·H·N_q·N_kv).
+    """
+    return _compiled(naive)(q, k, v, mask=mask, scale=scale)
