@@ -103,7 +103,8 @@ def _sweep_from_args(args: argparse.Namespace):
 def cmd_sweep(args: argparse.Namespace) -> int:
     sweep = _sweep_from_args(args)
     out = Path(args.out) if args.out else RESULTS_ROOT / f"{args.preset or 'quick'}-{time.strftime('%Y%m%d-%H%M%S')}"
-    summary = run_sweep(sweep, out, resume=args.resume, plugins=args.plugin, progress=Progress(), strict=args.strict)
+    summary = run_sweep(sweep, out, resume=args.resume, plugins=args.plugin, progress=Progress(), strict=args.strict,
+                        executor=args.executor, ray_address=args.ray_address)  # fmt: skip
     print("\n".join(summary_lines(summary)))
     if args.report:
         index = build_report([out], REPORT_ROOT / out.name)
@@ -190,6 +191,8 @@ def _add_sweep_flags(p: argparse.ArgumentParser, *, with_grid: bool = True) -> N
     p.add_argument("--timeout", help="seconds per case before its worker is killed")
     p.add_argument("--max-time", help="seconds per case for the timing loop's cap")
     p.add_argument("--strict", action="store_true", help="refuse to run on a busy machine (the quiet check fails)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local", help="where cases run (default local)")
+    p.add_argument("--ray-address", metavar="HOST:PORT", help="the Ray cluster's head (default: a local Ray instance)")
     if not with_grid:
         p.set_defaults(config=None, **dict.fromkeys(flag for flag in SWEEP_FLAGS if p.get_default(flag) is None))
         return

@@ -2,8 +2,8 @@
 
 Pure pandas over results-table rows (`harness.run.results`); the report
 formats these, the CLI can print them, a notebook can use them directly. A
-*curve* is one variant under one configuration (run, device, dtype, mode,
-causal, batch, heads, head_dim) across sequence lengths. Every function takes
+*curve* is one variant under one configuration (run, device and its model,
+dtype, mode, mask, batch, heads, head_dim) across sequence lengths. Every function takes
 the table with or without its ``config`` label (`with_config`), so a caller
 making several tables labels it once. Declared complexity classes come from
 the records themselves, never from the registry: a plugin's run is analysed
@@ -22,7 +22,9 @@ from ..measure.record import MEASURED
 from .fits import agrees, crossovers, fit_power_law, implausible
 
 MIN_LEAD = 0.10  # a crossover counts when the curves end at least this far apart
-CONFIG_COLUMNS = ["run_id", "device", "dtype", "mode", "mask", "batch", "heads", "heads_kv", "q_len", "head_dim"]
+# device_name too: on a heterogeneous cluster the same "cuda" is several GPU models, each its own curve.
+CONFIG_COLUMNS = ["run_id", "device", "device_name", "dtype", "mode", "mask", "batch", "heads", "heads_kv", "q_len",
+                  "head_dim"]  # fmt: skip
 
 
 def with_config(frame: pd.DataFrame) -> pd.DataFrame:
@@ -39,6 +41,8 @@ def with_config(frame: pd.DataFrame) -> pd.DataFrame:
     for column in ("batch", "heads", "heads_kv", "q_len", "head_dim"):
         if column in varying and not (column == "q_len" and (frame["mode"] != "decode").any()):  # q_len is N elsewhere
             label = label + f" · {column}=" + frame[column].astype(str)
+    if "device_name" in varying:
+        label = label + " · " + frame["device_name"].astype(str)
     if "run_id" in varying:
         label = frame["run_id"].astype(str) + " · " + label
     return frame.assign(config=label)

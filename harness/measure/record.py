@@ -73,6 +73,11 @@ class Record:
     max_abs_err: float | None = None
     cosine: float | None = None
     err_rows: int | None = None
+    # where and when it ran: the Ray node id (the host name on the local executor), the host, UTC ISO 8601 times
+    node: str | None = None
+    host: str | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
     # bookkeeping
     case_id: str
     seed: int

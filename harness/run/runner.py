@@ -22,10 +22,10 @@ from pathlib import Path
 
 from ..measure.case import Case
 from ..measure.interference import quiet_check
-from ..measure.measure_case import record_for
 from ..measure.record import MEASURED
-from .budget import device_budget, over_budget, worker_memory_limit
-from .client import Worker, WorkerDied
+from .budget import device_budget, worker_memory_limit
+from .cluster import RayExecutor
+from .executor import LocalExecutor
 from .folder import RunError, locked_run_dir, prepare_run_dir, write_env
 from .isolated import write_attention_maps
 from .results import CASES_FILE, CSV_FILE, ENV_FILE, LOG_FILE, PARQUET_FILE, JsonlWriter, consolidate
@@ -85,39 +85,6 @@ class GrowthStops:
         return f"not run: the same configuration was {failed[1]} at N={failed[0]}"
 
 
-class WorkerSlot:
-    """The live worker: kept while consecutive cases share (variant, device), replaced after any failure."""
-
-    def __init__(self, plugins: list[str], log: Path, budgets: dict[str, int]) -> None:
-        self.plugins, self.log, self.budgets = plugins, log, budgets
-        self.worker: Worker | None = None
-        self.key: tuple[str, str] | None = None
-
-    def measure(self, case: Case, sweep: Sweep) -> dict:
-        """The case's record from a worker: its own, or a ``timeout`` or ``crash`` row."""
-        if self.key != (case.variant, case.device):
-            self.close()
-        try:
-            if self.worker is None:
-                limit = worker_memory_limit(case.device, self.budgets.get("cpu"))
-                self.worker, self.key = Worker(self.plugins, case.threads, limit, self.log), (case.variant, case.device)
-            record = self.worker.run(case, sweep.max_time_s, sweep.timeout_s)
-        except WorkerDied as died:
-            self.close()
-            return record_for(case, "crash", str(died)).to_dict()
-        if record is None:  # the worker overran its timeout and was killed
-            self.worker = None
-            return record_for(case, "timeout", f"no result within {sweep.timeout_s:g} s; worker killed").to_dict()
-        if record["status"] in ("oom", "error"):
-            self.close()  # its state is suspect
-        return record
-
-    def close(self) -> None:
-        if self.worker is not None:
-            self.worker.close()
-        self.worker, self.key = None, None
-
-
 def run_sweep(
     sweep: Sweep,
     out: str | Path,
@@ -126,14 +93,20 @@ def run_sweep(
     plugins: list[str] | None = None,
     progress: Progress | None = None,
     strict: bool = False,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> RunSummary:
     """Run every case of ``sweep`` not yet in ``out``; consolidate the table; return a summary.
 
     ``progress(done, total, case, record)`` is called before each case (record
     None) and after it (with the record). Before the first case, a one-second
     quiet check (`harness.measure.interference.quiet_check`): a busy machine is
-    one warning, or with ``strict`` a `RunError`.
+    one warning, or with ``strict`` a `RunError`. ``executor`` "local" runs the
+    cases one at a time in worker processes here; "ray" on the Ray cluster at
+    ``ray_address`` (`harness.run.cluster`), one timed case per node or GPU.
     """
+    if executor not in ("local", "ray"):
+        raise RunError(f"unknown executor {executor!r}; known: local, ray")
     plugins = list(plugins or [])
     run_dir = Path(out)
     cases = expand(sweep)
@@ -148,8 +121,13 @@ def run_sweep(
         if quiet["busy"]:
             warnings.warn(f"the machine is busy: {quiet['busy']}; contended cases will be marked", stacklevel=2)
         write_env(run_dir, sweep, quiet, resuming=bool(recorded))
-        budgets = {device: device_budget(device) for device in sweep.devices}
-        timed_s = _run_cases(sweep, run_dir, cases, recorded, plugins, budgets, progress)
+        if executor == "ray":
+            budgets = {}  # each node reads its own
+            runner = RayExecutor(plugins, ray_address)
+        else:
+            budgets = {device: device_budget(device) for device in sweep.devices}
+            runner = LocalExecutor(plugins, run_dir / LOG_FILE, budgets)
+        timed_s = _run_cases(sweep, run_dir, cases, recorded, runner, progress)
         frame = _finish(run_dir, cases, plugins, sweep.timeout_s, budgets)
     measured = frame[frame["status"].isin(MEASURED)]
     return RunSummary(
@@ -165,34 +143,37 @@ def run_sweep(
     )
 
 
-def _run_cases(sweep, run_dir, cases, recorded, plugins, budgets, progress) -> float:
-    """Measure (or skip) every case not recorded, appending each record; returns the time spent in timed calls."""
+def _run_cases(sweep, run_dir, cases, recorded, executor, progress) -> float:
+    """Measure (or skip) every case not recorded, appending each record as it finishes; returns the time
+    spent in timed calls. Only this process writes ``cases.jsonl``, whichever executor ran the cases."""
     done = {r["case_id"] for r in recorded}
     stops = GrowthStops(cases, recorded)
-    slot = WorkerSlot(plugins, run_dir / LOG_FILE, budgets)
     writer = JsonlWriter(run_dir / CASES_FILE)
-    timed_s = 0.0
+    finished, timed_s = len(done), 0.0
+
+    def started(case: Case) -> None:
+        if progress:
+            progress(finished, len(cases), case, None)
+
     try:
-        for position, case in enumerate((c for c in cases if c.case_id not in done), start=len(done)):
-            if progress:
-                progress(position, len(cases), case, None)
-            skip = stops.reason(case) or over_budget(case, budgets[case.device])
-            record = record_for(case, "skipped", skip).to_dict() if skip else slot.measure(case, sweep)
+        pending = [c for c in cases if c.case_id not in done]
+        for case, record in executor.run(pending, sweep.max_time_s, sweep.timeout_s, stops.reason, started):
             record["run_id"] = run_dir.name
             try:
                 writer.write(record)
             except OSError as exc:
                 raise RunFailed(
-                    f"cannot write {run_dir / CASES_FILE}: {exc.strerror}; the {position} finished cases are kept, "
+                    f"cannot write {run_dir / CASES_FILE}: {exc.strerror}; the {finished} finished cases are kept, "
                     f"finish with --resume --out {run_dir}"
                 ) from None
             stops.note(case, record["status"])
+            finished += 1
             if record["status"] in MEASURED:
                 timed_s += sum(record["time_samples_s"]) * record["block_size"]
             if progress:
-                progress(position + 1, len(cases), case, record)
+                progress(finished, len(cases), case, record)
     finally:
-        slot.close()
+        executor.close()
         writer.close()
     return timed_s
 
