@@ -170,12 +170,15 @@ class RayExecutor:
             yield case, stamp(record_for(case, "unsupported", reason).to_dict(), "driver", utc_now())
 
     def close(self) -> None:
-        for slot in list(self.slots):
+        """End every worker and leave the cluster; closing twice is harmless."""
+        slots, self.slots = list(self.slots), {}
+        for slot in slots:
             try:
                 self.ray.get(slot.close.remote(), timeout=30)
             except Exception:  # a lost node has nothing to close
                 pass
-        self.ray.shutdown()
+        if self.ray.is_initialized():
+            self.ray.shutdown()
 
 
 def _next_case(queue: deque, device: str, loaded: tuple | None) -> Case | None:

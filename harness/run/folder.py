@@ -97,13 +97,16 @@ def locked_run_dir(run_dir: Path) -> Iterator[None]:
         yield
 
 
-def write_env(run_dir: Path, sweep: Sweep, quiet: dict, *, resuming: bool) -> None:
+def write_env(run_dir: Path, sweep: Sweep, quiet: dict, *, resuming: bool, executor: str = "local") -> None:
     """Write ``env.json``: captured and calibrated for a new run; for a resume, the
-    recorded one (its rows were made under it) with this invocation's quiet check appended."""
+    recorded one (its rows were made under it) with this invocation's quiet check appended.
+    The machine and ceilings are this one's: on the Ray executor, the driver's (rows name their node)."""
     env_path = run_dir / ENV_FILE
     if resuming and env_path.is_file():
         env = json.loads(env_path.read_text())
-        env.setdefault("resumes", []).append({"quiet_check": quiet, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        env.setdefault("resumes", []).append(
+            {"quiet_check": quiet, "executor": executor, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        )
     else:
         with thread_count(sweep.threads):
             env = capture_env()
@@ -111,4 +114,5 @@ def write_env(run_dir: Path, sweep: Sweep, quiet: dict, *, resuming: bool) -> No
         env["sweep"] = sweep.to_dict()
         env["worker_env"] = worker_env(sweep.threads)
         env["quiet_check"] = quiet
+        env["executor"] = executor
     env_path.write_text(json.dumps(env, indent=2))

@@ -116,19 +116,22 @@ def run_sweep(
     quiet = quiet_check(sweep.threads)
     if quiet["busy"] and strict:
         raise RunError(f"the machine is busy: {quiet['busy']} (--strict)")
-    with locked_run_dir(run_dir):
-        recorded = prepare_run_dir(run_dir, cases, sweep, plugins, resume)
-        if quiet["busy"]:
-            warnings.warn(f"the machine is busy: {quiet['busy']}; contended cases will be marked", stacklevel=2)
-        write_env(run_dir, sweep, quiet, resuming=bool(recorded))
-        if executor == "ray":
-            budgets = {}  # each node reads its own
-            runner = RayExecutor(plugins, ray_address)
-        else:
-            budgets = {device: device_budget(device) for device in sweep.devices}
-            runner = LocalExecutor(plugins, run_dir / LOG_FILE, budgets)
-        timed_s = _run_cases(sweep, run_dir, cases, recorded, runner, progress)
-        frame = _finish(run_dir, cases, plugins, sweep.timeout_s, budgets)
+    # Ray first: an unreachable cluster is one line before anything is written.
+    cluster = RayExecutor(plugins, ray_address) if executor == "ray" else None
+    try:
+        with locked_run_dir(run_dir):
+            recorded = prepare_run_dir(run_dir, cases, sweep, plugins, resume)
+            if quiet["busy"]:
+                warnings.warn(f"the machine is busy: {quiet['busy']}; contended cases will be marked", stacklevel=2)
+            write_env(run_dir, sweep, quiet, resuming=bool(recorded),
+                      executor=f"ray {ray_address or '(local instance)'}" if cluster else "local")  # fmt: skip
+            budgets = {} if cluster else {device: device_budget(device) for device in sweep.devices}  # nodes read theirs
+            runner = cluster or LocalExecutor(plugins, run_dir / LOG_FILE, budgets)
+            timed_s = _run_cases(sweep, run_dir, cases, recorded, runner, progress)
+            frame = _finish(run_dir, cases, plugins, sweep.timeout_s, budgets)
+    finally:
+        if cluster:
+            cluster.close()
     measured = frame[frame["status"].isin(MEASURED)]
     return RunSummary(
         run_dir=run_dir,
