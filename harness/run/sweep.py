@@ -78,7 +78,7 @@ class Sweep:
 
 
 PRESETS: dict[str, Sweep] = {
-    # Every variant available on the device, N = 128..4096, forward fp32: ~2 minutes on 2 CPU cores.
+    # Every variant available on the device, N = 128..4096, forward fp32: ~2.5 minutes on 2 CPU cores.
     "quick": Sweep(),
     # Quick plus causal, bf16 and forward+backward, N up to 8192. Trimmed to stay
     # under 15 minutes on a 2-core CPU: forward+backward of the quadratic-time
