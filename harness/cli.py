@@ -23,12 +23,14 @@ import torch
 
 from variants import UnknownVariant, Unsupported, get_variant, list_variants
 
-from .analyze.compare import METRICS, compare_runs
+from .analyze.compare import compare_runs
+from .arguments import SWEEP_FLAGS, build_parser
 from .measure.allocator import pin_allocator
 from .measure.ceilings import cache_path, calibrate
 from .measure.device import DeviceError, check_device, device_name
 from .measure.threads import thread_count
 from .report.build import build_report
+from .report.console import print_results
 from .report.export import write_pytest_benchmark
 from .report.text import ceilings_text, comparison_text, variants_text
 from .run.isolated import run_checks
@@ -36,8 +38,8 @@ from .run.plugins import load_plugins
 from .run.progress import Progress, summary_lines
 from .run.results import ResultsError, load_env, load_results
 from .run.runner import RunError, RunFailed, run_sweep
-from .run.settings import FLAG_NAMES, SweepError, normalize
-from .run.sweep import SWEEP_FIELDS, build_sweep, expand
+from .run.settings import SweepError, normalize
+from .run.sweep import build_sweep, expand
 from .verify.checks import verdict_lines
 
 RESULTS_ROOT = Path("results")
@@ -49,13 +51,6 @@ class UsageError(Exception):
 
 
 BAD_INPUT = (UsageError, SweepError, DeviceError, RunError, ResultsError, UnknownVariant, Unsupported)
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse, with its errors as one line (no usage block) and exit status 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -85,12 +80,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-# argparse attribute -> Sweep field: "--max-time" gives args.max_time for max_time_s (settings.FLAG_NAMES).
-SWEEP_FLAGS = {
-    FLAG_NAMES.get(f, "--" + f).removeprefix("--").replace("-", "_"): f for f in SWEEP_FIELDS if f not in ("max_seq_len", "grids")
-}
-
-
 def _sweep_from_args(args: argparse.Namespace):
     load_plugins(args.plugin)  # before the sweep is checked: plugin variants are valid names
     overrides = {field: getattr(args, flag) for flag, field in SWEEP_FLAGS.items()}
@@ -102,9 +91,12 @@ def _sweep_from_args(args: argparse.Namespace):
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     sweep = _sweep_from_args(args)
-    out = Path(args.out) if args.out else RESULTS_ROOT / f"{args.preset or 'quick'}-{time.strftime('%Y%m%d-%H%M%S')}"
+    custom = args.config or any(getattr(args, flag) is not None for flag in SWEEP_FLAGS)
+    name = args.preset or ("sweep" if custom else "quick")  # a custom grid is not the quick preset's run
+    out = Path(args.out) if args.out else RESULTS_ROOT / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     summary = run_sweep(sweep, out, resume=args.resume, plugins=args.plugin, progress=Progress(), strict=args.strict,
                         executor=args.executor, ray_address=args.ray_address)  # fmt: skip
+    print_results(load_results(out))
     print("\n".join(summary_lines(summary)))
     if args.report:
         index = build_report([out], REPORT_ROOT / out.name)
@@ -178,95 +170,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plugin_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--plugin", action="append", default=[], metavar="PATH_OR_MODULE", help="load variants from here")
+def cmd_show(args: argparse.Namespace) -> int:
+    print_results(load_results(args.run))
+    return 0
 
 
-def _add_sweep_flags(p: argparse.ArgumentParser, *, with_grid: bool = True) -> None:
-    p.add_argument("--preset", help="quick (default), default or full")
-    p.add_argument("--out", help="run directory (default results/<preset>-<time>)")
-    p.add_argument("--resume", action="store_true", help="finish a killed sweep in --out: run only unrecorded cases")
-    _plugin_flag(p)
-    p.add_argument("--threads", help="torch threads per worker (default: torch's own)")
-    p.add_argument("--timeout", help="seconds per case before its worker is killed")
-    p.add_argument("--max-time", help="seconds per case for the timing loop's cap")
-    p.add_argument("--strict", action="store_true", help="refuse to run on a busy machine (the quiet check fails)")
-    p.add_argument("--executor", choices=("local", "ray"), default="local", help="where cases run (default local)")
-    p.add_argument("--ray-address", metavar="HOST:PORT", help="the Ray cluster's head (default: a local Ray instance)")
-    if not with_grid:
-        p.set_defaults(config=None, **dict.fromkeys(flag for flag in SWEEP_FLAGS if p.get_default(flag) is None))
-        return
-    p.add_argument("--config", help="sweep TOML file (keys: the Sweep fields)")
-    p.add_argument("--variants", help="comma-separated names, or 'all' (default: all available)")
-    p.add_argument("--seq-lens", help="128,256,512 or 128:8192:x2")
-    p.add_argument("--batch", help="comma-separated batch sizes")
-    p.add_argument("--heads", help="comma-separated head counts")
-    p.add_argument("--head-dim", help="comma-separated head dims")
-    p.add_argument("--dtype", help="comma-separated: float32,bfloat16,float16,float64")
-    p.add_argument("--causal", help="comma-separated: false,true (the older spelling of --mask none,causal)")
-    p.add_argument("--mask", help="comma-separated: none,causal,causal-br,sliding:W,document:K,prefix:P")
-    p.add_argument("--kv-heads", help="comma-separated key/value head counts, each dividing --heads (grouped-query)")
-    p.add_argument("--mode", help="comma-separated: fwd,fwd_bwd,decode")
-    p.add_argument("--q-len", help="queries of a decode case, at the end of the N keys (default 1)")
-    p.add_argument("--device", help="comma-separated: cpu,cuda")
-    p.add_argument("--input-scale", help="standard deviation of the Gaussian inputs")
-    p.add_argument("--seed", help="seed of inputs and random projections")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="attnbench", description=__doc__.splitlines()[0])
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
-
-    p = sub.add_parser("list", help="list the registered attention variants")
-    p.add_argument("pattern", nargs="?", default="*", help="shell-style name filter, e.g. 'sdpa*'")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    _plugin_flag(p)
-    p.set_defaults(func=cmd_list)
-
-    p = sub.add_parser("sweep", help="run a sweep and write its results table")
-    _add_sweep_flags(p)
-    p.add_argument("--report", action="store_true", help="write the report when the sweep ends")
-    p.set_defaults(func=cmd_sweep)
-
-    p = sub.add_parser("run", help="the quick start: the quick preset on this machine")
-    _add_sweep_flags(p, with_grid=False)
-    p.set_defaults(func=cmd_run)
-
-    p = sub.add_parser("report", help="write the report (HTML, Markdown, figures, tables) of one or more runs")
-    p.add_argument("runs", nargs="+", metavar="RUN_DIR")
-    p.add_argument("--out", help="report directory (default report/<run names>)")
-    p.add_argument("--baseline", default="sdpa", help="variant the speedup figure compares with (default sdpa)")
-    p.set_defaults(func=cmd_report)
-
-    p = sub.add_parser("check", help="run the registry's contract and accuracy checks on one variant")
-    p.add_argument("name", help="registered variant name")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    _plugin_flag(p)
-    p.set_defaults(func=cmd_check)
-
-    p = sub.add_parser("compare", help="per-case ratios of two runs; exit 1 on a regression beyond threshold and noise")
-    p.add_argument("base", metavar="BASE_RUN")
-    p.add_argument("new", metavar="NEW_RUN")
-    p.add_argument("--threshold", default="0.10", help="relative change that counts (default 0.10)")
-    p.add_argument("--metric", default="time", choices=sorted(METRICS), help="time (default) or memory")
-    p.set_defaults(func=cmd_compare)
-
-    p = sub.add_parser("export", help="write a run as a pytest-benchmark JSON document")
-    p.add_argument("run", metavar="RUN")
-    p.add_argument("--format", default="pytest-benchmark", choices=["pytest-benchmark"])
-    p.add_argument("--out", required=True, help="output JSON file")
-    p.set_defaults(func=cmd_export)
-
-    p = sub.add_parser("calibrate", help="measure this machine's matmul GFLOP/s and copy GB/s ceilings")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--threads", default=None, help="torch threads (default: torch's own)")
-    p.add_argument("--cached", action="store_true", help="print the cached ceilings if there are any")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_calibrate)
-    for command in sub.choices.values():  # --debug after the command too; SUPPRESS keeps a leading one
-        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
-    return parser
+COMMANDS = {"list": cmd_list, "sweep": cmd_sweep, "run": cmd_run, "show": cmd_show, "report": cmd_report,
+            "check": cmd_check, "compare": cmd_compare, "export": cmd_export, "calibrate": cmd_calibrate}  # fmt: skip
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -276,6 +186,7 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.func = COMMANDS[args.command]
     warnings.showwarning = _one_line_warning
     try:
         return args.func(args)

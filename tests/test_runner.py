@@ -126,6 +126,12 @@ def test_trimmed_quick_preset_end_to_end(tmp_path, cli_env):
     assert result.returncode == 0, result.stderr
     assert "8 cases (8 ok)" in result.stdout
     assert f"next: attnbench report {out}" in result.stdout
+    # The results in the terminal: one table, a row per variant, a column per N, the fastest of each column marked.
+    table = result.stdout.split("cases (")[0]
+    assert "N=64" in table and "N=128" in table and table.count("★") == 3  # one per column, one in the legend
+    assert all(f"│ {name} " in table for name in ("naive", "sdpa", "linear-elu", "performer-64"))
+    shown = attnbench(["show", str(out)], cli_env)
+    assert shown.returncode == 0 and shown.stdout.strip() and result.stdout.startswith(shown.stdout)
     frame = pd.read_parquet(out / "results.parquet")
     csv = pd.read_csv(out / "results.csv")
     assert len(frame) == len(csv) == 8

@@ -28,13 +28,14 @@ from .cluster import RayExecutor
 from .executor import LocalExecutor
 from .folder import RunError, locked_run_dir, prepare_run_dir, write_env
 from .isolated import write_attention_maps
+from .progress import Progress
 from .results import CASES_FILE, CSV_FILE, ENV_FILE, LOG_FILE, PARQUET_FILE, JsonlWriter, consolidate
 from .sweep import Sweep, expand
 
 __all__ = ["RunError", "RunFailed", "RunSummary", "run_sweep"]
 
 FAILURES_THAT_STOP_GROWTH = ("timeout", "oom", "crash", "skipped")
-Progress = Callable[[int, int, Case, "dict | None"], None]
+ProgressCallback = Callable[[int, int, Case, "dict | None"], None]
 
 
 class RunFailed(Exception):
@@ -91,7 +92,7 @@ def run_sweep(
     *,
     resume: bool = False,
     plugins: list[str] | None = None,
-    progress: Progress | None = None,
+    progress: ProgressCallback | bool | None = True,
     strict: bool = False,
     executor: str = "local",
     ray_address: str | None = None,
@@ -99,7 +100,8 @@ def run_sweep(
     """Run every case of ``sweep`` not yet in ``out``; consolidate the table; return a summary.
 
     ``progress(done, total, case, record)`` is called before each case (record
-    None) and after it (with the record). Before the first case, a one-second
+    None) and after it (with the record); the default, True, draws the same
+    progress as the command line on stderr; False or None: silent. Before the first case, a one-second
     quiet check (`harness.measure.interference.quiet_check`): a busy machine is
     one warning, or with ``strict`` a `RunError`. ``executor`` "local" runs the
     cases one at a time in worker processes here; "ray" on the Ray cluster at
@@ -108,6 +110,7 @@ def run_sweep(
     if executor not in ("local", "ray"):
         raise RunError(f"unknown executor {executor!r}; known: local, ray")
     plugins = list(plugins or [])
+    progress = Progress() if progress is True else progress or None
     run_dir = Path(out)
     cases = expand(sweep)
     if not cases:
