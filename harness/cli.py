@@ -23,15 +23,12 @@ import torch
 
 from variants import UnknownVariant, Unsupported, get_variant, list_variants
 
-from .analyze.compare import compare_runs
 from .arguments import SWEEP_FLAGS, build_parser
 from .measure.allocator import pin_allocator
 from .measure.ceilings import cache_path, calibrate
 from .measure.device import DeviceError, check_device, device_name
 from .measure.threads import thread_count
-from .report.build import build_report
 from .report.console import print_results
-from .report.export import write_pytest_benchmark
 from .report.text import ceilings_text, comparison_text, variants_text
 from .run.isolated import run_checks
 from .run.plugins import load_plugins
@@ -41,6 +38,9 @@ from .run.runner import RunError, RunFailed, run_sweep
 from .run.settings import SweepError, normalize
 from .run.sweep import build_sweep, expand
 from .verify.checks import verdict_lines
+
+# The report (matplotlib, seaborn), the comparison and the pytest-benchmark export are imported by the
+# commands that use them: ~0.7 s that `list`, `check` and a sweep without --report need not pay.
 
 RESULTS_ROOT = Path("results")
 REPORT_ROOT = Path("report")
@@ -99,6 +99,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print_results(load_results(out))
     print("\n".join(summary_lines(summary)))
     if args.report:
+        from .report.build import build_report
+
         index = build_report([out], REPORT_ROOT / out.name)
         print(f"report: {index}")
     else:
@@ -135,6 +137,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if not threshold > 0:
         raise UsageError(f"--threshold must be positive, got {args.threshold!r}")
     base, new = load_results(args.base), load_results(args.new)
+    from .analyze.compare import compare_runs
+
     table = compare_runs(base, new, threshold=threshold, metric=args.metric)
     in_both = ~table["verdict"].isin(["only in base", "only in new"])
     if not in_both.any():
@@ -149,6 +153,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if out.is_dir() or not out.parent.is_dir():
         raise UsageError(f"--out {out}: " + ("is a directory" if out.is_dir() else f"no such directory {out.parent}"))
     try:
+        from .report.export import write_pytest_benchmark
+
         count = write_pytest_benchmark(frame, env, out)
     except OSError as exc:
         raise UsageError(f"cannot write {out}: {exc.strerror}") from None
@@ -162,6 +168,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; a report is a directory")
     try:
+        from .report.build import build_report
+
         index = build_report(runs, out, baseline=args.baseline)
     except OSError as exc:
         raise UsageError(f"cannot write the report to {out}: {exc.strerror}") from None

@@ -73,6 +73,11 @@ def test_flex_on_cpu_refuses_gradients_with_torchs_reason():
     assert record.status == "unsupported" and "backward on CPU" in record.reason
 
 
+def compile_warnings(record):
+    """The row's torch.compile warnings (a busy machine may add a noise warning: not this test's subject)."""
+    return [w for w in record.warnings if "torch.compile" in w]
+
+
 def test_compile_time_is_its_own_column_never_in_the_samples():
     # A mask no other test compiles (dynamo guards on its size), so this process compiles here whatever ran before.
     case = Case("naive-compiled", 384, heads=2, head_dim=16, mask="prefix:123", threads=1)
@@ -80,11 +85,11 @@ def test_compile_time_is_its_own_column_never_in_the_samples():
     assert first.status == "ok", first.reason
     assert first.compile_s > 0.1  # seconds of Inductor (less with its on-disk cache warm)
     assert max(first.time_samples_s) < first.compile_s / 20 and first.time_median_s < first.compile_s / 20
-    assert first.rel_err < 1e-5 and not first.warnings
+    assert first.rel_err < 1e-5 and not compile_warnings(first)
     # Another length in the same process reuses the dynamic-shape graph, or compiles once more, never in timing.
     for n in (768, 1024):
         later = measure_case(replace(case, seq_len=n), max_time_s=0.2, memory=False)
-        assert later.status == "ok" and not later.warnings, later.warnings
+        assert later.status == "ok" and not compile_warnings(later), later.warnings
     assert later.compile_s is None
     plain = measure_case(Case("naive", 384, heads=2, head_dim=16, threads=1), max_time_s=0.05, memory=False)
     assert plain.compile_s is None
