@@ -40,6 +40,11 @@ def _add_sweep_flags(p: argparse.ArgumentParser, *, with_grid: bool = True) -> N
     p.add_argument("--resume", action="store_true", help="finish a killed sweep in --out: run only unrecorded cases")
     _plugin_flag(p)
     p.add_argument("--threads", help="torch threads per worker (default: torch's own)")
+    p.add_argument(
+        "--allocator",
+        help="pinned (default: malloc kept on the heap, a caching allocator's steady "
+        "state) or system (glibc's defaults, as in a plain Python process)",
+    )
     p.add_argument("--timeout", help="seconds per case before its worker is killed")
     p.add_argument("--max-time", help="seconds per case for the timing loop's cap")
     p.add_argument("--strict", action="store_true", help="refuse to run on a busy machine (the quiet check fails)")

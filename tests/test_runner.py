@@ -142,3 +142,21 @@ def test_trimmed_quick_preset_end_to_end(tmp_path, cli_env):
     env = json.loads((out / "env.json").read_text())
     assert env["torch"] and env["ceilings"]["cpu"]["matmul_gflops"]["float32"] > 0
     assert env["worker_env"]["MALLOC_MMAP_MAX_"] == "0" and env["worker_env"]["OMP_NUM_THREADS"]
+    assert (frame["allocator"] == "pinned").all()
+
+
+def test_the_system_allocator_is_a_setting_recorded_on_every_row(tmp_path, cli_env):
+    out = tmp_path / "system"
+    args = ["sweep", "--variants", "sdpa", "--seq-lens", "32", "--heads", "1", "--max-time", "0.05", "--out", str(out)]
+    result = attnbench([*args, "--allocator", "system"], {**cli_env, "MALLOC_MMAP_MAX_": "0"})  # the shell's is dropped
+    assert result.returncode == 0, result.stderr
+    row = load_results(out).iloc[0]
+    # Read in the worker itself: its malloc was never pinned, and the case id says which allocator it ran under.
+    assert row["status"] == "ok" and row["allocator"] == "system" and not list(row["warnings"])
+    env = json.loads((out / "env.json").read_text())
+    assert env["sweep"]["allocator"] == "system" and not any(k.startswith("MALLOC") for k in env["worker_env"])
+    assert "--allocator system" in result.stdout  # the console says how these times were taken
+    refused = attnbench([*args, "--resume"], cli_env)
+    assert refused.returncode == 2 and "--allocator 'system' -> 'pinned'" in refused.stderr
+    bad = attnbench([*args[:-1], str(tmp_path / "bad"), "--allocator", "jemalloc"], cli_env)
+    assert bad.returncode == 2 and "unknown allocator 'jemalloc'; known: pinned, system" in bad.stderr

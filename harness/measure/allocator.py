@@ -21,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 
+ALLOCATORS = ("pinned", "system")  # a case's choice: pinned here, or glibc's defaults as a plain Python process has
 MMAP_MAX = 0
 TRIM_THRESHOLD = 2**30
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters from <malloc.h>
@@ -47,6 +48,13 @@ def pin_allocator() -> dict | None:
     return _pinned
 
 
-def malloc_env() -> dict[str, str]:
-    """The same settings as glibc environment variables, for a worker process's start."""
+def allocator_state() -> str:
+    """ "pinned" when this process pinned malloc (`pin_allocator`), else "system"."""
+    return "pinned" if _pinned is not None else "system"
+
+
+def malloc_env(allocator: str = "pinned") -> dict[str, str]:
+    """The settings as glibc environment variables for a worker's start; empty for the system allocator."""
+    if allocator == "system":
+        return {}
     return {"MALLOC_MMAP_MAX_": str(MMAP_MAX), "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD)}

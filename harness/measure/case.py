@@ -11,6 +11,8 @@ import torch
 from variants import DTYPES
 from variants.masks import CAUSAL, MaskError, parse_mask
 
+from .allocator import ALLOCATORS
+
 MODES = ("fwd", "fwd_bwd", "decode")
 # Past this scale softmax is a one-hot argmax in every dtype and float16 inputs
 # overflow (65504 / ~4 sigma): larger scales measure overflow, not attention.
@@ -33,7 +35,9 @@ class Case:
     shorthand, and ``causal`` always says whether the mask is "causal".
     ``mode`` is ``fwd``, ``fwd_bwd`` (forward plus backward of a fixed upstream
     gradient) or ``decode`` (forward). ``threads`` defaults to torch's current
-    count, recorded so the id pins it.
+    count, recorded so the id pins it. ``allocator``: "pinned" (malloc kept on
+    the heap, `harness.measure.allocator`) or "system" (glibc's defaults, as a
+    plain Python process has); a worker starts with it.
     """
 
     variant: str
@@ -51,6 +55,7 @@ class Case:
     mask: str = "none"
     heads_kv: int | None = None
     q_len: int | None = None
+    allocator: str = "pinned"
 
     def __post_init__(self) -> None:
         try:
@@ -84,6 +89,8 @@ class Case:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit):
                 raise ValueError(f"Case.{name} must be a positive integer up to {limit}, got {value!r}")
+        if self.allocator not in ALLOCATORS:
+            raise ValueError(f"Case.allocator must be one of {', '.join(ALLOCATORS)}, got {self.allocator!r}")
         if self.heads_kv is not None and self.heads % self.heads_kv:
             raise ValueError(f"Case.heads_kv must divide heads={self.heads}, got {self.heads_kv}")
 
@@ -93,7 +100,7 @@ class Case:
 
         Fields added after the first release are hashed only when they say
         something the older fields could not (a mask other than none/causal,
-        grouped heads, fewer queries than keys), so every case an older run
+        grouped heads, fewer queries than keys, the system allocator), so every case an older run
         recorded keeps its id, and that run still resumes.
         """
         fields = asdict(self)
@@ -102,6 +109,8 @@ class Case:
         for name in ("heads_kv", "q_len"):
             if fields[name] is None:
                 del fields[name]
+        if self.allocator == "pinned":
+            del fields["allocator"]
         canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

@@ -22,7 +22,7 @@ from variants import Unsupported, get_variant
 from variants.masks import parse_mask
 
 from .accuracy import DEFAULT_MAX_ROWS, measure_accuracy
-from .allocator import pin_allocator
+from .allocator import allocator_state, pin_allocator
 from .case import Case, make_grad_output, make_inputs
 from .compilation import compiled_graphs, recompile_warning
 from .complexity import declared_exponent
@@ -172,7 +172,14 @@ def measure_case(
     if unavailable:
         return record_for(case, "unsupported", f"{case.variant} {unavailable}")
     record = record_for(case)
-    pin_allocator()
+    if case.allocator == "pinned":
+        pin_allocator()
+    record.allocator = allocator_state()  # what this process has: a pinned process cannot unpin itself
+    if record.allocator != case.allocator:
+        record.warnings.append(
+            f"asked for the {case.allocator} allocator, but this process's malloc is {record.allocator} "
+            "(measured in-process; a sweep's worker starts with the right one)"
+        )
     try:
         with thread_count(case.threads):
             timed, forward, inputs = _workload(case)
@@ -208,7 +215,7 @@ def measure_case(
     record.time_p20_s, record.time_p80_s, record.time_min_s, record.time_mean_s = s.p20, s.p80, s.min, s.mean
     record.n_samples, record.block_size, record.noisy, record.n_outliers = s.n, timing.block_size, s.noisy, s.outliers
     record.stop_reason, record.time_samples_s = timing.stop_reason, list(timing.used)
-    record.warnings = list(timing.warnings) + ([recompile_warning(recompiled)] if recompiled else [])
+    record.warnings += list(timing.warnings) + ([recompile_warning(recompiled)] if recompiled else [])
     record.compile_s = first_s if compiled else None
     if timing.contended:
         record.status, record.reason = "contended", timing.warnings[0]

@@ -40,6 +40,7 @@ class Record:
     head_dim: int
     threads: int
     input_scale: float
+    allocator: str | None = None  # "pinned" or "system" (harness.measure.allocator); None in runs from before it
     params: str = "{}"
     # outcome: "ok", "contended", "unsupported", "skipped", "oom", "timeout", "crash" or "error"
     status: str = "ok"

@@ -96,3 +96,18 @@ def print_results(frame: pd.DataFrame, console: Console | None = None) -> None:
         for note in notes:
             console.print(Text(note[:200], style="dim"), soft_wrap=True)
     console.print(Text(LEGEND, style="dim"))
+    line = allocator_line(frame)
+    if line:
+        console.print(Text(line, style="dim"), soft_wrap=True)
+
+
+def allocator_line(frame: pd.DataFrame) -> str:
+    """How the CPU times were taken with respect to malloc: why they may differ from a plain Python session's."""
+    cpu = frame[(frame["device"] == "cpu") & frame["status"].isin(MEASURED)]
+    allocators = set(cpu["allocator"].dropna()) if "allocator" in cpu else set()
+    if allocators == {"system"}:
+        return "CPU times with --allocator system: glibc's default malloc, as a plain Python process has it."
+    if "pinned" in allocators:
+        return ("CPU times with malloc pinned to the heap (a caching allocator's steady state): a plain Python "
+                "session can time the same call up to ~2x slower; --allocator system measures that instead.")  # fmt: skip
+    return ""

@@ -28,12 +28,12 @@ from ..measure.case import Case
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-def worker_env(threads: int) -> dict[str, str]:
+def worker_env(threads: int, allocator: str = "pinned") -> dict[str, str]:
     """Environment a worker starts with (recorded in env.json): pinned malloc
-    thresholds, and thread counts fixed before the first kernel, since OpenMP
-    and MKL read them at start."""
+    thresholds (unless ``allocator`` is "system"), and thread counts fixed
+    before the first kernel, since OpenMP and MKL read them at start."""
     return {
-        **malloc_env(),
+        **malloc_env(allocator),
         "OMP_NUM_THREADS": str(threads),
         "MKL_NUM_THREADS": str(threads),
         "KINETO_LOG_LEVEL": "6",
@@ -45,12 +45,13 @@ class Worker:
 
     START_TIMEOUT_S = 120.0
 
-    def __init__(self, plugins: list[str], threads: int, memory_limit: int, log: Path) -> None:
-        env = dict(os.environ)
-        env.update(worker_env(threads))
+    def __init__(self, plugins: list[str], threads: int, memory_limit: int, log: Path, allocator: str = "pinned") -> None:
+        # glibc's own defaults for "system": a MALLOC_ setting inherited from the user's shell is not kept.
+        env = {k: v for k, v in os.environ.items() if not (allocator == "system" and k.startswith("MALLOC_"))}
+        env.update(worker_env(threads, allocator))
         root = str(PROJECT_ROOT)
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "") if env.get("PYTHONPATH") else root
-        command = [sys.executable, "-m", "harness.run.worker", "--memory-limit", str(memory_limit)]
+        command = [sys.executable, "-m", "harness.run.worker", "--memory-limit", str(memory_limit), "--allocator", allocator]
         for plugin in plugins:
             command += ["--plugin", plugin]
         # Its own session and process group, so whatever the worker starts ends with it.

@@ -45,19 +45,20 @@ class WorkerSlot:
     def __init__(self, plugins: list[str], log: Path, budgets: dict[str, int]) -> None:
         self.plugins, self.log, self.budgets = plugins, log, budgets
         self.worker: Worker | None = None
-        self.key: tuple[str, str] | None = None
+        self.key: tuple | None = None
 
     def measure(self, case: Case, max_time_s: float, timeout_s: float) -> dict:
         """The case's record: a budget skip, the worker's own record, or a ``timeout`` or ``crash`` row."""
         skip = over_budget(case, self.budgets[case.device]) if case.device in self.budgets else None
         if skip:
             return record_for(case, "skipped", skip).to_dict()
-        if self.key != (case.variant, case.device):
+        key = (case.variant, case.device, case.threads, case.allocator)  # the last two are fixed at a worker's start
+        if self.key != key:
             self.close()
         try:
             if self.worker is None:
                 limit = worker_memory_limit(case.device, self.budgets.get("cpu"))
-                self.worker, self.key = Worker(self.plugins, case.threads, limit, self.log), (case.variant, case.device)
+                self.worker, self.key = Worker(self.plugins, case.threads, limit, self.log, case.allocator), key
             record = self.worker.run(case, max_time_s, timeout_s)
         except WorkerDied as died:
             self.close()

@@ -112,7 +112,7 @@ def write_env(run_dir: Path, sweep: Sweep, quiet: dict, *, resuming: bool, execu
             env = capture_env()
             env["ceilings"] = {device: calibrate(device) for device in sweep.devices}
         env["sweep"] = sweep.to_dict()
-        env["worker_env"] = worker_env(sweep.threads)
+        env["worker_env"] = worker_env(sweep.threads, sweep.allocator)
         env["quiet_check"] = quiet
         env["executor"] = executor
     env_path.write_text(json.dumps(env, indent=2))

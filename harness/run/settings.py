@@ -13,6 +13,7 @@ from typing import Any
 from variants import DTYPES, get_variant
 from variants.masks import MaskError, parse_mask
 
+from ..measure.allocator import ALLOCATORS
 from ..measure.case import MAX_INPUT_SCALE, MAX_SEED, MODES
 from ..measure.device import DeviceError, check_device, cpu_count
 
@@ -144,6 +145,11 @@ def normalize(field_name: str, value: Any) -> Any:
         if not low < number <= high:  # also rejects nan and inf
             raise SweepError(f"{flag}: expected a number in ({low:g}, {high:g}], got {value!r}")
         return number
+    if field_name == "allocator":
+        chosen = _choices(value, ALLOCATORS, "allocator")
+        if len(chosen) != 1:
+            raise SweepError(f"{flag}: one of {', '.join(ALLOCATORS)}, got {value!r}")
+        return chosen[0]
     if field_name == "dtypes":
         return _choices(value, DTYPES, "dtype")
     if field_name == "modes":

@@ -55,6 +55,7 @@ class Sweep:
     modes: tuple[str, ...] = ("fwd",)
     q_len: int = 1  # queries of a decode case
     threads: int = field(default_factory=torch.get_num_threads)
+    allocator: str = "pinned"  # harness.measure.allocator: "pinned" or "system"
     input_scale: float = 1.0
     seed: int = 0
     timeout_s: float = 120.0
@@ -229,5 +230,5 @@ def _expand_grid(sweep: Sweep) -> Iterator[Case]:
                     variant=variant, seq_len=n, device=device, dtype=dtype, mode=mode,
                     mask="causal-br" if decoding and mask == "causal" else mask,
                     batch=batch, heads=heads, heads_kv=heads_kv, head_dim=head_dim, q_len=sweep.q_len if decoding else None,
-                    threads=sweep.threads, input_scale=sweep.input_scale, seed=sweep.seed,
+                    threads=sweep.threads, input_scale=sweep.input_scale, seed=sweep.seed, allocator=sweep.allocator,
                 )  # fmt: skip

@@ -51,6 +51,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.run.worker")
     parser.add_argument("--plugin", action="append", default=[])
     parser.add_argument("--memory-limit", type=int, default=0, help="bytes beyond the current mapping; 0: none")
+    parser.add_argument("--allocator", choices=("pinned", "system"), default="pinned")
     args = parser.parse_args()
 
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
@@ -68,7 +69,8 @@ def main() -> int:
     from ..verify.checks import run_check
     from .plugins import load_plugins
 
-    pin_allocator()
+    if args.allocator == "pinned":
+        pin_allocator()
     load_plugins(args.plugin)
     if args.memory_limit:
         _limit_address_space(args.memory_limit)

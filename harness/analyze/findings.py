@@ -1,0 +1,113 @@
+"""The report's headline: what a reader should take away before any figure.
+
+Each function reads the results table (or a table derived from it in
+`harness.analyze.tables`) and returns a small frame of raw values, one row
+per finding; the report words and formats them (`harness.report.human`).
+
+- `fastest_ranges`: per configuration, the runs of consecutive N won by one variant, and by how much;
+- `baseline_crossovers`: where a variant overtakes the baseline, or falls behind it (time and memory);
+- `class_verdicts`: per variant, its fitted exponents across configurations against its declared class;
+- `approximation_errors`: each inexact variant's error against float64, at its smallest and largest N;
+- `without_work_model`: variants with no FLOP count (absent from the GFLOP/s figure).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .tables import with_config
+
+
+def _ok(frame: pd.DataFrame) -> pd.DataFrame:
+    return with_config(frame[frame["status"] == "ok"])
+
+
+def fastest_ranges(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration, each run of consecutive N with one fastest variant: the range, the winner, the
+    runner-up at the range's largest N and the smallest and largest lead (runner-up time / winner time)."""
+    columns = ["config", "n_from", "n_to", "fastest", "exact", "runner_up", "lead_min", "lead_max"]
+    rows: list[dict] = []
+    for config, group in _ok(frame).groupby("config", sort=True):
+        current: dict | None = None
+        for n, at_n in group.groupby("seq_len", sort=True):
+            ranked = at_n.sort_values("time_median_s")
+            best = ranked.iloc[0]
+            lead = ranked["time_median_s"].iloc[1] / best["time_median_s"] if len(ranked) > 1 else np.nan
+            runner_up = ranked["variant"].iloc[1] if len(ranked) > 1 else None
+            if current and current["fastest"] == best["variant"]:
+                current.update(n_to=int(n), runner_up=runner_up, lead_min=np.fmin(current["lead_min"], lead),
+                               lead_max=np.fmax(current["lead_max"], lead))  # fmt: skip
+                continue
+            current = {"config": config, "n_from": int(n), "n_to": int(n), "fastest": best["variant"],
+                       "exact": bool(best["exact"]), "runner_up": runner_up, "lead_min": lead, "lead_max": lead}  # fmt: skip
+            rows.append(current)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def baseline_crossovers(crossovers: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """The rows of `harness.analyze.tables.crossover_table` that involve ``baseline``, as
+    (config, metric, variant, crossover_n, beyond): beyond the crossover the variant is "ahead" or "behind"."""
+    columns = ["config", "metric", "variant", "crossover_n", "beyond"]
+    if crossovers.empty:
+        return pd.DataFrame(columns=columns)
+    mine = crossovers[(crossovers["ahead_beyond"] == baseline) | (crossovers["behind_beyond"] == baseline)]
+    ahead = mine["behind_beyond"] == baseline
+    return pd.DataFrame(
+        {
+            "config": mine["config"],
+            "metric": mine["metric"],
+            "variant": mine["ahead_beyond"].where(ahead, mine["behind_beyond"]),
+            "crossover_n": mine["crossover_n"],
+            "beyond": np.where(ahead, "ahead", "behind"),
+        },
+        columns=columns,
+    ).reset_index(drop=True)
+
+
+def class_verdicts(fits: pd.DataFrame) -> pd.DataFrame:
+    """Per variant (rows of `harness.analyze.tables.fit_table`): the range of its fitted time and memory
+    exponents over its configurations, its declared classes, and in how many configurations each agrees."""
+    columns = ["variant", "configs", "time_alpha_min", "time_alpha_max", "declared_time", "time_agree", "time_judged",
+               "mem_beta_min", "mem_beta_max", "declared_memory", "mem_agree", "mem_judged"]  # fmt: skip
+    rows = []
+    for variant, group in fits.groupby("variant", sort=True) if len(fits) else []:
+        time_judged = group["time_agrees"].dropna().astype(bool)
+        mem_judged = group["mem_agrees"].dropna().astype(bool)
+        rows.append(
+            {
+                "variant": variant,
+                "configs": len(group),
+                "time_alpha_min": group["time_alpha"].min(),
+                "time_alpha_max": group["time_alpha"].max(),
+                "declared_time": group["declared_time"].dropna().iloc[0] if group["declared_time"].notna().any() else None,
+                "time_agree": int(time_judged.sum()),
+                "time_judged": len(time_judged),
+                "mem_beta_min": group["mem_beta"].min(),
+                "mem_beta_max": group["mem_beta"].max(),
+                "declared_memory": group["declared_memory"].dropna().iloc[0] if group["declared_memory"].notna().any() else None,
+                "mem_agree": int(mem_judged.sum()),
+                "mem_judged": len(mem_judged),
+            }
+        )
+    return pd.DataFrame(rows, columns=columns)
+
+
+def approximation_errors(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per inexact variant and dtype: the median relative error against float64 over its configurations,
+    at the smallest and the largest N it ran, and the worst error anywhere."""
+    columns = ["variant", "dtype", "n_small", "err_small", "n_large", "err_large", "err_max"]
+    ok = frame[(frame["status"] == "ok") & ~frame["exact"].astype(bool) & frame["rel_err"].notna()]
+    rows = []
+    for (variant, dtype), group in ok.groupby(["variant", "dtype"], sort=True):
+        by_n = group.groupby("seq_len")["rel_err"].median().sort_index()
+        rows.append({"variant": variant, "dtype": dtype, "n_small": int(by_n.index[0]), "err_small": by_n.iloc[0],
+                     "n_large": int(by_n.index[-1]), "err_large": by_n.iloc[-1], "err_max": group["rel_err"].max()})  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)
+
+
+def without_work_model(frame: pd.DataFrame) -> list[str]:
+    """Variants with ok rows but no FLOP count: their GFLOP/s is undefined, so the throughput figure omits them."""
+    ok = frame[(frame["status"] == "ok") & (frame["mode"] != "decode")]
+    counted = ok.groupby("variant")["flops"].apply(lambda f: f.notna().any())
+    return sorted(counted.index[~counted])

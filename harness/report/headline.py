@@ -1,0 +1,117 @@
+"""The report's findings section in words: the frames of `harness.analyze.findings` as small tables.
+
+Each entry is ``{"title", "note", "table"}`` with ``table`` a frame of text,
+ready for the page (`harness.report.build`) and for summary.md.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from ..analyze import findings
+from .human import mark, significant
+
+
+def _n_range(lo: int, hi: int) -> str:
+    return f"{lo:,}" if lo == hi else f"{lo:,}–{hi:,}"
+
+
+def _lead(lo: float, hi: float) -> str:
+    if not math.isfinite(lo):
+        return "alone"
+    return f"{significant(lo, 2)}×" if significant(lo, 2) == significant(hi, 2) else f"{significant(lo, 2)}–{significant(hi, 2)}×"
+
+
+def _exponents(lo: float, hi: float) -> str:
+    if not math.isfinite(lo):
+        return ""
+    return f"{lo:.2f}" if f"{lo:.2f}" == f"{hi:.2f}" else f"{lo:.2f} … {hi:.2f}"
+
+
+def _agreement(agree: int, judged: int) -> str:
+    return "–" if not judged else f"{mark(agree == judged)} {agree} of {judged}"
+
+
+def fastest_table(frame: pd.DataFrame) -> pd.DataFrame:
+    ranges = findings.fastest_ranges(frame)
+    return pd.DataFrame(
+        {
+            "configuration": ranges["config"],
+            "N": [_n_range(a, b) for a, b in zip(ranges["n_from"], ranges["n_to"])],
+            "fastest": [v if exact else f"{v} (approximate)" for v, exact in zip(ranges["fastest"], ranges["exact"])],
+            "lead over the next": [_lead(a, b) for a, b in zip(ranges["lead_min"], ranges["lead_max"])],
+            "next fastest (largest N)": ranges["runner_up"].fillna(""),
+        }
+    )
+
+
+def crossover_lines(crossovers: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    mine = findings.baseline_crossovers(crossovers, baseline)
+    words = {
+        ("time", "ahead"): f"faster than {baseline}",
+        ("time", "behind"): f"slower than {baseline}",
+        ("memory", "ahead"): f"less memory than {baseline}",
+        ("memory", "behind"): f"more memory than {baseline}",
+    }
+    return pd.DataFrame(
+        {
+            "configuration": mine["config"],
+            "finding": [
+                f"{variant}: {words[(metric, beyond)]} beyond N ≈ {significant(n, 2)}"
+                for variant, metric, beyond, n in zip(mine["variant"], mine["metric"], mine["beyond"], mine["crossover_n"])
+            ],
+        }
+    )
+
+
+def class_table(fits: pd.DataFrame) -> pd.DataFrame:
+    verdicts = findings.class_verdicts(fits)
+    return pd.DataFrame(
+        {
+            "variant": verdicts["variant"],
+            "time ~ N^α, fitted": [_exponents(a, b) for a, b in zip(verdicts["time_alpha_min"], verdicts["time_alpha_max"])],
+            "declared time": verdicts["declared_time"].fillna("–"),
+            "time agrees": [_agreement(a, j) for a, j in zip(verdicts["time_agree"], verdicts["time_judged"])],
+            "memory ~ N^β, fitted": [_exponents(a, b) for a, b in zip(verdicts["mem_beta_min"], verdicts["mem_beta_max"])],
+            "declared memory": verdicts["declared_memory"].fillna("–"),
+            "memory agrees": [_agreement(a, j) for a, j in zip(verdicts["mem_agree"], verdicts["mem_judged"])],
+        }
+    )
+
+
+def error_table(frame: pd.DataFrame) -> pd.DataFrame:
+    errors = findings.approximation_errors(frame)
+    return pd.DataFrame(
+        {
+            "variant": errors["variant"],
+            "dtype": errors["dtype"],
+            "error at smallest N": [f"{e:.1e} (N={n:,})" for e, n in zip(errors["err_small"], errors["n_small"])],
+            "error at largest N": [f"{e:.1e} (N={n:,})" for e, n in zip(errors["err_large"], errors["n_large"])],
+            "worst": [f"{e:.1e}" for e in errors["err_max"]],
+        }
+    )
+
+
+def findings_sections(frame: pd.DataFrame, fits: pd.DataFrame, crossovers: pd.DataFrame, baseline: str) -> list[dict]:
+    """The findings, most useful first."""
+    no_model = findings.without_work_model(frame)
+    errors_note = "Relative Frobenius error against exact float64 attention on the same inputs (median over configurations)."
+    if no_model:
+        errors_note += (f" No work model (FLOP count), so absent from the GFLOP/s figure: {', '.join(no_model)}"
+                        " (declare flops= when registering).")  # fmt: skip
+    return [
+        {"title": "Fastest variant per range of N", "table": fastest_table(frame),
+         "note": "Per configuration, consecutive sequence lengths won by one variant (median time; contended cases "
+                 "left out), and its lead: the next variant's time over the winner's, smallest to largest."},
+        {"title": f"Crossovers against the baseline ({baseline})", "table": crossover_lines(crossovers, baseline),
+         "empty": f"no variant's time or memory curve crosses {baseline}'s",
+         "note": "Where a curve crosses the baseline's for the last time (interpolated in log space); all pairs are "
+                 "under Crossovers, further down."},
+        {"title": "Fitted complexity against the declared class", "table": class_table(fits),
+         "note": "Exponents of a log-log fit over the largest N (range over configurations); agrees: within 0.3 of "
+                 "the declared class, in how many configurations (– : no verdict, e.g. too few or noisy points)."},
+        {"title": "Error of the approximations", "table": error_table(frame), "empty": "no approximate variant ran",
+         "note": errors_note},
+    ]  # fmt: skip
