@@ -121,6 +121,13 @@ def test_report_in_a_real_browser(tmp_path):
         images = page.eval_on_selector_all("img", "imgs => imgs.map(i => [i.getAttribute('src'), i.complete, i.naturalWidth])")
         text = page.inner_text("body")
         scripts = page.eval_on_selector_all("script", "s => s.length")
+        # Top edges on the page: the findings, then measurement quality, then the first figure.
+        tops = page.evaluate(
+            "() => ['#findings', '#quality', '#figures img'].map(s => document.querySelector(s).getBoundingClientRect().top)"
+        )
+        widths = page.evaluate("() => [document.querySelector('#figures img').getBoundingClientRect().width,"
+                               " document.body.getBoundingClientRect().width]")  # fmt: skip
+        findings = page.inner_text("#findings")
         shot = tmp_path / "shot.png"
         page.screenshot(path=str(shot), full_page=False)
         browser.close()
@@ -130,6 +137,13 @@ def test_report_in_a_real_browser(tmp_path):
     assert console_errors == []
     assert dialogs == [] and scripts == 0
     assert INJECTION in text  # shown as text, run as nothing
+    assert tops[0] < tops[1] < tops[2], tops
+    assert widths[0] >= 0.9 * (widths[1] - 40), widths  # figures at the page's full width (less its padding)
+    for heading in ("Fastest exact variant per range of N", "Crossovers against the baseline",
+                    "Fitted complexity against the declared class", "Error of the approximations"):  # fmt: skip
+        assert heading in findings
+    assert "linear: faster than" not in findings  # no sdpa in this run: no baseline to cross
+    assert "True" not in findings and "False" not in findings and "nan" not in findings
     pixels = plt_imread(shot)
     assert pixels.std() > 0.02, "the screenshot is blank"
 

@@ -4,7 +4,8 @@ Each function reads the results table (or a table derived from it in
 `harness.analyze.tables`) and returns a small frame of raw values, one row
 per finding; the report words and formats them (`harness.report.human`).
 
-- `fastest_ranges`: per configuration, the runs of consecutive N won by one variant, and by how much;
+- `fastest_ranges`: per configuration, the runs of consecutive N won by one exact variant, by how much, and
+  what the fastest approximation gains over it;
 - `baseline_crossovers`: where a variant overtakes the baseline, or falls behind it (time and memory);
 - `class_verdicts`: per variant, its fitted exponents across configurations against its declared class;
 - `approximation_errors`: each inexact variant's error against float64, at its smallest and largest N;
@@ -24,23 +25,42 @@ def _ok(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def fastest_ranges(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per configuration, each run of consecutive N with one fastest variant: the range, the winner, the
-    runner-up at the range's largest N and the smallest and largest lead (runner-up time / winner time)."""
-    columns = ["config", "n_from", "n_to", "fastest", "exact", "runner_up", "lead_min", "lead_max"]
+    """Per configuration, each run of consecutive N with one fastest exact variant (median time, ok rows).
+
+    Columns: the range (``n_from``, ``n_to``), the ``fastest`` exact variant, the ``runner_up`` exact one at the
+    range's largest N, the smallest and largest ``lead`` (runner-up time over the winner's), and the fastest
+    approximation at the largest N with the range of its ``approx_speedup`` (fastest exact time over the fastest
+    approximation's; above 1 it is faster). Approximations are kept apart: they trade error for time, and
+    neck-and-neck ones would otherwise cut the ranges into single lengths.
+    """
+    columns = ["config", "n_from", "n_to", "fastest", "runner_up", "lead_min", "lead_max", "approximation",
+               "approx_speedup_min", "approx_speedup_max"]  # fmt: skip
     rows: list[dict] = []
     for config, group in _ok(frame).groupby("config", sort=True):
         current: dict | None = None
         for n, at_n in group.groupby("seq_len", sort=True):
-            ranked = at_n.sort_values("time_median_s")
-            best = ranked.iloc[0]
-            lead = ranked["time_median_s"].iloc[1] / best["time_median_s"] if len(ranked) > 1 else np.nan
-            runner_up = ranked["variant"].iloc[1] if len(ranked) > 1 else None
-            if current and current["fastest"] == best["variant"]:
-                current.update(n_to=int(n), runner_up=runner_up, lead_min=np.fmin(current["lead_min"], lead),
-                               lead_max=np.fmax(current["lead_max"], lead))  # fmt: skip
+            exact = at_n[at_n["exact"].astype(bool)].sort_values("time_median_s")
+            approx = at_n[~at_n["exact"].astype(bool)].sort_values("time_median_s")
+            if exact.empty:
                 continue
-            current = {"config": config, "n_from": int(n), "n_to": int(n), "fastest": best["variant"],
-                       "exact": bool(best["exact"]), "runner_up": runner_up, "lead_min": lead, "lead_max": lead}  # fmt: skip
+            best = exact["time_median_s"].iloc[0]
+            point = {
+                "fastest": exact["variant"].iloc[0],
+                "runner_up": exact["variant"].iloc[1] if len(exact) > 1 else None,
+                "lead": exact["time_median_s"].iloc[1] / best if len(exact) > 1 else np.nan,
+                "approximation": approx["variant"].iloc[0] if len(approx) else None,
+                "approx_speedup": best / approx["time_median_s"].iloc[0] if len(approx) else np.nan,
+            }
+            if current and current["fastest"] == point["fastest"]:
+                current.update(n_to=int(n), runner_up=point["runner_up"], approximation=point["approximation"])
+                for key in ("lead", "approx_speedup"):
+                    current[f"{key}_min"] = np.fmin(current[f"{key}_min"], point[key])
+                    current[f"{key}_max"] = np.fmax(current[f"{key}_max"], point[key])
+                continue
+            current = {"config": config, "n_from": int(n), "n_to": int(n), "fastest": point["fastest"],
+                       "runner_up": point["runner_up"], "lead_min": point["lead"], "lead_max": point["lead"],
+                       "approximation": point["approximation"], "approx_speedup_min": point["approx_speedup"],
+                       "approx_speedup_max": point["approx_speedup"]}  # fmt: skip
             rows.append(current)
     return pd.DataFrame(rows, columns=columns)
 

@@ -33,7 +33,9 @@ from ..analyze.tables import (
 from ..measure.record import MEASURED
 from ..run.results import ResultsError, load_run
 from .figures import make_figures
-from .text import cell_text, markdown_table
+from .headline import findings_sections
+from .human import for_people
+from .text import markdown_table
 
 FIGURE_CAPTIONS = {
     "time": "Time per call vs N (log-log): the median, with the interquartile range of the raw samples as a band.",
@@ -44,7 +46,8 @@ FIGURE_CAPTIONS = {
     "(q, K, V read once, the output written) against KV length, under this machine's measured copy bandwidth.",
     "accuracy": "Relative Frobenius error against exact float64 attention on the same inputs, vs N.",
     "tradeoff": "Error vs time at the largest N every variant of the configuration reached: the speed/accuracy trade-off.",
-    "exponents": "Fitted exponents with 95% bootstrap intervals, time (left) and memory (right); x marks the declared class.",
+    "exponents": "Fitted exponents with 95% bootstrap intervals, time (left) and memory (right); x marks the declared "
+    "class. An exponent outside the axes is drawn at its edge as a triangle with its value.",
     "maps": "Each variant's implied attention matrix for one head at N=64 on structured inputs "
     "(extracted by passing V = identity), beside exact softmax's.",
 }
@@ -111,41 +114,51 @@ def quality_lines(frame: pd.DataFrame, envs: dict[str, dict]) -> list[str]:
     for run, env in envs.items():
         quiet = env.get("quiet_check") or {}
         verdict = f"busy: {quiet['busy']}" if quiet.get("busy") else "quiet" if quiet else "not run"
-        malloc = ", ".join(f"{k}={v}" for k, v in (env.get("worker_env") or {}).items() if k.startswith("MALLOC"))
         lines.append(
             f"{run}: {env.get('cpu') or 'unknown CPU'}, {env.get('cpu_count')} CPUs, "
             f"{(env.get('sweep') or {}).get('threads', env.get('torch_threads'))} threads per case; "
-            f"check before the sweep: {verdict}; workers' allocator: {malloc or 'default glibc malloc'}"
-            " (pinned to the heap, so CPU times are a caching allocator's steady state; an unpinned process, "
-            "as in a plain torch.utils.benchmark session, can time the same call up to ~2x slower)."
+            f"check before the sweep: {verdict}; {_allocator_words(frame, run, env)}"
         )
     return lines
 
 
-def _html_table(frame: pd.DataFrame, empty: str = "none", digits: int = 4) -> dict:
-    """A table as the template's macro takes it: column names and rows of cell text."""
-    rows = [[cell_text(v, digits) for v in row] for row in frame.itertuples(index=False)]
-    return {"columns": [str(c) for c in frame.columns], "rows": rows, "empty": empty}
+def _allocator_words(frame: pd.DataFrame, run: str, env: dict) -> str:
+    """How a run's CPU times were taken with respect to malloc, and why that matters."""
+    rows = frame[frame["run_id"] == run]
+    chosen = set(rows["allocator"].dropna()) if "allocator" in rows else set()
+    malloc = ", ".join(f"{k}={v}" for k, v in (env.get("worker_env") or {}).items() if k.startswith("MALLOC"))
+    if chosen == {"system"}:
+        return "allocator: system (--allocator system: glibc's default malloc, as a plain Python process has it)"
+    return (f"allocator: pinned ({malloc or 'mallopt'}: no mmap, blocks recycled from the heap, so CPU times are a "
+            "caching allocator's steady state; a plain torch.utils.benchmark session can time the same call up to "
+            "~2x slower: --allocator system measures that)")  # fmt: skip
+
+
+def _html_table(frame: pd.DataFrame, empty: str = "none", *, raw: bool = True) -> dict:
+    """A table as the template's macro takes it: headings and rows of cell text (``raw``: formatted for people)."""
+    shown = for_people(frame) if raw else frame
+    rows = [[str(v) for v in row] for row in shown.itertuples(index=False)]
+    return {"columns": [str(c) for c in shown.columns], "rows": rows, "empty": empty}
 
 
 def _sections(tables: dict[str, pd.DataFrame], headline: pd.DataFrame, figures: dict[str, Path]) -> list[dict]:
-    """The page's sections after the quality one, in order."""
+    """The page's sections after findings and quality, in order: the figures, then every table in full."""
     figure_list = [{"name": name, "file": path.name, "caption": FIGURE_CAPTIONS[name]} for name, path in figures.items()]
     return [
+        {"title": "Figures", "id": "figures", "figures": figure_list},
         {"title": "Complexity fits", "table": _html_table(headline),
          "note": "Log-log least squares over the largest points spanning >= 8x in N; 95% intervals from resampling "
                  "the raw timing samples. 'agrees': within 0.3 of the declared class."},
-        {"title": "Crossovers", "table": _html_table(tables["crossovers"]),
+        {"title": "Crossovers (all pairs)", "table": _html_table(tables["crossovers"]),
          "note": "The last N where one variant's curve crosses another's (interpolated in log space); "
-                 "'ahead_beyond' is lower (faster, or smaller) past it."},
-        {"title": "Figures", "figures": figure_list},
+                 "'ahead beyond' is lower (faster, or smaller) past it."},
         {"title": "Fastest variant per N", "table": _html_table(tables["fastest_per_n"])},
         {"title": "Masked against dense", "table": _html_table(tables["mask_speedup"]),
          "note": "Time of the dense case (mask none) over the masked one, same variant and shape; 'ideal' is dense "
                  "over masked visible pairs (N/W for sliding:W): a kernel that skips hidden work gets near it."},
         {"title": "Cases that did not finish ok", "table": _html_table(tables["failures"])},
         {"title": "Compilation (torch.compile)", "table": _html_table(tables["compilation"], "no variant compiled"),
-         "note": "compile_s: wall time of a case's untimed first calls that ran torch.compile (compilation plus one "
+         "note": "compile: wall time of a case's untimed first calls that ran torch.compile (compilation plus one "
                  "call), never part of its timed samples; a later N served by the same dynamic-shape graph compiles "
                  "nothing. A recompile while timing is a warning on that row."},
         {"title": "Environment and measured ceilings", "table": _html_table(tables["environment"])},
@@ -154,12 +167,15 @@ def _sections(tables: dict[str, pd.DataFrame], headline: pd.DataFrame, figures: 
     ]  # fmt: skip
 
 
-def _summary_markdown(runs: str, counts: str, tables: dict[str, pd.DataFrame], headline: pd.DataFrame) -> str:
-    parts = [f"# attnbench report: {runs}\n", f"{counts}\n"]
+def _summary_markdown(runs: str, counts: str, tables: dict[str, pd.DataFrame], headline: pd.DataFrame,
+                      findings: list[dict]) -> str:  # fmt: skip
+    parts = [f"# attnbench report: {runs}\n", f"{counts}\n", "\n## Findings\n"]
+    for finding in findings:
+        parts += [f"\n### {finding['title']}\n", markdown_table(finding["table"])]
     for title, table in (("Measurement quality", tables["quality"]),
                          ("Complexity fits (time ~ N^alpha, memory ~ N^beta)", headline),
                          ("Crossovers", tables["crossovers"]), ("Failures", tables["failures"])):  # fmt: skip
-        parts += [f"\n## {title}\n", markdown_table(table)]
+        parts += [f"\n## {title}\n", markdown_table(for_people(table))]
     return "\n".join(parts)
 
 
@@ -185,16 +201,18 @@ def build_report(run_dirs: list[str | Path], out: str | Path, *, baseline: str =
     figures = make_figures(frame, fits, ceilings, maps.get("non_causal", {}), out / "figures", baseline)
 
     headline = fits[FIT_COLUMNS] if len(fits) else fits
+    findings = findings_sections(frame, fits, tables["crossovers"], baseline)
     runs = ", ".join(envs)
     counts = f"{len(frame)} cases: " + ", ".join(f"{n} {s}" for s, n in sorted(frame["status"].value_counts().items()))
-    (out / "summary.md").write_text(_summary_markdown(runs, counts, tables, headline))
+    (out / "summary.md").write_text(_summary_markdown(runs, counts, tables, headline, findings))
     page = TEMPLATES.get_template("index.html").render(
         runs=runs,
         case_count=len(frame),
         counts=counts.split(": ", 1)[1],
         generated=time.strftime("%Y-%m-%d %H:%M:%S"),
+        findings=[{**f, "table": _html_table(f["table"], f.get("empty", "none"), raw=False)} for f in findings],
         quality_lines=quality_lines(frame, envs),
-        quality=_html_table(tables["quality"], "every timed case was clean", digits=3),
+        quality=_html_table(tables["quality"], "every timed case was clean"),
         sections=_sections(tables, headline, figures),
     )
     index = out / "index.html"

@@ -24,7 +24,9 @@ from ..analyze.tables import with_config  # noqa: E402
 from ..measure.complexity import declared_exponent  # noqa: E402
 
 DPI = 110
-COL_WRAP = 4
+COL_WRAP = 3  # panels per row: at the report's 1400 px, three stay legible
+FIGURE_WIDTH_IN = 13.5  # the page's width at DPI: figures are shown at full width, not scaled up
+EXPONENT_AXIS = (-0.5, 3.5)  # fitted exponents beyond these are drawn at the edge with their value
 
 
 def palette(variants: list[str]) -> dict[str, tuple]:
@@ -59,11 +61,18 @@ def _wrap(data: pd.DataFrame, column: str = "config") -> int:
     return max(1, min(COL_WRAP, data[column].nunique()))
 
 
+def _panel_size(panels: int) -> dict[str, float]:
+    """seaborn's height and aspect for ``panels`` facets filling the page's width (the legend sits beside)."""
+    width = (FIGURE_WIDTH_IN - 1.8) / min(panels, COL_WRAP)
+    height = min(width / 1.5, 4.8)
+    return {"height": height, "aspect": width / height}
+
+
 def _curves(data: pd.DataFrame, y: str, ylabel: str, colours: dict, **line) -> sns.FacetGrid:
     """One log-log panel per configuration, one line per variant."""
     grid = sns.relplot(
         data=data, x="seq_len", y=y, hue="variant", col="config", col_wrap=_wrap(data), kind="line",
-        palette=colours, marker="o", height=3.2, aspect=1.2, **line,
+        palette=colours, marker="o", **_panel_size(data["config"].nunique()), **line,
     )  # fmt: skip
     _loglog(grid, ylabel)
     return grid
@@ -139,7 +148,7 @@ def tradeoff_figure(ok: pd.DataFrame, colours: dict, path: Path) -> Path:
     data = data.assign(label=data["config"] + "  (N=" + data["seq_len"].astype(str) + ")")
     grid = sns.relplot(
         data=data, x="time_median_s", y="rel_err", hue="variant", col="label", col_wrap=_wrap(data, "label"), kind="scatter",
-        palette=colours, s=70, height=3.2, aspect=1.2,
+        palette=colours, s=70, **_panel_size(data["label"].nunique()),
     )  # fmt: skip
     grid.set(xscale="log", yscale="log")
     grid.set_axis_labels("time per call (s)", "relative error vs float64")
@@ -148,14 +157,20 @@ def tradeoff_figure(ok: pd.DataFrame, colours: dict, path: Path) -> Path:
 
 
 def exponent_figure(fits: pd.DataFrame, colours: dict, path: Path) -> Path | None:
-    """Fitted exponents with 95% intervals per variant, beside the declared class (x)."""
+    """Fitted exponents with 95% intervals per variant, beside the declared class (x).
+
+    The axes span `EXPONENT_AXIS`; an exponent beyond it (a noisy fit, a curve
+    that fell) is drawn as a triangle at the edge, labelled with its value.
+    """
     if fits.empty:
         return None
     configs = sorted(fits["config"].unique())
-    fig, axes = plt.subplots(1, 2, figsize=(12, 0.45 * fits["variant"].nunique() * len(configs) + 1.5), sharey=True)
     variants = sorted(fits["variant"].unique())
+    height = max(0.32 * len(variants) * max(1, len(configs) ** 0.5) + 1.8, 3.0)
+    fig, axes = plt.subplots(1, 2, figsize=(FIGURE_WIDTH_IN, height), sharey=True)
     offsets = np.linspace(-0.3, 0.3, len(configs)) if len(configs) > 1 else [0.0]
-    markers = "osD^v<>p*h"
+    markers = "osD^vpPh*X"  # no < or >: those mark an exponent off the axes
+    low, high = EXPONENT_AXIS
     for ax, (what, lo, hi, declared, title) in zip(
         axes,
         [
@@ -170,20 +185,28 @@ def exponent_figure(fits: pd.DataFrame, colours: dict, path: Path) -> Path | Non
                     continue
                 r = rows.loc[variant]
                 y = vi + offsets[ci]
-                ax.errorbar(
-                    r[what], y, xerr=[[r[what] - r[lo]], [r[hi] - r[what]]], fmt=markers[ci % len(markers)],
-                    color=colours.get(variant), capsize=3,
-                )  # fmt: skip
+                value = r[what]
+                if not low <= value <= high:  # off the axes: at the edge, with its value, never silently dropped
+                    edge = low if value < low else high
+                    ax.plot(edge, y, "<" if value < low else ">", color=colours.get(variant), ms=8, clip_on=False)
+                    ax.annotate(f"{value:.2f}", (edge, y), xytext=(-4 if value > high else 4, 5),
+                                textcoords="offset points", ha="right" if value > high else "left", fontsize=8)  # fmt: skip
+                else:
+                    ax.errorbar(
+                        value, y, xerr=[[max(value - r[lo], 0)], [max(r[hi] - value, 0)]],
+                        fmt=markers[ci % len(markers)], color=colours.get(variant), capsize=3,
+                    )  # fmt: skip
                 expected = declared_exponent(r[declared])
                 if expected is not None:
-                    ax.plot(expected, y, "x", color="black", ms=6)
+                    ax.plot(expected, y, "x", color="black", ms=7)
         ax.set_yticks(range(len(variants)), variants)
         ax.set_title(title + "  (x: declared class)")
-        ax.set_xlim(0, 3)
+        ax.set_xlim(low, high)
         ax.grid(True, axis="x", alpha=0.3)
     handles = [plt.Line2D([], [], marker=markers[i % len(markers)], ls="", color="grey") for i in range(len(configs))]
     fig.legend(handles, configs, loc="lower center", ncol=min(4, len(configs)), fontsize=8, bbox_to_anchor=(0.5, -0.02))
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    legend_rows = -(-len(configs) // 4)
+    fig.tight_layout(rect=(0, (0.3 + 0.22 * legend_rows) / height, 1, 1))
     return _save(fig, path)
 
 

@@ -36,18 +36,33 @@ def _agreement(agree: int, judged: int) -> str:
 
 def fastest_table(frame: pd.DataFrame) -> pd.DataFrame:
     ranges = findings.fastest_ranges(frame)
+    approximations = [
+        "" if name is None else f"{name}: {_lead(lo, hi)}"
+        for name, lo, hi in zip(ranges["approximation"], ranges["approx_speedup_min"], ranges["approx_speedup_max"])
+    ]
     return pd.DataFrame(
         {
             "configuration": ranges["config"],
             "N": [_n_range(a, b) for a, b in zip(ranges["n_from"], ranges["n_to"])],
-            "fastest": [v if exact else f"{v} (approximate)" for v, exact in zip(ranges["fastest"], ranges["exact"])],
-            "lead over the next": [_lead(a, b) for a, b in zip(ranges["lead_min"], ranges["lead_max"])],
-            "next fastest (largest N)": ranges["runner_up"].fillna(""),
+            "fastest exact": ranges["fastest"],
+            "lead over the next exact": [_lead(a, b) for a, b in zip(ranges["lead_min"], ranges["lead_max"])],
+            "next exact (largest N)": ranges["runner_up"].fillna(""),
+            "fastest approximation: its speedup": approximations,
         }
     )
 
 
+def _configurations(where: list[str], every: list[str]) -> str:
+    """The configurations a finding holds in: listed, or counted with the exceptions named when most."""
+    if len(where) == len(every) > 1:
+        return f"all {len(every)} configurations"
+    if len(where) > len(every) / 2 and len(every) > 2:
+        return f"{len(where)} of {len(every)} configurations; not in: " + "; ".join(c for c in every if c not in where)
+    return "; ".join(where)
+
+
 def crossover_lines(crossovers: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """One line per (variant, metric, direction): the range of crossover N and the configurations it holds in."""
     mine = findings.baseline_crossovers(crossovers, baseline)
     words = {
         ("time", "ahead"): f"faster than {baseline}",
@@ -55,15 +70,19 @@ def crossover_lines(crossovers: pd.DataFrame, baseline: str) -> pd.DataFrame:
         ("memory", "ahead"): f"less memory than {baseline}",
         ("memory", "behind"): f"more memory than {baseline}",
     }
-    return pd.DataFrame(
-        {
-            "configuration": mine["config"],
-            "finding": [
-                f"{variant}: {words[(metric, beyond)]} beyond N ≈ {significant(n, 2)}"
-                for variant, metric, beyond, n in zip(mine["variant"], mine["metric"], mine["beyond"], mine["crossover_n"])
-            ],
-        }
-    )
+    all_configs = sorted(crossovers["config"].unique()) if len(crossovers) else []
+    rows = []
+    for (metric, variant, beyond), group in mine.groupby(["metric", "variant", "beyond"], sort=True):
+        lo, hi = group["crossover_n"].min(), group["crossover_n"].max()
+        where = sorted(group["config"].unique())
+        rows.append({
+            "finding": f"{variant}: {words[(metric, beyond)]}",
+            "beyond N ≈": significant(lo, 2) if significant(lo, 2) == significant(hi, 2)
+            else f"{significant(lo, 2)}–{significant(hi, 2)}",
+            "in": _configurations(where, all_configs),
+        })  # fmt: skip
+    rows.sort(key=lambda row: "memory" in row["finding"])  # time first
+    return pd.DataFrame(rows, columns=["finding", "beyond N ≈", "in"])
 
 
 def class_table(fits: pd.DataFrame) -> pd.DataFrame:
@@ -102,13 +121,15 @@ def findings_sections(frame: pd.DataFrame, fits: pd.DataFrame, crossovers: pd.Da
         errors_note += (f" No work model (FLOP count), so absent from the GFLOP/s figure: {', '.join(no_model)}"
                         " (declare flops= when registering).")  # fmt: skip
     return [
-        {"title": "Fastest variant per range of N", "table": fastest_table(frame),
-         "note": "Per configuration, consecutive sequence lengths won by one variant (median time; contended cases "
-                 "left out), and its lead: the next variant's time over the winner's, smallest to largest."},
+        {"title": "Fastest exact variant per range of N", "table": fastest_table(frame),
+         "note": "Per configuration, consecutive sequence lengths won by one exact variant (median time; contended "
+                 "cases left out); its lead: the next exact variant's time over its own, smallest to largest; the "
+                 "fastest approximation at the largest N, and its speedup over the fastest exact one (below 1×: "
+                 "slower). Approximations' errors are below."},
         {"title": f"Crossovers against the baseline ({baseline})", "table": crossover_lines(crossovers, baseline),
          "empty": f"no variant's time or memory curve crosses {baseline}'s",
-         "note": "Where a curve crosses the baseline's for the last time (interpolated in log space); all pairs are "
-                 "under Crossovers, further down."},
+         "note": "Where a variant's curve crosses the baseline's for the last time (interpolated in log space), "
+                 "over the configurations where it does; all pairs are under Crossovers, further down."},
         {"title": "Fitted complexity against the declared class", "table": class_table(fits),
          "note": "Exponents of a log-log fit over the largest N (range over configurations); agrees: within 0.3 of "
                  "the declared class, in how many configurations (– : no verdict, e.g. too few or noisy points)."},

@@ -109,7 +109,7 @@ def heading(column: str) -> str:
 def cell(column: str, value: Any) -> str:
     """One value of ``column`` as people read it; missing values are empty."""
     if _missing(value):
-        return ""
+        return "–" if COLUMNS.get(column, ("", None))[1] is mark else ""  # a verdict column: "no verdict"
     if column in COLUMNS:
         return COLUMNS[column][1](value)
     if isinstance(value, bool):
