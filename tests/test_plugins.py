@@ -137,3 +137,41 @@ def test_contract_breakers_get_a_clear_line_and_the_rest_still_runs(tmp_path):
     for name, needle in (("test-bad-shape", "shape"), ("test-bad-dtype", "float64")):
         check = attnbench("check", name, "--plugin", path)
         assert check.returncode == 1 and needle in check.stdout
+
+
+@pytest.fixture
+def windowed_plugins():
+    from harness.run.plugins import load_plugins
+    from variants import unregister
+
+    load_plugins([str(PLUGINS / "windowed.py")])
+    yield
+    for name in ("test-window-64", "test-window-off-by-one"):
+        unregister(name)
+
+
+def test_an_approximation_is_measured_against_its_declared_reference(windowed_plugins):
+    from harness.measure.case import Case
+    from harness.measure.measure_case import measure_case
+
+    # check: past the 64-key window, the error against sliding:64 exposes an off-by-one window.
+    right = {r.name: r for r in check_variant("test-window-64")}["accuracy"]
+    wrong = {r.name: r for r in check_variant("test-window-off-by-one")}["accuracy"]
+    assert right.passed and "against exact attention under sliding:64" in right.detail
+    assert [float(e.split()[0]) for e in right.detail.split(": ", 1)[1].split(", ")] < [1e-5, 1e-5], right.detail
+    assert min(float(e.split()[0]) for e in wrong.detail.split(": ", 1)[1].split(", ")) > 1e-3, wrong.detail
+    plain = {r.name: r for r in check_variant("linear-elu")}["accuracy"]
+    assert plain.passed and "against exact attention: " in plain.detail and "N_q=1024 N_kv=1024" in plain.detail
+
+    # A sweep's row: the error against the declared reference, which the row names.
+    record = measure_case(Case("test-window-64", 256, heads=2, head_dim=16, threads=1), max_time_s=0.02, memory=False)
+    assert record.status == "ok" and record.err_reference == "sliding:64" and record.rel_err < 1e-5
+
+
+def test_reference_is_for_approximations_and_must_be_a_mask():
+    from variants import register
+
+    with pytest.raises(ValueError, match="reference= is for approximations"):
+        register("test-ref-exact", family="t", exact=True, time="O(N^2 d)", memory="O(N^2)", reference="sliding:4")
+    with pytest.raises(ValueError, match="unknown mask 'band:4'"):
+        register("test-ref-bad", family="t", exact=False, time="O(N^2 d)", memory="O(N^2)", reference="band:4")

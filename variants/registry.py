@@ -109,6 +109,10 @@ class VariantSpec:
     are served as they are -- otherwise the spec repeats them to q's heads,
     a copy, and says so (``gqa_method``). ``skips_masked``: hidden key blocks
     cost nothing, so a banded mask makes the variant O(N·W·d).
+    ``reference`` (approximations only): the mask of the exact attention the
+    variant approximates when a case asks for none -- e.g. "sliding:256" for a
+    windowed approximation -- so its error against float64 (in sweeps and in
+    ``attnbench check``) measures the approximation, not the window.
     """
 
     name: str
@@ -130,6 +134,7 @@ class VariantSpec:
     masks: tuple[str, ...] = ("none", "causal")
     gqa: bool = False
     skips_masked: bool = False
+    reference: str | None = None  # an approximation's exact counterpart: a mask spec (see below)
     takes_mask: bool = False  # the function takes mask= (set by register from its signature)
     doc: str = ""
 
@@ -163,7 +168,8 @@ class VariantSpec:
             "devices": list(self.devices), "dtypes": list(self.dtypes), "causal": self.causal,
             "masks": list(self.masks), "gqa": self.gqa_method,
             "backward": self.backward, "params": dict(self.params), "requires": self.requires,
-            "randomized": self.randomized, "available": reason is None, "unavailable_reason": reason, "doc": self.doc,
+            "randomized": self.randomized, "reference": self.reference,
+            "available": reason is None, "unavailable_reason": reason, "doc": self.doc,
         }  # fmt: skip
 
     def check(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, mask: Mask) -> None:
@@ -228,7 +234,8 @@ def register(
 
     ``params`` are bound as keyword arguments on every call. Other ``options``
     are `VariantSpec` fields (devices, dtypes, causal, backward, requires,
-    randomized, flops, backend). A name registered twice raises ``ValueError``.
+    randomized, flops, backend, masks, gqa, reference). A name registered twice
+    raises ``ValueError``.
     """
     if not name or any(c.isspace() for c in name) or "," in name:
         raise ValueError(f"variant name must be non-empty with no spaces or commas: {name!r}")
@@ -245,6 +252,10 @@ def register(
         options["causal"] = "causal" in options["masks"]
     else:
         options["masks"] = ("none", "causal") if options.get("causal", True) else ("none",)
+    if options.get("reference") is not None:
+        if exact:
+            raise ValueError(f"register({name!r}): reference= is for approximations; an exact variant declares masks=")
+        options["reference"] = parse_mask(options["reference"]).spec  # a MaskError names a bad spec
     params = MappingProxyType(dict(params or {}))
 
     def decorator(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:

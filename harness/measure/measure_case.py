@@ -53,6 +53,12 @@ def record_for(case: Case, status: str = "ok", reason: str = "") -> Record:
     return Record(**identity, **described, case_id=case.case_id, device_name=name, status=status, reason=reason)
 
 
+def reference_mask(spec, case: Case) -> str:
+    """The mask of the float64 reference a case's error is measured against: the case's own, or, for an
+    approximation that declares ``reference=`` (e.g. "sliding:256") run without a mask, that one."""
+    return spec.reference if spec.reference and case.mask == "none" else case.mask
+
+
 def declared_classes(spec, case: Case) -> dict[str, str]:
     """The variant's declared time and memory classes as functions of this case's N.
 
@@ -192,7 +198,9 @@ def measure_case(
             garbage = non_finite(out) or input_damage(inputs, pristine)
             if garbage:
                 return record_for(case, "error", f"{case.variant} {garbage}")
-            acc = measure_accuracy(out, *pristine, mask=case.mask, max_rows=accuracy_rows, seed=case.seed)
+            against = reference_mask(spec, case)
+            acc = measure_accuracy(out, *pristine, mask=against, max_rows=accuracy_rows, seed=case.seed)
+            record.err_reference = against if against != case.mask else None
             if spec.backend is not None:
                 record.backend = spec.backend(*pristine, mask=parse_mask(case.mask))
             del out

@@ -71,6 +71,7 @@ class Record:
     gbytes_per_s: float | None = None
     gqa_method: str | None = None  # "grouped" (K, V read as they are) or "expanded" (repeated to H heads), when H_kv < H
     rel_err: float | None = None
+    err_reference: str | None = None  # the reference's mask when not the case's: the variant's declared reference=
     max_abs_err: float | None = None
     cosine: float | None = None
     err_rows: int | None = None

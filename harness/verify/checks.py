@@ -13,7 +13,11 @@ author sees exactly what the project's own variants are held to:
   bf16 2e-2), causal and not, N_q != N_kv where supported; under every mask
   they declare, with grouped-query heads, including queries that see no key;
 - backward: exact variants' gradients within 1e-4 of float64 gradients;
-  approximations' gradients finite.
+  approximations' gradients finite;
+- accuracy (approximations): finite, and its error against float64 attention
+  -- under the variant's declared ``reference`` mask, if any -- reported at
+  N = 1024 and at N_q != N_kv, lengths past the usual 128/256 blocks and
+  windows, where a windowed or blocked approximation's logic shows.
 """
 
 from __future__ import annotations
@@ -86,8 +90,9 @@ def exact_error(spec: VariantSpec, *, n_q: int, n_kv: int | None = None, d: int 
     return relative_error(out, reference_attention(q, k, v, causal=causal, mask=mask, scale=scale))
 
 
-# (N_q, N_kv, D_v): tiny, past the usual 128/256 block sizes, N_q != N_kv both ways, D_v != D.
-EXACT_SHAPES = [(7, 7, None), (257, 257, None), (100, 160, None), (300, 517, None), (517, 300, None), (64, 64, 24)]
+# (N_q, N_kv, D_v): tiny, past the usual 128/256 block sizes and 512 windows, N_q != N_kv both ways, D_v != D.
+EXACT_SHAPES = [(7, 7, None), (257, 257, None), (100, 160, None), (300, 517, None), (517, 300, None), (64, 64, 24),
+                (1030, 1030, None)]  # fmt: skip
 
 
 def _case_label(dtype: torch.dtype, n_q: int, n_kv: int, d_v: int | None, causal: bool) -> str:
@@ -176,6 +181,26 @@ def check_backward(spec: VariantSpec, *, device: str = "cpu") -> CheckResult:
         return CheckResult("backward", None, str(exc))
 
 
+# (N_q, N_kv): past the usual block (128, 256) and window sizes, square and not.
+ACCURACY_SHAPES = [(1024, 1024), (300, 517)]
+
+
+def check_accuracy(spec: VariantSpec, *, device: str = "cpu") -> CheckResult:
+    """An approximation's error against float64 at long shapes (under its declared reference mask): finite, reported."""
+    against = f"exact attention under {spec.reference}" if spec.reference else "exact attention"
+    errors = []
+    for n_q, n_kv in ACCURACY_SHAPES:
+        try:
+            q, k, v = seeded_qkv(n_q, n_kv, heads=2, d=64, device=device, seed=7, scale=2.0)
+            out = spec(q, k, v)
+        except Unsupported as exc:
+            return CheckResult("accuracy", None, str(exc))
+        if not torch.isfinite(out).all():
+            return CheckResult("accuracy", False, f"N_q={n_q} N_kv={n_kv}: output has NaN or Inf")
+        errors.append(f"{relative_error(out, reference_attention(q, k, v, mask=spec.reference)):.1e} at N_q={n_q} N_kv={n_kv}")
+    return CheckResult("accuracy", True, f"relative error against {against}: {', '.join(errors)}")
+
+
 CHECKS = {
     "contract": lambda spec, device: check_contract(spec, device=device),
     "contract (causal)": lambda spec, device: check_contract(spec, causal=True, device=device),
@@ -183,12 +208,14 @@ CHECKS = {
     "exact": lambda spec, device: check_exact(spec, device=device),
     "masks and GQA": lambda spec, device: check_masks(spec, device=device),
     "backward": lambda spec, device: check_backward(spec, device=device),
+    "accuracy": lambda spec, device: check_accuracy(spec, device=device),
 }
 
 
 def checks_for(spec: VariantSpec) -> list[str]:
     """The names of the checks that apply to ``spec`` (exact tolerances only for exact variants)."""
-    return [name for name in CHECKS if spec.exact or name not in ("exact", "masks and GQA")]
+    exact_only, approximate_only = ("exact", "masks and GQA"), ("accuracy",)
+    return [name for name in CHECKS if name not in (approximate_only if spec.exact else exact_only)]
 
 
 def run_check(variant: str, check: str, *, device: str = "cpu") -> CheckResult:
