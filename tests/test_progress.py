@@ -48,3 +48,18 @@ def test_the_end_summary_counts_statuses_quality_and_timed_share():
     ]
     clean = RunSummary(run_dir=Path("r"), counts={"ok": 4}, noisy=0, total=4, resumed=0, wall_s=1.0, timed_s=0.5)
     assert not any(line.startswith("measurement quality") for line in summary_lines(clean))
+
+
+def test_on_a_terminal_a_rich_bar_with_flagged_cases_above_it():
+    stream = io.StringIO()
+    progress = Progress(stream, live=True)  # drawn as on a terminal
+    progress(0, 3, CASE, None)
+    progress(1, 3, CASE, OK)
+    progress(2, 3, CASE, {**OK, "noisy": True, "time_iqr_s": 2.8e-4})
+    assert progress.bar is not None  # still live: one case to go
+    progress(3, 3, CASE, OK)
+    assert progress.bar is None  # the last case stopped it
+    shown = stream.getvalue()
+    assert "naive N=128 float32 fwd cpu: noisy: IQR/median 14%" in shown
+    assert "3/3" in shown and "ETA 0:00" in shown and "\x1b[" in shown  # rich's terminal drawing
+    progress.close()  # idempotent

@@ -1,10 +1,14 @@
-"""Sweep progress on stderr: a live line on a terminal, one line per case otherwise."""
+"""Sweep progress on stderr: a live rich progress bar on a terminal, one plain line per case otherwise."""
 
 from __future__ import annotations
 
 import sys
 import time
 from typing import TextIO
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as RichProgress
 
 from ..measure.case import Case
 
@@ -19,14 +23,23 @@ def _clock(seconds: float) -> str:
 
 
 class Progress:
-    """Callable as ``progress(done, total, case, record)`` (see `harness.run.runner.run_sweep`)."""
+    """Callable as ``progress(done, total, case, record)`` (see `harness.run.runner.run_sweep`).
 
-    def __init__(self, stream: TextIO = sys.stderr, width: int = 24) -> None:
+    On a terminal (or with ``live=True``) a rich progress bar: done/total,
+    elapsed, ETA and the case being timed, with a flagged case (noisy,
+    contended) printed above it as it finishes. Otherwise one plain line per
+    finished case. The ETA extrapolates the cases this process ran, not those
+    a resumed sweep found recorded. `close` ends the live display (the runner
+    calls it however the sweep ends).
+    """
+
+    def __init__(self, stream: TextIO = sys.stderr, *, live: bool | None = None) -> None:
         self.stream = stream
-        self.live = stream.isatty()
-        self.width = width
+        self.live = stream.isatty() if live is None else live
         self.started = time.monotonic()
         self.first_done: int | None = None
+        self.bar: RichProgress | None = None
+        self.task: TaskID | None = None
 
     def __call__(self, done: int, total: int, case: Case, record: dict | None) -> None:
         if self.first_done is None:
@@ -35,22 +48,36 @@ class Progress:
         ran = done - self.first_done
         eta = _clock(elapsed / ran * (total - done)) if ran else "?"
         if self.live:
-            filled = int(self.width * done / total)
-            bar = "#" * filled + "-" * (self.width - filled)
-            line = f"\r[{bar}] {done}/{total}  {_clock(elapsed)} elapsed, ETA {eta}  {case.label()}"
-            self.stream.write(line[:160].ljust(160))
-            if done == total and record is not None:
-                self.stream.write("\n")
-            flag = quality_flag(record) if record is not None else ""
-            if flag:  # a flagged case keeps a line of its own above the live one
-                self.stream.write(f"\r{case.label()}: {flag}".ljust(160)[:160] + "\n")
+            self._draw(done, total, case, record, eta)
         elif record is not None:
             status = record["status"]
             detail = f"{record['time_median_s'] * 1e3:.3f} ms" if status == "ok" else record.get("reason", "")[:120]
             flag = quality_flag(record) if status == "ok" else ""
             detail += f" [{flag}]" if flag else ""
             self.stream.write(f"[{done}/{total}] {case.label()}: {status} {detail}  ({_clock(elapsed)}, ETA {eta})\n")
-        self.stream.flush()
+            self.stream.flush()
+
+    def _draw(self, done: int, total: int, case: Case, record: dict | None, eta: str) -> None:
+        if self.bar is None:
+            console = Console(file=self.stream, force_terminal=self.live, width=None if self.stream.isatty() else 120)
+            self.bar = RichProgress(
+                BarColumn(bar_width=24), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA {task.fields[eta]}"),
+                TextColumn("{task.description}"), console=console, refresh_per_second=4,
+            )  # fmt: skip
+            self.task = self.bar.add_task(case.label(), total=total, completed=done, eta=eta)
+            self.bar.start()
+        flag = quality_flag(record) if record is not None else ""
+        if flag:  # a flagged case keeps a line of its own above the live one
+            self.bar.console.print(f"{case.label()}: {flag}", style="yellow", markup=False, highlight=False)
+        self.bar.update(self.task, completed=done, description=case.label(), eta=eta)
+        if done == total and record is not None:
+            self.close()
+
+    def close(self) -> None:
+        """End the live display (idempotent); plain-line output needs nothing."""
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
 
 
 def quality_flag(record: dict) -> str:

@@ -181,6 +181,8 @@ def _run_cases(sweep, run_dir, cases, recorded, executor, progress) -> float:
     finally:
         executor.close()
         writer.close()
+        if hasattr(progress, "close"):  # a live display ends with the cases, however they end
+            progress.close()
     return timed_s
 
 
