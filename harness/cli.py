@@ -154,7 +154,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {out}: " + ("is a directory" if out.is_dir() else f"no such directory {out.parent}"))
     try:
         from .report.export import write_pytest_benchmark
-
+    except ModuleNotFoundError as exc:
+        if exc.name != "pytest_benchmark":
+            raise
+        raise UsageError("needs pytest-benchmark: pip install -e '.[bench]'") from None
+    try:
         count = write_pytest_benchmark(frame, env, out)
     except OSError as exc:
         raise UsageError(f"cannot write {out}: {exc.strerror}") from None

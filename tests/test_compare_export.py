@@ -126,3 +126,14 @@ def test_benchmark_suite_is_collected_from_the_registry_with_plugins():
     names = set(list_variants()) | {"test-plugin-attn"}
     assert len(ids) == len(names) * 2 * 2  # variants x N x causal
     assert any("test-plugin-attn" in i for i in ids)
+
+
+def test_export_without_pytest_benchmark_installed_is_one_line(two_runs, tmp_path):
+    # The default install has no pytest-benchmark (a test tool): export says how to get it, nothing else breaks.
+    script = ("import sys; sys.modules['pytest_benchmark'] = None; from harness.cli import main; "
+              f"sys.exit(main(['export', {str(two_runs[0])!r}, '--out', {str(tmp_path / 'x.json')!r}]))")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == "attnbench export: error: needs pytest-benchmark: pip install -e '.[bench]'"
+    assert not (tmp_path / "x.json").exists()
