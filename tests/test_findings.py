@@ -90,6 +90,8 @@ def test_approximation_errors_and_variants_without_a_work_model():
     assert list(errors.index) == ["x"]
     assert errors.loc["x", ["n_small", "err_small", "n_large", "err_large"]].tolist() == [128, 0.0128, 1024, 0.1024]
     assert findings.without_work_model(rows()) == ["x"]
+    assert findings.without_work_model(rows().assign(flops=1.0)) == []
+    assert findings.without_work_model(rows().assign(status="contended")) == []  # nothing ok: nothing to say
 
 
 def test_tables_for_people_have_words_units_and_marks():

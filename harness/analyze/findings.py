@@ -129,5 +129,4 @@ def approximation_errors(frame: pd.DataFrame) -> pd.DataFrame:
 def without_work_model(frame: pd.DataFrame) -> list[str]:
     """Variants with ok rows but no FLOP count: their GFLOP/s is undefined, so the throughput figure omits them."""
     ok = frame[(frame["status"] == "ok") & (frame["mode"] != "decode")]
-    counted = ok.groupby("variant")["flops"].apply(lambda f: f.notna().any())
-    return sorted(counted.index[~counted])
+    return sorted(str(variant) for variant, flops in ok.groupby("variant")["flops"] if flops.isna().all())

@@ -141,6 +141,21 @@ def _workload(case: Case) -> tuple[Callable[[], Any], Callable[[], torch.Tensor]
     return forward_backward, forward_only, (q, k, v)
 
 
+def _use_allocator(case: Case) -> tuple[str, list[str]]:
+    """Pin malloc when the case asks; (the allocator this process has, a warning when it is not the one asked).
+
+    A pinned process cannot unpin itself: a "system" case measured in such a
+    process (in-process, not by a sweep's worker) says so on its row.
+    """
+    if case.allocator == "pinned":
+        pin_allocator()
+    actual = allocator_state()
+    if actual == case.allocator:
+        return actual, []
+    return actual, [f"asked for the {case.allocator} allocator, but this process's malloc is {actual} "
+                    "(measured in-process; a sweep's worker starts with the right one)"]  # fmt: skip
+
+
 def _clocked(call: Callable[[], Any]) -> tuple[Any, float]:
     """(call(), its wall time in seconds), the device synchronized on both sides."""
     _synchronize()
@@ -178,14 +193,7 @@ def measure_case(
     if unavailable:
         return record_for(case, "unsupported", f"{case.variant} {unavailable}")
     record = record_for(case)
-    if case.allocator == "pinned":
-        pin_allocator()
-    record.allocator = allocator_state()  # what this process has: a pinned process cannot unpin itself
-    if record.allocator != case.allocator:
-        record.warnings.append(
-            f"asked for the {case.allocator} allocator, but this process's malloc is {record.allocator} "
-            "(measured in-process; a sweep's worker starts with the right one)"
-        )
+    record.allocator, record.warnings = _use_allocator(case)
     try:
         with thread_count(case.threads):
             timed, forward, inputs = _workload(case)
@@ -202,7 +210,9 @@ def measure_case(
             acc = measure_accuracy(out, *pristine, mask=against, max_rows=accuracy_rows, seed=case.seed)
             record.err_reference = against if against != case.mask else None
             if spec.backend is not None:
-                record.backend = spec.backend(*pristine, mask=parse_mask(case.mask))
+                # Asked with the inputs the timed call gets: a dispatcher (SDPA) picks by requires_grad too.
+                asked = tuple(t.detach().requires_grad_(case.mode == "fwd_bwd") for t in pristine)
+                record.backend = spec.backend(*asked, mask=parse_mask(case.mask))
             del out
             if case.mode == "fwd_bwd" and compiled_graphs():  # something compiles here: its backward may compile
                 first_s += _clocked(timed)[1]  # on the first gradient call, which belongs to compile_s, not warm-up

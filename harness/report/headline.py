@@ -10,7 +10,13 @@ import math
 
 import pandas as pd
 
-from ..analyze import findings
+from ..analyze.findings import (
+    approximation_errors,
+    baseline_crossovers,
+    class_verdicts,
+    fastest_ranges,
+    without_work_model,
+)
 from .human import mark, significant
 
 
@@ -35,7 +41,7 @@ def _agreement(agree: int, judged: int) -> str:
 
 
 def fastest_table(frame: pd.DataFrame) -> pd.DataFrame:
-    ranges = findings.fastest_ranges(frame)
+    ranges = fastest_ranges(frame)
     approximations = [
         "" if name is None else f"{name}: {_lead(lo, hi)}"
         for name, lo, hi in zip(ranges["approximation"], ranges["approx_speedup_min"], ranges["approx_speedup_max"])
@@ -63,7 +69,7 @@ def _configurations(where: list[str], every: list[str]) -> str:
 
 def crossover_lines(crossovers: pd.DataFrame, baseline: str) -> pd.DataFrame:
     """One line per (variant, metric, direction): the range of crossover N and the configurations it holds in."""
-    mine = findings.baseline_crossovers(crossovers, baseline)
+    mine = baseline_crossovers(crossovers, baseline)
     words = {
         ("time", "ahead"): f"faster than {baseline}",
         ("time", "behind"): f"slower than {baseline}",
@@ -86,7 +92,7 @@ def crossover_lines(crossovers: pd.DataFrame, baseline: str) -> pd.DataFrame:
 
 
 def class_table(fits: pd.DataFrame) -> pd.DataFrame:
-    verdicts = findings.class_verdicts(fits)
+    verdicts = class_verdicts(fits)
     return pd.DataFrame(
         {
             "variant": verdicts["variant"],
@@ -101,7 +107,7 @@ def class_table(fits: pd.DataFrame) -> pd.DataFrame:
 
 
 def error_table(frame: pd.DataFrame) -> pd.DataFrame:
-    errors = findings.approximation_errors(frame)
+    errors = approximation_errors(frame)
     return pd.DataFrame(
         {
             "variant": errors["variant"],
@@ -115,7 +121,7 @@ def error_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 def findings_sections(frame: pd.DataFrame, fits: pd.DataFrame, crossovers: pd.DataFrame, baseline: str) -> list[dict]:
     """The findings, most useful first."""
-    no_model = findings.without_work_model(frame)
+    no_model = without_work_model(frame)
     errors_note = "Relative Frobenius error against exact float64 attention on the same inputs (median over configurations)."
     if no_model:
         errors_note += (f" No work model (FLOP count), so absent from the GFLOP/s figure: {', '.join(no_model)}"
