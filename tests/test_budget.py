@@ -3,26 +3,38 @@
 from __future__ import annotations
 
 from harness.measure.case import Case
-from harness.run.budget import over_budget, predicted_peak_bytes
+from harness.run.budget import over_budget, predicted_peak_bytes, reference_bytes
 from harness.run.runner import GrowthStops
 
 MiB = 2**20
 
 
 def test_quadratic_memory_class_predicts_two_n_by_n_matrices_plus_inputs():
-    case = Case("naive", 1024, heads=8, head_dim=64, threads=1)  # declared memory O(N^2)
-    inputs = 4 * 8 * 1024 * 64 * 4  # q, k, v and the output, fp32
-    assert predicted_peak_bytes(case) == inputs + 2 * 8 * 1024 * 1024 * 4  # 8 MiB + 64 MiB
+    case = Case("naive", 4096, heads=8, head_dim=64, threads=1)  # declared memory O(N^2)
+    inputs = 4 * 8 * 4096 * 64 * 4  # q, k, v and the output, fp32: 32 MiB
+    assert predicted_peak_bytes(case) == inputs + 2 * 8 * 4096 * 4096 * 4  # + 1 GiB of scores and probabilities
 
 
 def test_linear_memory_class_predicts_tensors_as_wide_as_the_largest_parameter():
-    case = Case("chunked-online", 1024, heads=8, head_dim=64, threads=1)  # O(N), block=128 > D
-    assert predicted_peak_bytes(case) == 4 * 8 * 1024 * 64 * 4 + 4 * 8 * 1024 * 128 * 4
+    case = Case("chunked-online", 2**20, heads=8, head_dim=64, threads=1)  # O(N), block=128 > D
+    working = 4 * 8 * 2**20 * 128 * 4  # 4 GiB of (B, H, N, 128) tiles, above the reference's 3 GiB
+    assert predicted_peak_bytes(case) == 4 * 8 * 2**20 * 64 * 4 + working
+
+
+def test_the_float64_reference_counts_where_it_is_larger():
+    # At N=1024, H=8: float64 q, k, v (12 MiB) and 1024 rows of float64 scores three times (192 MiB) on the
+    # case's device, against naive's 64 MiB of fp32 scores and probabilities.
+    case = Case("naive", 1024, heads=8, head_dim=64, threads=1)
+    assert reference_bytes(case) == 8 * 3 * 8 * 1024 * 64 + 3 * 8 * 8 * 1024 * 1024
+    assert predicted_peak_bytes(case) == 4 * 8 * 1024 * 64 * 4 + reference_bytes(case)
+    # Past 256 MiB of scores a chunk holds fewer rows: at N=65536, 64 rows of 8 heads.
+    long = Case("chunked-online", 65536, heads=8, head_dim=64, threads=1)
+    assert reference_bytes(long) == 8 * 3 * 8 * 65536 * 64 + 3 * 8 * 8 * 64 * 65536
 
 
 def test_forward_backward_doubles_the_prediction():
-    fwd = Case("naive", 512, threads=1)
-    assert predicted_peak_bytes(Case("naive", 512, mode="fwd_bwd", threads=1)) == 2 * predicted_peak_bytes(fwd)
+    fwd = Case("naive", 4096, threads=1)
+    assert predicted_peak_bytes(Case("naive", 4096, mode="fwd_bwd", threads=1)) == 2 * predicted_peak_bytes(fwd)
 
 
 def test_over_budget_names_the_class_and_the_budget():
@@ -46,5 +58,7 @@ def test_growth_stops_skip_larger_n_of_the_failed_configuration_only():
 def test_decode_prediction_counts_the_cache_once_and_the_single_query_row():
     case = Case("chunked-online", 65536, batch=8, heads=32, heads_kv=8, head_dim=128, mode="decode", threads=1)
     cache = 2 * 8 * 8 * 65536 * 128 * 4  # K and V: 4 GiB
-    query_side = 2 * 8 * 32 * 1 * 128 * 4 + 4 * 8 * 32 * 1 * 128 * 4  # q, output; tiles of one row per head
-    assert predicted_peak_bytes(case) == cache + query_side
+    query_side = 2 * 8 * 32 * 1 * 128 * 4  # q and the output
+    # The float64 reference copies the cache (8 GiB), above the variant's tiles of one row per head.
+    reference = 8 * (8 * 32 * 1 * 128 + 2 * 8 * 8 * 65536 * 128) + 3 * 8 * 8 * 32 * 1 * 65536
+    assert predicted_peak_bytes(case) == cache + query_side + reference

@@ -153,6 +153,7 @@ class VariantSpec:
         """
         if self.requires and importlib.util.find_spec(self.requires) is None:
             return f"needs the '{self.requires}' package, which is not installed"
+        device = device.split(":")[0] if device else device  # "cuda:1" is a cuda device
         if device and device not in self.devices and not self.delegate_checks:
             return f"has no kernel for device={device} (supported: {', '.join(self.devices)})"
         wanted = [device] if device else list(self.devices)

@@ -14,6 +14,7 @@ import torch
 from .reference import reference_attention
 
 DEFAULT_MAX_ROWS = 1024
+CHUNK_BYTES = 256 * 2**20  # float64 scores of the reference built at a time
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def measure_accuracy(
     scale: float | None = None,
     max_rows: int = DEFAULT_MAX_ROWS,
     seed: int = 0,
-    chunk_bytes: int = 256 * 2**20,
+    chunk_bytes: int = CHUNK_BYTES,
 ) -> Accuracy:
     """Error of ``out`` (B, H, N_q, D_v) against float64 attention of q, k, v (under ``mask``) on the same rows.
 

@@ -2,7 +2,7 @@
 
 Every variant's achieved GFLOP/s is read as a fraction of these, so a number
 like "180 GFLOP/s" says how close it is to what this machine can physically do.
-Results are cached per (device name, threads, torch version) in
+Results are cached per (device name, threads on a CPU, torch version) in
 ``$XDG_CACHE_HOME/attnbench/ceilings.json`` (default ``~/.cache``), because
 calibration takes seconds and the limits do not change between runs.
 """
@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from .device import device_name
+from .gpu import calibrate_isolated
 from .timing import time_callable
 
 MATMUL_SIZE = {"cpu": 2048, "cuda": 8192}
@@ -28,8 +29,14 @@ def cache_path() -> Path:
     return Path(root) / "attnbench" / "ceilings.json"
 
 
+def cache_key(kind: str, name: str, threads: int) -> str:
+    """The cache entry of a device: its kind and model, torch's version, and for a CPU the thread count
+    (a GPU's ceilings do not depend on the host's threads)."""
+    return f"{kind}|{name}|" + (f"threads={threads}|" if kind == "cpu" else "") + f"torch={torch.__version__}"
+
+
 def _cache_key(device: str) -> str:
-    return f"{torch.device(device).type}|{device_name(device)}|threads={torch.get_num_threads()}|torch={torch.__version__}"
+    return cache_key(torch.device(device).type, device_name(device), torch.get_num_threads())
 
 
 def measure_ceilings(device: str = "cpu") -> dict:
@@ -78,6 +85,8 @@ def calibrate(device: str = "cpu", *, refresh: bool = False) -> dict:
     cached = None if refresh else cached_ceilings(device)
     if cached is not None:
         return cached
+    if torch.device(device).type == "cuda" and not torch.cuda.is_initialized():
+        return calibrate_isolated(device)  # measured and cached by a throwaway process: no context kept here
     measured = measure_ceilings(device)
     cache = _read_cache()
     cache[_cache_key(device)] = measured

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from .device import device_name
+from .gpu import cuda_facts
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -66,6 +67,13 @@ def capture_env() -> dict:
         "thread_env": {name: os.environ.get(name) for name in THREAD_ENV},
         "flush_denormal": flushes_denormals(),
         "cuda": torch.version.cuda if cuda else None,
-        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
+        # Driver, cuDNN, each GPU's model, UUID, compute capability and free memory, CUDA_VISIBLE_DEVICES and
+        # the TF32 flags, read by a throwaway process (harness.measure.gpu): this one keeps no CUDA context.
+        "gpu": cuda_facts() if cuda else None,
+        "tf32": {
+            "matmul": torch.backends.cuda.matmul.allow_tf32,
+            "cudnn": torch.backends.cudnn.allow_tf32,
+            "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        },
         "argv": sys.argv,
     }

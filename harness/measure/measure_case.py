@@ -156,18 +156,18 @@ def _use_allocator(case: Case) -> tuple[str, list[str]]:
                     "(measured in-process; a sweep's worker starts with the right one)"]  # fmt: skip
 
 
-def _clocked(call: Callable[[], Any]) -> tuple[Any, float]:
-    """(call(), its wall time in seconds), the device synchronized on both sides."""
-    _synchronize()
+def _clocked(call: Callable[[], Any], device: str) -> tuple[Any, float]:
+    """(call(), its wall time in seconds), ``device`` synchronized on both sides."""
+    _synchronize(device)
     started = time.perf_counter()
     result = call()
-    _synchronize()
+    _synchronize(device)
     return result, time.perf_counter() - started
 
 
-def _synchronize() -> None:
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.synchronize()
+def _synchronize(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)  # that device's queue, not the current one's
 
 
 def measure_case(
@@ -199,7 +199,7 @@ def measure_case(
             timed, forward, inputs = _workload(case)
             pristine = tuple(t.clone() for t in inputs)
             graphs = compiled_graphs()
-            out, first_s = _clocked(forward)  # also the untimed first call
+            out, first_s = _clocked(forward, case.device)  # also the untimed first call
             broken = contract_violation(out, *inputs)
             if broken:
                 return record_for(case, "error", f"contract broken: {case.variant} {broken}")
@@ -215,7 +215,7 @@ def measure_case(
                 record.backend = spec.backend(*asked, mask=parse_mask(case.mask))
             del out
             if case.mode == "fwd_bwd" and compiled_graphs():  # something compiles here: its backward may compile
-                first_s += _clocked(timed)[1]  # on the first gradient call, which belongs to compile_s, not warm-up
+                first_s += _clocked(timed, case.device)[1]  # on the first gradient call, which belongs to compile_s, not warm-up
             compiled, graphs = compiled_graphs() - graphs, compiled_graphs()
             timing = time_callable(timed, case.device, max_time_s=max_time_s)
             recompiled = compiled_graphs() - graphs
@@ -232,7 +232,7 @@ def measure_case(
     record.time_median_s, record.time_iqr_s = s.median, s.iqr
     record.time_p20_s, record.time_p80_s, record.time_min_s, record.time_mean_s = s.p20, s.p80, s.min, s.mean
     record.n_samples, record.block_size, record.noisy, record.n_outliers = s.n, timing.block_size, s.noisy, s.outliers
-    record.stop_reason, record.time_samples_s = timing.stop_reason, list(timing.used)
+    record.stop_reason, record.time_samples_s, record.timer = timing.stop_reason, list(timing.used), timing.clock
     record.warnings += list(timing.warnings) + ([recompile_warning(recompiled)] if recompiled else [])
     record.compile_s = first_s if compiled else None
     if timing.contended:

@@ -55,6 +55,7 @@ class Record:
     n_samples: int | None = None
     block_size: int | None = None
     noisy: bool | None = None
+    timer: str | None = None  # what timed the samples: "perf_counter_ns" (CPU blocks) or "cuda_event" (per call)
     compile_s: float | None = None  # wall time of the untimed first calls that ran torch.compile (compile + one run)
     # what the machine did to the timing (harness.measure.interference)
     runqueue_wait_ratio: float | None = None

@@ -67,7 +67,8 @@ def to_pytest_benchmark(frame: pd.DataFrame, env: dict) -> dict:
             "system": platform.system(),
             "cpu": {"brand_raw": env.get("cpu"), "count": env.get("cpu_count")},
             "torch": env.get("torch"),
-            "gpus": env.get("gpus", []),
+            # env.json's "gpu" facts (older runs: a "gpus" list of names)
+            "gpus": [d["name"] for d in (env.get("gpu") or {}).get("devices", [])] or env.get("gpus", []),
         },
         "commit_info": {"id": commit.removesuffix("-dirty"), "dirty": commit.endswith("-dirty"), "project": "attnbench"},
         "benchmarks": [_benchmark(row) for row in ok.to_dict("records")],

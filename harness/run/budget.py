@@ -5,7 +5,8 @@ from a plugin author beyond what `register` already asks: a class with N^2 in
 it holds two (B, H, N_q, N) matrices (scores and probabilities), anything
 else holds a few (B, H, N_q, max(D, m)) tensors; q, k, v and the output
 besides. Forward plus backward keeps what the forward saved and adds
-gradients. Deliberately coarse: its job is to skip cases that cannot possibly
+gradients; the float64 reference the accuracy check builds on the same
+device is counted where it is larger. Deliberately coarse: its job is to skip cases that cannot possibly
 fit (naive at N=65536 wants 275 GB), not to replace the measurement.
 """
 
@@ -15,6 +16,7 @@ import torch
 
 from variants import get_variant
 
+from ..measure.accuracy import CHUNK_BYTES, DEFAULT_MAX_ROWS
 from ..measure.case import Case
 from ..measure.complexity import declared_exponent
 from ..measure.device import available_bytes
@@ -36,7 +38,16 @@ def predicted_peak_bytes(case: Case) -> int:
     if case.mode == "fwd_bwd":
         working *= 2  # saved activations plus their gradients
         inputs *= 2
-    return inputs + working
+    return inputs + max(working, reference_bytes(case))
+
+
+def reference_bytes(case: Case) -> int:
+    """The float64 reference's peak on the case's device (`harness.measure.accuracy`): float64 copies of q, k
+    and v, and a chunk of rows' scores three times over (scores, masked, softmax). It runs before the timing,
+    after the first call's memory is freed, so it counts against the variant's working set, not beside it."""
+    B, H, H_kv, N, n_q, D = case.batch, case.heads, case.n_heads_kv, case.seq_len, case.n_q, case.head_dim
+    rows = min(n_q, DEFAULT_MAX_ROWS, max(1, CHUNK_BYTES // (B * H * N * 8)))
+    return 8 * (B * H * n_q * D + 2 * B * H_kv * N * D) + 3 * 8 * B * H * rows * N
 
 
 def over_budget(case: Case, budget: int) -> str | None:

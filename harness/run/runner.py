@@ -109,6 +109,8 @@ def run_sweep(
     """
     if executor not in ("local", "ray"):
         raise RunError(f"unknown executor {executor!r}; known: local, ray")
+    if executor == "ray" and any(":" in device for device in sweep.devices):
+        raise RunError("--executor ray gives each case a whole GPU of its node's choosing: name the device cuda, not cuda:N")
     plugins = list(plugins or [])
     progress = Progress() if progress is True else progress or None
     run_dir = Path(out)

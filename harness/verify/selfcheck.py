@@ -2,8 +2,11 @@
 
     python -m harness.verify.selfcheck [--device cpu|cuda]
 
-1. the harness timer's median over torch.utils.benchmark's, same op, same
-   threads, same process (alternating, so drifts in machine speed hit both);
+1. the harness timer's median over a reference timer's, same op, same
+   threads, same process (alternating, so drifts in machine speed hit both):
+   torch.utils.benchmark on a CPU; on CUDA triton's ``do_bench``, which
+   flushes L2 between calls as ours does (torch.utils.benchmark times warm
+   back-to-back calls: a comparison of unlike things), when triton is installed;
 2. measured peak memory over the analytic size of the tensors each variant
    must hold at its high-water mark;
 3. the calibrated ceilings (`attnbench calibrate`);
@@ -14,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import sys
 
@@ -58,6 +62,11 @@ def paired_ratios(name: str, n: int, *, device: str = "cpu", rounds: int = 9, ma
         return time_callable(call, device, max_time_s=max_time_s, min_time_s=COMPARE_MIN_TIME_S).median
 
     def theirs() -> float:
+        if reference_timer(device) == "triton.testing.do_bench":
+            from triton.testing import do_bench
+
+            with torch.cuda.device(device):  # its events and L2 flush on the case's device
+                return do_bench(call, warmup=25, rep=int(max_time_s * 1e3), return_mode="median") * 1e-3  # ms -> s
         timer = tub.Timer("call()", globals={"call": call}, num_threads=torch.get_num_threads())
         return timer.adaptive_autorange(TARGET_IQR_RATIO, min_run_time=COMPARE_MIN_TIME_S, max_run_time=max_time_s).median
 
@@ -68,6 +77,13 @@ def paired_ratios(name: str, n: int, *, device: str = "cpu", rounds: int = 9, ma
         against.append(t["ours"] / t["theirs"])
         itself.append(t["again"] / t["theirs"])
     return against, itself
+
+
+def reference_timer(device: str) -> str:
+    """The timer ours is compared with on ``device``: like against like (an L2 flush between calls on CUDA)."""
+    if torch.device(device).type == "cuda" and importlib.util.find_spec("triton") is not None:
+        return "triton.testing.do_bench"
+    return "torch.utils.benchmark"
 
 
 def timer_ratio(name: str, n: int, *, device: str = "cpu", rounds: int = 9) -> float:
@@ -103,7 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     threads = torch.get_num_threads()
     print(f"device {device}, {threads} threads, fp32, B=1 H=8 D=64, forward")
 
-    print("\n1. timer median / torch.utils.benchmark median, beside torch.utils.benchmark against itself")
+    theirs = reference_timer(device)
+    print(f"\n1. timer median / {theirs} median, beside {theirs} against itself")
+    if device == "cuda" and theirs == "torch.utils.benchmark":
+        print(
+            "   (triton is not installed: torch.utils.benchmark does not flush L2 between calls, ours does,"
+            " so ours reads slower on cases whose inputs fit in L2)"
+        )
     for name, n in [("sdpa", 1024), ("naive", 512), ("chunked-online", 1024)]:
         against, itself = paired_ratios(name, n, device=device)
         print(f"   {name:15} N={n:<5} {statistics.median(against):.3f}   (itself: {min(itself):.3f}..{max(itself):.3f})")

@@ -1,0 +1,104 @@
+"""The CUDA path: what the parent learns without a context, device indices, the timer's device, env facts.
+
+The CPU-side tests run everywhere; the ones that need a GPU skip without one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness.measure.case import Case
+from harness.measure.ceilings import cache_key
+from harness.measure.device import DeviceError, check_device
+from harness.measure.env import capture_env
+from harness.measure.gpu import _ask, facts
+from harness.measure.measure_case import measure_case
+from harness.run.folder import RunError
+from harness.run.runner import run_sweep
+from harness.run.sweep import Sweep
+
+ROOT = Path(__file__).resolve().parent.parent
+CUDA = torch.cuda.is_available()
+needs_cuda = pytest.mark.skipif(not CUDA, reason="no CUDA device")
+
+
+def test_the_gpu_probe_answers_from_a_throwaway_process():
+    assert _ask("facts") == {**facts(), "devices": _ask("facts")["devices"]}  # free memory moves between reads
+    assert set(facts()["tf32"]) == {"matmul", "cudnn", "float32_matmul_precision"}
+    bad = subprocess.run([sys.executable, "-m", "harness.measure.gpu", "bogus"], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120)  # fmt: skip
+    assert bad.returncode == 2 and bad.stderr.startswith("usage:")
+
+
+def test_a_device_may_be_named_with_its_index():
+    for name, needle in (("cuda:x", "unknown device 'cuda:x'"), ("cpu:1", "unknown device"), ("gpu", "use cpu, cuda or cuda:N")):
+        with pytest.raises(DeviceError, match=needle):
+            check_device(name)
+    if CUDA:
+        assert check_device("cuda:0") == "cuda:0"
+        with pytest.raises(DeviceError, match="CUDA device"):
+            check_device(f"cuda:{torch.cuda.device_count()}")
+    else:
+        with pytest.raises(DeviceError, match="cuda:0 is not available"):
+            check_device("cuda:0")
+
+
+def test_a_gpus_ceilings_are_cached_whatever_the_hosts_threads():
+    assert cache_key("cuda", "NVIDIA H100", 2) == cache_key("cuda", "NVIDIA H100", 16)
+    assert cache_key("cpu", "AMD EPYC", 2) != cache_key("cpu", "AMD EPYC", 16)
+
+
+def test_rows_name_their_timer_and_env_its_tf32_and_gpu_facts():
+    record = measure_case(Case("sdpa", 64, heads=1, head_dim=16, threads=1), max_time_s=0.02, memory=False)
+    assert record.status == "ok" and record.timer == "perf_counter_ns"
+    env = capture_env()
+    assert env["tf32"]["float32_matmul_precision"] == torch.get_float32_matmul_precision()
+    assert (env["gpu"] is None) == (not CUDA)
+
+
+def test_ray_refuses_an_indexed_gpu_before_anything_is_written(tmp_path):
+    with pytest.raises(RunError, match="name the device cuda, not cuda:N"):
+        run_sweep(Sweep(variants=("sdpa",), devices=("cuda:1",), seq_lens=(64,)), tmp_path / "run", executor="ray")
+    assert not (tmp_path / "run").exists()
+
+
+@needs_cuda
+def test_a_cuda_sweep_leaves_its_parent_without_a_cuda_context(tmp_path):
+    # A fresh process: this one may have initialised CUDA in another test.
+    script = (
+        "import json, torch; from harness import build_sweep, run_sweep; "
+        f"run_sweep(build_sweep(variants='sdpa,naive', devices='cuda', seq_lens='128,256', heads='2'), {str(tmp_path / 'run')!r},"
+        " progress=False); print(json.dumps(torch.cuda.is_initialized()))"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "false"  # calibration, budget and names came from probes
+    env = json.loads((tmp_path / "run" / "env.json").read_text())
+    assert env["gpu"]["devices"] and env["ceilings"]["cuda"]["matmul_gflops"]["float32"] > 0
+    import pandas as pd
+
+    rows = pd.read_parquet(tmp_path / "run" / "results.parquet")
+    assert (rows["status"] == "ok").all() and (rows["timer"] == "cuda_event").all()
+    assert set(rows["device_name"]) == {env["gpu"]["devices"][0]["name"]}
+
+
+@pytest.mark.skipif(not CUDA or torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_the_timer_times_the_cases_device_not_the_current_one():
+    from harness.measure.timing import time_callable
+
+    cycles = 10_000_000  # ~5 ms at 2 GHz, on cuda:1 only; events on cuda:0's stream would see nothing
+
+    def sleep_on_1():
+        with torch.cuda.device(1):
+            torch.cuda._sleep(cycles)
+
+    measured = time_callable(sleep_on_1, "cuda:1", max_time_s=0.5)
+    assert measured.median > 1e-3
