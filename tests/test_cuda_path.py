@@ -102,3 +102,11 @@ def test_the_timer_times_the_cases_device_not_the_current_one():
 
     measured = time_callable(sleep_on_1, "cuda:1", max_time_s=0.5)
     assert measured.median > 1e-3
+
+
+def test_a_call_the_host_cannot_feed_fast_enough_is_flagged_launch_bound():
+    from harness.measure.cuda_timing import launch_bound_warning
+
+    assert launch_bound_warning([5e-3] * 5, [20e-6] * 5) == ()  # a deep queue: the device is the bottleneck
+    [warning] = launch_bound_warning([110e-6] * 5, [100e-6] * 5)  # each kernel done before the next is queued
+    assert warning.startswith("launch-bound: 110 us on the device per call against 100 us for the host")

@@ -4,12 +4,15 @@ A CUDA event pair around each call, with the L2 cache flushed (a buffer
 twice its size zeroed) between calls and outside the events, and one
 synchronize per batch of calls; the host clock is never read without a
 synchronize. Events time the device, which host preemption does not slow
-unless the GPU runs dry; host load is still recorded. Warm-up and the
+unless the GPU runs dry; host load is still recorded, and a call whose device
+time is no longer than the host's time to queue it (the GPU ran dry between
+kernels) gets a "launch-bound" warning on its row. Warm-up and the
 stopping rule are the CPU clock's (`harness.measure.sampling`).
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 
@@ -17,6 +20,8 @@ import torch
 
 from .interference import Interference, load_average, read_steal, steal_share
 from .sampling import MIN_TIME_S, Measurement, stop_rule, warm_up, with_warnings
+
+LAUNCH_BOUND = 1.2  # device time within this factor of the host's queueing time: the GPU waited for the host
 
 
 def time_cuda(
@@ -44,14 +49,17 @@ def time_cuda(
         batch = max(1, min(100, int(0.05 / max(per_call, 1e-6))))
 
         samples: list[float] = []
+        enqueue: list[float] = []  # host seconds to queue each call
         elapsed = 0.0
         while True:
             events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(batch)]
             for begin, end in events:
                 flush.zero_()  # evict the inputs from L2: every call starts cold, as in a real model
+                queued = time.perf_counter()
                 begin.record()
                 fn()
                 end.record()
+                enqueue.append(time.perf_counter() - queued)
             torch.cuda.synchronize(device)
             batch_samples = [begin.elapsed_time(end) * 1e-3 for begin, end in events]
             samples.extend(batch_samples)
@@ -60,4 +68,19 @@ def time_cuda(
             if reason:
                 break
     interference = Interference(None, None, 0, load, steal_share(steal_before, read_steal()))
-    return with_warnings(Measurement(tuple(samples), 1, "cuda_event", reason, (), (), interference))
+    warnings = launch_bound_warning(samples, enqueue)
+    return with_warnings(Measurement(tuple(samples), 1, "cuda_event", reason, warnings, (), interference))
+
+
+def launch_bound_warning(samples: list[float], enqueue: list[float]) -> tuple[str, ...]:
+    """A warning when the device time of a call is no longer than the host's time to queue it.
+
+    Events bracket the device's work; when the GPU finishes each kernel before
+    the host has queued the next (a loop of small kernels at small N), the gap
+    between events is the host's launch rate, not the kernel's speed.
+    """
+    device, host = statistics.median(samples), statistics.median(enqueue)
+    if device > LAUNCH_BOUND * host:
+        return ()
+    return (f"launch-bound: {device * 1e6:.0f} us on the device per call against {host * 1e6:.0f} us for the host "
+            "to queue it; the events measured the launches, not the kernels",)  # fmt: skip

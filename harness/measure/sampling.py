@@ -138,4 +138,5 @@ def with_warnings(m: Measurement) -> Measurement:
             + ")"
         )
         return Measurement(m.samples, m.block_size, m.clock, m.stop_reason, (warning,), m.rejected, i)
-    return Measurement(m.samples, m.block_size, m.clock, m.stop_reason, warn_if_noisy(m.summary), m.rejected, i)
+    warnings = m.warnings + warn_if_noisy(m.summary)  # the clock's own (a launch-bound CUDA call), then noise
+    return Measurement(m.samples, m.block_size, m.clock, m.stop_reason, warnings, m.rejected, i)
