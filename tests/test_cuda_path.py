@@ -18,7 +18,7 @@ from harness.measure.case import Case
 from harness.measure.ceilings import cache_key
 from harness.measure.device import DeviceError, check_device
 from harness.measure.env import capture_env
-from harness.measure.gpu import _ask, facts
+from harness.measure.gpu import facts, isolated
 from harness.measure.measure_case import measure_case
 from harness.run.folder import RunError
 from harness.run.runner import run_sweep
@@ -30,11 +30,13 @@ needs_cuda = pytest.mark.skipif(not CUDA, reason="no CUDA device")
 
 
 def test_the_gpu_probe_answers_from_a_throwaway_process():
-    assert _ask("facts") == {**facts(), "devices": _ask("facts")["devices"]}  # free memory moves between reads
+    probed = isolated("harness.measure.gpu", "facts")
+    assert probed == {**facts(), "devices": probed["devices"]}  # free memory moves between reads
     assert set(facts()["tf32"]) == {"matmul", "cudnn", "float32_matmul_precision"}
-    bad = subprocess.run([sys.executable, "-m", "harness.measure.gpu", "bogus"], capture_output=True, text=True,
-                         cwd=ROOT, timeout=120)  # fmt: skip
-    assert bad.returncode == 2 and bad.stderr.startswith("usage:")
+    with pytest.raises(RuntimeError, match=r"the GPU probe \(harness.measure.gpu bogus\) failed: usage:"):
+        isolated("harness.measure.gpu", "bogus")
+    # The calibration a CUDA sweep's parent runs this way, here for the CPU (cached once measured).
+    assert isolated("harness.measure.ceilings", "cpu")["matmul_gflops"]["float32"] > 0
 
 
 def test_a_device_may_be_named_with_its_index():

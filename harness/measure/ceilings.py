@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import torch
 
 from .device import device_name
-from .gpu import calibrate_isolated
+from .gpu import isolated
 from .timing import time_callable
 
 MATMUL_SIZE = {"cpu": 2048, "cuda": 8192}
@@ -86,7 +87,7 @@ def calibrate(device: str = "cpu", *, refresh: bool = False) -> dict:
     if cached is not None:
         return cached
     if torch.device(device).type == "cuda" and not torch.cuda.is_initialized():
-        return calibrate_isolated(device)  # measured and cached by a throwaway process: no context kept here
+        return isolated("harness.measure.ceilings", device)  # measured and cached by a throwaway process: no context here
     measured = measure_ceilings(device)
     cache = _read_cache()
     cache[_cache_key(device)] = measured
@@ -96,3 +97,19 @@ def calibrate(device: str = "cpu", *, refresh: bool = False) -> dict:
     tmp.write_text(json.dumps(cache, indent=2))
     tmp.replace(path)  # atomic: a concurrent reader sees the old or the new file, never half
     return measured
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m harness.measure.ceilings DEVICE``: calibrate (or read the cache) and print the JSON."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m harness.measure.ceilings DEVICE", file=sys.stderr)
+        return 2
+    if torch.device(args[0]).type == "cuda":
+        torch.cuda.init()  # this process holds the context: calibrate here, not in yet another one
+    print(json.dumps(calibrate(args[0])))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

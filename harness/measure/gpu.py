@@ -8,11 +8,11 @@ held would shrink every case's budget and move "the largest N that fits", and
 on a GPU in exclusive-process mode no worker could start. So they never touch
 CUDA: a throwaway process reads what they need and exits with its context::
 
-    python -m harness.measure.gpu facts              JSON: versions, TF32 flags, each device's name and free memory
-    python -m harness.measure.gpu calibrate cuda:0   JSON: the device's ceilings (harness.measure.ceilings), cached
+    python -m harness.measure.gpu facts        JSON: versions, TF32 flags, each device's name and free memory
+    python -m harness.measure.ceilings cuda:0  JSON: the device's ceilings, measured and cached
 
-`cuda_facts` and `calibrate_isolated` run it; a process that has already
-initialised CUDA (a worker) answers in-process instead.
+`cuda_facts` and `isolated` run them; a process that has already initialised
+CUDA (a worker) answers in-process instead.
 """
 
 from __future__ import annotations
@@ -54,24 +54,25 @@ def facts() -> dict:
     return found
 
 
-def _ask(*args: str) -> dict:
-    """Run this module in a throwaway process and return its JSON; `RuntimeError` with its last line if it fails."""
+def isolated(module: str, *args: str) -> dict:
+    """``python -m module args`` in a throwaway process, its JSON output; `RuntimeError` with its last line if it fails."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
+    what = " ".join([module, *args])
     try:
-        done = subprocess.run([sys.executable, "-m", "harness.measure.gpu", *args], capture_output=True, text=True,
-                              env=env, timeout=PROBE_TIMEOUT_S)  # fmt: skip
+        done = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=env,
+                              timeout=PROBE_TIMEOUT_S)  # fmt: skip
     except subprocess.TimeoutExpired:
-        raise RuntimeError(f"the GPU probe ({' '.join(args)}) gave no answer in {PROBE_TIMEOUT_S:g} s") from None
+        raise RuntimeError(f"the GPU probe ({what}) gave no answer in {PROBE_TIMEOUT_S:g} s") from None
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"the GPU probe ({' '.join(args)}) failed: {last}")
+        raise RuntimeError(f"the GPU probe ({what}) failed: {last}")
     return json.loads(done.stdout)
 
 
 def cuda_facts() -> dict:
     """`facts`, from a throwaway process unless this one has initialised CUDA already. Free memory is
     read then, with the probe's own context allocated: what a worker's context leaves is about that."""
-    return facts() if torch.cuda.is_initialized() else _ask("facts")
+    return facts() if torch.cuda.is_initialized() else isolated("harness.measure.gpu", "facts")
 
 
 def device_index(device: str | torch.device) -> int:
@@ -82,23 +83,12 @@ def device_index(device: str | torch.device) -> int:
     return torch.cuda.current_device() if torch.cuda.is_initialized() else 0
 
 
-def calibrate_isolated(device: str) -> dict:
-    """`harness.measure.ceilings.calibrate` for a CUDA device, in a throwaway process (it caches the result)."""
-    return _ask("calibrate", device)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args == ["facts"]:
         print(json.dumps(facts()))
         return 0
-    if len(args) == 2 and args[0] == "calibrate":
-        from .ceilings import calibrate
-
-        torch.cuda.init()  # this process holds the context: calibrate here, not in yet another one
-        print(json.dumps(calibrate(args[1])))
-        return 0
-    print("usage: python -m harness.measure.gpu facts | calibrate DEVICE", file=sys.stderr)
+    print("usage: python -m harness.measure.gpu facts", file=sys.stderr)
     return 2
 
 
