@@ -113,6 +113,8 @@ class VariantSpec:
     variant approximates when a case asks for none -- e.g. "sliding:256" for a
     windowed approximation -- so its error against float64 (in sweeps and in
     ``attnbench check``) measures the approximation, not the window.
+    ``tolerance``: the relative error ``check`` allows an approximation (fp32,
+    at long shapes); without one its error is reported, not judged.
     """
 
     name: str
@@ -135,6 +137,7 @@ class VariantSpec:
     gqa: bool = False
     skips_masked: bool = False
     reference: str | None = None  # an approximation's exact counterpart: a mask spec (see below)
+    tolerance: float | None = None  # the relative error against it that `attnbench check` allows
     takes_mask: bool = False  # the function takes mask= (set by register from its signature)
     doc: str = ""
 
@@ -169,7 +172,7 @@ class VariantSpec:
             "devices": list(self.devices), "dtypes": list(self.dtypes), "causal": self.causal,
             "masks": list(self.masks), "gqa": self.gqa_method,
             "backward": self.backward, "params": dict(self.params), "requires": self.requires,
-            "randomized": self.randomized, "reference": self.reference,
+            "randomized": self.randomized, "reference": self.reference, "tolerance": self.tolerance,
             "available": reason is None, "unavailable_reason": reason, "doc": self.doc,
         }  # fmt: skip
 

@@ -19,12 +19,12 @@ def windowed_attention(q, k, v, *, window, scale=None):
 
 
 @register("test-window-64", family="plugin", exact=False, time="O(N^2 d)", memory="O(N^2)", causal=False,
-          reference="sliding:64")  # fmt: skip
+          reference="sliding:64", tolerance=1e-5)  # fmt: skip
 def window_64(q, k, v, *, causal=False, scale=None):
     return windowed_attention(q, k, v, window=64, scale=scale)
 
 
 @register("test-window-off-by-one", family="plugin", exact=False, time="O(N^2 d)", memory="O(N^2)", causal=False,
-          reference="sliding:64")  # fmt: skip
+          reference="sliding:64", tolerance=1e-5)  # fmt: skip
 def window_off_by_one(q, k, v, *, causal=False, scale=None):
     return windowed_attention(q, k, v, window=65, scale=scale)
