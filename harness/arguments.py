@@ -35,7 +35,7 @@ def _plugin_flag(p: argparse.ArgumentParser) -> None:
 
 
 def _add_sweep_flags(p: argparse.ArgumentParser, *, with_grid: bool = True) -> None:
-    p.add_argument("--preset", help="quick (default), default or full")
+    p.add_argument("--preset", help="quick (default), default, workloads, gpu or full")
     p.add_argument("--out", help="run directory (default results/<preset>-<time>; sweep-<time> for a custom grid)")
     p.add_argument("--resume", action="store_true", help="finish a killed sweep in --out: run only unrecorded cases")
     _plugin_flag(p)
@@ -44,6 +44,12 @@ def _add_sweep_flags(p: argparse.ArgumentParser, *, with_grid: bool = True) -> N
         "--allocator",
         help="pinned (default: malloc kept on the heap, a caching allocator's steady "
         "state) or system (glibc's defaults, as in a plain Python process)",
+    )
+    p.add_argument(
+        "--cuda-graphs",
+        action="store_true",
+        default=None,
+        help="time CUDA cases as replays of a CUDA graph: the kernels without the host's launch gaps",
     )
     p.add_argument("--timeout", help="seconds per case before its worker is killed")
     p.add_argument("--max-time", help="seconds per case for the timing loop's cap")

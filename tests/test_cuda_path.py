@@ -112,3 +112,63 @@ def test_a_call_the_host_cannot_feed_fast_enough_is_flagged_launch_bound():
     assert launch_bound_warning([5e-3] * 5, [20e-6] * 5) == ()  # a deep queue: the device is the bottleneck
     [warning] = launch_bound_warning([110e-6] * 5, [100e-6] * 5)  # each kernel done before the next is queued
     assert warning.startswith("launch-bound: 110 us on the device per call against 100 us for the host")
+
+
+def test_cuda_graphs_are_asked_for_cuda_cases_only():
+    from harness.measure.timing import time_callable
+    from harness.run.settings import SweepError
+    from harness.run.sweep import build_sweep
+
+    with pytest.raises(ValueError, match="true only on a CUDA device"):
+        Case("sdpa", 64, cuda_graphs=True)
+    with pytest.raises(ValueError, match="cpu is not a CUDA device"):
+        time_callable(lambda: None, "cpu", graphs=True)
+    with pytest.raises(SweepError, match="--cuda-graphs times CUDA graph replays; this sweep's devices are cpu"):
+        build_sweep(cuda_graphs=True)
+    with pytest.raises(SweepError, match="--cuda-graphs: expected true or false"):
+        build_sweep(cuda_graphs="maybe")
+    # Off, the case's id is the one older runs recorded; on, it is another case.
+    assert Case("sdpa", 64).case_id == Case("sdpa", 64, cuda_graphs=False).case_id == "eeb725a4b4ce4b56"
+    if CUDA:
+        assert Case("sdpa", 64, device="cuda", cuda_graphs=True).case_id != Case("sdpa", 64, device="cuda").case_id
+
+
+@needs_cuda
+def test_graph_replays_time_the_kernels_without_the_launch_gaps():
+    from harness.measure.timing import time_callable
+
+    a = torch.randn(4096, 4096, device="cuda")
+    big = time_callable(lambda: a @ a, "cuda", max_time_s=0.3), time_callable(lambda: a @ a, "cuda", graphs=True, max_time_s=0.3)
+    assert [m.clock for m in big] == ["cuda_event", "cuda_graph"]
+    assert 0.8 < big[1].median / big[0].median < 1.25  # one long kernel: no gaps to remove
+
+    x = torch.zeros(256, device="cuda")
+
+    def many_tiny_kernels():
+        for _ in range(200):
+            x.add_(1)
+
+    events = time_callable(many_tiny_kernels, "cuda", max_time_s=0.3)
+    graph = time_callable(many_tiny_kernels, "cuda", graphs=True, max_time_s=0.3)
+    assert any(w.startswith("launch-bound") for w in events.warnings)
+    assert graph.clock == "cuda_graph" and not any(w.startswith("launch-bound") for w in graph.warnings)
+    assert graph.median < events.median / 2  # 200 launches from Python against one graph launch
+
+
+@needs_cuda
+def test_a_call_no_graph_can_hold_is_timed_with_events_and_says_why():
+    from harness.measure.timing import time_callable
+
+    x = torch.ones(1024, device="cuda")
+    m = time_callable(lambda: (x * 2).sum().item(), "cuda", graphs=True, max_time_s=0.1)  # .item() syncs the host
+    assert m.clock == "cuda_event" and m.warnings[0].startswith("no CUDA graph (")
+    assert time_callable(lambda: x * 2, "cuda", graphs=True, max_time_s=0.1).clock == "cuda_graph"  # CUDA still works
+
+
+@needs_cuda
+@pytest.mark.parametrize("mode", ["fwd", "fwd_bwd"])
+def test_a_case_asking_for_graphs_gets_them_and_its_row_says_so(mode):
+    case = Case("sdpa", 1024, device="cuda", dtype="bfloat16", mode=mode, heads=4, cuda_graphs=True)
+    record = measure_case(case, max_time_s=0.1)
+    assert record.status == "ok", record.reason
+    assert record.timer == "cuda_graph" and record.cuda_graphs is True, record.warnings

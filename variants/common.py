@@ -14,9 +14,32 @@ is position r // G and every row-wise mask bound stays non-decreasing.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import TypeVar
+
 import torch
 
 from .masks import Mask
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def made_once(maxsize: int) -> Callable[[F], F]:
+    """``functools.lru_cache`` for what a variant makes once and reuses (projections, block masks), made outside
+    inference mode whatever the first caller's mode: a tensor first made under ``torch.inference_mode`` is an
+    inference tensor, which autograd refuses to save, so a later call that needs gradients would fail."""
+
+    def wrap(fn: F) -> F:
+        @functools.lru_cache(maxsize=maxsize)
+        @functools.wraps(fn)
+        def made(*args, **kwargs):
+            with torch.inference_mode(False):
+                return fn(*args, **kwargs)
+
+        return made  # type: ignore[return-value]
+
+    return wrap
 
 
 def softmax_scale(q: torch.Tensor, scale: float | None) -> float:

@@ -32,6 +32,7 @@ import functools
 import torch
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
+from .common import made_once
 from .masks import Mask
 from .naive import naive
 from .registry import ALL_MASKS, Unsupported, register
@@ -47,7 +48,7 @@ def _compiled(fn):
     return torch.compile(fn, dynamic=True, fullgraph=True)
 
 
-@functools.lru_cache(maxsize=8)
+@made_once(maxsize=8)
 def block_mask(mask: Mask, n_q: int, n_kv: int, device: torch.device, block: int = 128) -> BlockMask:
     """The ``BlockMask`` of ``mask`` for these lengths on ``device`` (tiles of ``block``).
 

@@ -29,12 +29,11 @@ projected row), so both serve the mask "none" only.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import torch
 
-from .common import softmax_scale
+from .common import made_once, softmax_scale
 from .registry import register
 
 PINV_ITERATIONS = 6  # Xiong et al.: six iterations reach the pseudo-inverse to within fp32 for attention
@@ -102,7 +101,7 @@ def nystrom(q, k, v, *, causal: bool = False, scale: float | None = None, landma
     return out.to(given)
 
 
-@functools.lru_cache(maxsize=16)
+@made_once(maxsize=16)
 def projection(rows: int, n: int, seed: int, device: str, dtype: torch.dtype) -> torch.Tensor:
     """Seeded (rows, n) projection whose rows are Dirichlet(1) weights (non-negative, each summing to one).
 

@@ -13,17 +13,16 @@ maximum; both factors cancel in the ratio, and exp never overflows.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
 
-from .common import softmax_scale
+from .common import made_once, softmax_scale
 from .linear import kernel_flops, linear_attention
 from .registry import register
 
 
-@functools.lru_cache(maxsize=32)
+@made_once(maxsize=32)
 def orthogonal_gaussian(features: int, dim: int, seed: int, device: str, dtype: torch.dtype) -> torch.Tensor:
     """(features, dim) matrix whose rows are N(0, I) in law and orthogonal within blocks of dim.
 

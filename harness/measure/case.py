@@ -37,7 +37,8 @@ class Case:
     gradient) or ``decode`` (forward). ``threads`` defaults to torch's current
     count, recorded so the id pins it. ``allocator``: "pinned" (malloc kept on
     the heap, `harness.measure.allocator`) or "system" (glibc's defaults, as a
-    plain Python process has); a worker starts with it.
+    plain Python process has); a worker starts with it. ``cuda_graphs`` (CUDA
+    only): time replays of the call's CUDA graph, without launch gaps.
     """
 
     variant: str
@@ -56,6 +57,7 @@ class Case:
     heads_kv: int | None = None
     q_len: int | None = None
     allocator: str = "pinned"
+    cuda_graphs: bool = False
 
     def __post_init__(self) -> None:
         try:
@@ -91,6 +93,10 @@ class Case:
                 raise ValueError(f"Case.{name} must be a positive integer up to {limit}, got {value!r}")
         if self.allocator not in ALLOCATORS:
             raise ValueError(f"Case.allocator must be one of {', '.join(ALLOCATORS)}, got {self.allocator!r}")
+        if not isinstance(self.cuda_graphs, bool) or (self.cuda_graphs and not self.device.startswith("cuda")):
+            raise ValueError(
+                f"Case.cuda_graphs is true or false, and true only on a CUDA device, got {self.cuda_graphs!r} on {self.device}"
+            )
         if self.heads_kv is not None and self.heads % self.heads_kv:
             raise ValueError(f"Case.heads_kv must divide heads={self.heads}, got {self.heads_kv}")
 
@@ -100,7 +106,7 @@ class Case:
 
         Fields added after the first release are hashed only when they say
         something the older fields could not (a mask other than none/causal,
-        grouped heads, fewer queries than keys, the system allocator), so every case an older run
+        grouped heads, fewer queries than keys, the system allocator, CUDA graphs), so every case an older run
         recorded keeps its id, and that run still resumes.
         """
         fields = asdict(self)
@@ -111,6 +117,8 @@ class Case:
                 del fields[name]
         if self.allocator == "pinned":
             del fields["allocator"]
+        if not self.cuda_graphs:
+            del fields["cuda_graphs"]
         canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

@@ -8,6 +8,12 @@ unless the GPU runs dry; host load is still recorded, and a call whose device
 time is no longer than the host's time to queue it (the GPU ran dry between
 kernels) gets a "launch-bound" warning on its row. Warm-up and the
 stopping rule are the CPU clock's (`harness.measure.sampling`).
+
+``graphs=True`` (``attnbench sweep --cuda-graphs``) captures the call once in
+a CUDA graph and times its replays: one launch per call, so the events time
+the kernels without the host's launch gaps (tritonbench's cudagraph mode).
+A call that cannot be captured (a host sync, a host-to-device copy, a fresh
+random generator) is timed with plain events instead, and its row says why.
 """
 
 from __future__ import annotations
@@ -31,11 +37,16 @@ def time_cuda(
     max_time_s: float = 5.0,
     max_samples: int = 1000,
     min_time_s: float = MIN_TIME_S,
+    graphs: bool = False,
 ) -> Measurement:
-    """Time ``fn`` on a CUDA device with events, flushing L2 between calls."""
+    """Time ``fn`` on a CUDA device with events, flushing L2 between calls; ``graphs``: replays of its CUDA graph."""
     device = torch.device(device)
     load, steal_before = load_average(), read_steal()
+    clock, notes = "cuda_event", ()
     with torch.cuda.device(device):
+        if graphs:
+            fn, why_not = captured(fn, device)
+            clock, notes = ("cuda_event", (why_not,)) if why_not else ("cuda_graph", ())
         props = torch.cuda.get_device_properties(device)
         l2_bytes = getattr(props, "L2_cache_size", 0) or 64 * 2**20
         flush = torch.empty(2 * l2_bytes, dtype=torch.uint8, device=device)
@@ -68,8 +79,33 @@ def time_cuda(
             if reason:
                 break
     interference = Interference(None, None, 0, load, steal_share(steal_before, read_steal()))
-    warnings = launch_bound_warning(samples, enqueue)
-    return with_warnings(Measurement(tuple(samples), 1, "cuda_event", reason, warnings, (), interference))
+    warnings = notes + (launch_bound_warning(samples, enqueue) if clock == "cuda_event" else ())
+    return with_warnings(Measurement(tuple(samples), 1, clock, reason, warnings, (), interference))
+
+
+def captured(fn: Callable[[], object], device: torch.device) -> tuple[Callable[[], object], str | None]:
+    """(the replay of ``fn``'s CUDA graph, None), or (``fn``, why it could not be captured).
+
+    Warmed up on a side stream first, as capture requires (lazy
+    initialisation, cuBLAS workspaces and compiled kernels happen outside the
+    graph). The graph's outputs live in its private memory pool, released
+    with the graph when the timing ends.
+    """
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    graph = torch.cuda.CUDAGraph()
+    try:
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                fn()
+        torch.cuda.current_stream(device).wait_stream(side)
+        with torch.cuda.graph(graph):
+            fn()
+    except Exception as exc:  # capture refused: the call does something a graph cannot replay
+        torch.cuda.synchronize(device)
+        first = (str(exc).strip().splitlines() or [""])[0]
+        return fn, f"no CUDA graph ({type(exc).__name__}: {first}); timed with events, launch gaps included"
+    return graph.replay, None
 
 
 def launch_bound_warning(samples: list[float], enqueue: list[float]) -> tuple[str, ...]:

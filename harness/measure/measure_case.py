@@ -217,7 +217,7 @@ def measure_case(
             if case.mode == "fwd_bwd" and compiled_graphs():  # something compiles here: its backward may compile
                 first_s += _clocked(timed, case.device)[1]  # on the first gradient call, which belongs to compile_s, not warm-up
             compiled, graphs = compiled_graphs() - graphs, compiled_graphs()
-            timing = time_callable(timed, case.device, max_time_s=max_time_s)
+            timing = time_callable(timed, case.device, graphs=case.cuda_graphs, max_time_s=max_time_s)
             recompiled = compiled_graphs() - graphs
             mem = peak_memory(timed, case.device) if memory else None
             damage = input_damage(inputs, pristine)

@@ -41,6 +41,7 @@ class Record:
     threads: int
     input_scale: float
     allocator: str | None = None  # "pinned" or "system" (harness.measure.allocator); None in runs from before it
+    cuda_graphs: bool | None = None  # asked to time CUDA graph replays (``timer`` says whether it did); None: older runs
     params: str = "{}"
     # outcome: "ok", "contended", "unsupported", "skipped", "oom", "timeout", "crash" or "error"
     status: str = "ok"
@@ -55,7 +56,7 @@ class Record:
     n_samples: int | None = None
     block_size: int | None = None
     noisy: bool | None = None
-    timer: str | None = None  # what timed the samples: "perf_counter_ns" (CPU blocks) or "cuda_event" (per call)
+    timer: str | None = None  # what timed the samples: "perf_counter_ns" (CPU blocks), "cuda_event" or "cuda_graph" (per call)
     compile_s: float | None = None  # wall time of the untimed first calls that ran torch.compile (compile + one run)
     # what the machine did to the timing (harness.measure.interference)
     runqueue_wait_ratio: float | None = None

@@ -123,18 +123,21 @@ def time_cpu(
     return with_warnings(m)
 
 
-def time_callable(fn: Callable[[], object], device: torch.device | str = "cpu", **caps) -> Measurement:
+def time_callable(fn: Callable[[], object], device: torch.device | str = "cpu", *, graphs: bool = False, **caps) -> Measurement:
     """Time ``fn()`` on ``device``: a `Measurement` with raw samples, ``.summary.median`` and interference.
 
     Dispatches to `time_cpu` or `time_cuda` by device type, with Python's GC
     paused: as in ``timeit`` (and so ``torch.utils.benchmark``), a cyclic-GC
     pass landing in one sample is the interpreter's cost, not the kernel's.
     """
+    on_cuda = torch.device(device).type == "cuda"
+    if graphs and not on_cuda:
+        raise ValueError(f"graphs=True times CUDA graph replays; {device} is not a CUDA device")
     paused = gc.isenabled()
     gc.disable()
     try:
-        if torch.device(device).type == "cuda":
-            return time_cuda(fn, device, **caps)
+        if on_cuda:
+            return time_cuda(fn, device, graphs=graphs, **caps)
         return time_cpu(fn, **caps)
     finally:
         if paused:

@@ -150,6 +150,8 @@ def normalize(field_name: str, value: Any) -> Any:
         if len(chosen) != 1:
             raise SweepError(f"{flag}: one of {', '.join(ALLOCATORS)}, got {value!r}")
         return chosen[0]
+    if field_name == "cuda_graphs":
+        return _bool(value, flag)
     if field_name == "dtypes":
         return _choices(value, DTYPES, "dtype")
     if field_name == "modes":

@@ -56,6 +56,7 @@ class Sweep:
     q_len: int = 1  # queries of a decode case
     threads: int = field(default_factory=torch.get_num_threads)
     allocator: str = "pinned"  # harness.measure.allocator: "pinned" or "system"
+    cuda_graphs: bool = False  # CUDA cases timed as CUDA graph replays (harness.measure.cuda_timing)
     input_scale: float = 1.0
     seed: int = 0
     timeout_s: float = 120.0
@@ -77,6 +78,11 @@ class Sweep:
         """The grid's masks: ``masks``, or "none"/"causal" from ``causal``."""
         return self.masks or tuple("causal" if c else "none" for c in self.causal)
 
+
+# Every variant of the registry that runs eagerly on a GPU, xformers included where it is installed.
+GPU_EAGER = ("naive", "sdpa", "sdpa-flash", "sdpa-efficient", "sdpa-cudnn", "sdpa-math", "chunked-query", "chunked-online",
+             "linear-elu", "performer-64", "performer-256", "nystrom-32", "nystrom-64", "linformer-128", "linformer-256",
+             "xformers")  # fmt: skip
 
 PRESETS: dict[str, Sweep] = {
     # Every variant available on the device, N = 128..4096, forward fp32: ~2.5 minutes on 2 CPU cores.
@@ -119,6 +125,20 @@ PRESETS: dict[str, Sweep] = {
                 "variants": ("chunked-query", "chunked-online"),
             },
         ),  # fmt: skip
+    ),
+    # The reference GPU sweep (results/reference-h200/): bf16, H=16, D=64, N = 1K..32K, forward and
+    # forward+backward, about 4 minutes on one H200. The compiled variants run forward only: each
+    # compile (dynamic in N) costs tens of seconds, their backward a second one.
+    "gpu": Sweep(
+        devices=("cuda",),
+        seq_lens=tuple(2**i for i in range(10, 16)),
+        heads=(16,),
+        dtypes=("bfloat16",),
+        max_time_s=0.1,
+        grids=(
+            {"modes": ("fwd", "fwd_bwd"), "variants": tuple(GPU_EAGER)},
+            {"modes": ("fwd",), "variants": ("flex", "naive-compiled")},
+        ),
     ),
     # N up to 65536; cases predicted not to fit in memory are recorded as skipped.
     "full": Sweep(
@@ -189,6 +209,8 @@ def check_combinations(sweep: Sweep) -> Sweep:
         for h in sweep.heads:
             if h % h_kv:
                 raise SweepError(f"--kv-heads {h_kv} does not divide --heads {h}: each query head reads one key head")
+    if sweep.cuda_graphs and not any(device.startswith("cuda") for device in sweep.devices):
+        raise SweepError(f"--cuda-graphs times CUDA graph replays; this sweep's devices are {', '.join(sweep.devices)}")
     if "decode" in sweep.modes and sweep.q_len > min(sweep.seq_lens):
         raise SweepError(f"--q-len {sweep.q_len} is larger than N={min(sweep.seq_lens)}: decode queries follow the N keys")
     return sweep
@@ -231,4 +253,5 @@ def _expand_grid(sweep: Sweep) -> Iterator[Case]:
                     mask="causal-br" if decoding and mask == "causal" else mask,
                     batch=batch, heads=heads, heads_kv=heads_kv, head_dim=head_dim, q_len=sweep.q_len if decoding else None,
                     threads=sweep.threads, input_scale=sweep.input_scale, seed=sweep.seed, allocator=sweep.allocator,
+                    cuda_graphs=sweep.cuda_graphs and device.startswith("cuda"),
                 )  # fmt: skip

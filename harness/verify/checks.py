@@ -163,6 +163,9 @@ def gradient_error(spec: VariantSpec, *, n_q: int, n_kv: int, causal: bool, devi
 
 
 def check_backward(spec: VariantSpec, *, device: str = "cpu") -> CheckResult:
+    """Gradients against float64 (exact variants) or finite (approximations), each after a forward-only call of
+    the same shape under ``torch.inference_mode``, as a sweep's worker makes one before a ``fwd_bwd`` case:
+    whatever the variant caches then (a projection, a block mask) must serve the backward."""
     if not spec.backward:
         return CheckResult("backward", None, f"{spec.name} declares no backward pass")
     try:
@@ -170,15 +173,22 @@ def check_backward(spec: VariantSpec, *, device: str = "cpu") -> CheckResult:
             worst = 0.0
             for n_q, n_kv in ((65, 65), (65, 130), (130, 65)):
                 for causal in (False, True):
+                    _inference_call(spec, n_q, n_kv, device, causal=causal)
                     worst = max(worst, *gradient_error(spec, n_q=n_q, n_kv=n_kv, causal=causal, device=device).values())
             ok = worst <= GRAD_TOLERANCE
             return CheckResult("backward", ok, f"largest gradient error {worst:.1e} (tolerance {GRAD_TOLERANCE:.0e})")
-        leaves = [t.requires_grad_() for t in seeded_qkv(100, device=device)]
+        _inference_call(spec, 97, 97, device)
+        leaves = [t.requires_grad_() for t in seeded_qkv(97, device=device)]
         spec(*leaves).square().sum().backward()
         finite = all(t.grad is not None and torch.isfinite(t.grad).all() for t in leaves)
         return CheckResult("backward", finite, "gradients finite" if finite else "a gradient is missing or not finite")
     except Unsupported as exc:
         return CheckResult("backward", None, str(exc))
+
+
+def _inference_call(spec: VariantSpec, n_q: int, n_kv: int, device: str, **kwargs) -> None:
+    with torch.inference_mode():
+        spec(*seeded_qkv(n_q, n_kv, device=device), **kwargs)
 
 
 # (N_q, N_kv): past the usual block (128, 256) and window sizes, square and not.
