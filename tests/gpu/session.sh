@@ -8,7 +8,7 @@
 set -uo pipefail
 out="${OUT:-/tmp/gpu-session}"; mkdir -p "$out"
 export PYTHONPATH="$PWD" PYTHONUNBUFFERED=1
-sweep_s="${1:-200}"
+sweep_s="${1:-170}"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$out/gpu.txt"
 python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.version.cuda, torch.cuda.get_device_name())" | tee -a "$out/gpu.txt"
 gpu="$(python3 -c "import torch; print(torch.cuda.get_device_name().split()[-1].lower())")"
@@ -16,9 +16,9 @@ run="results/reference-$gpu"
 
 if [ ! -f "$run/cases.jsonl" ]; then
   # Correctness on CUDA in parallel (xdist); the timer tests alone, so no other process shares the GPU.
-  timeout 170 python3 -m pytest -q -p no:cacheprovider -n 8 -k cuda tests/test_variants.py tests/test_layer.py \
+  timeout 150 python3 -m pytest -q -p no:cacheprovider -n 8 -k cuda tests/test_variants.py tests/test_layer.py \
     tests/test_registry.py tests/test_memory.py tests/test_cli_errors.py 2>&1 | tee "$out/pytest-cuda.log" | tail -25
-  timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_cuda_path.py tests/test_timing.py -k "cuda or graph" 2>&1 \
+  timeout 100 python3 -m pytest -q -p no:cacheprovider tests/test_cuda_path.py tests/test_timing.py -k "cuda or graph" 2>&1 \
     | tee "$out/pytest-cuda-path.log" | tail -25
 fi
 
@@ -26,4 +26,4 @@ resume=(); [ -f "$run/sweep.json" ] && resume=(--resume)
 timeout "$sweep_s" python3 -m harness.cli sweep --preset gpu --out "$run" "${resume[@]}" 2>&1 | tee "$out/sweep.log" | tail -40
 tar czf "$out/run.tar.gz" "$run"
 
-timeout 100 python3 -m harness.verify.selfcheck --device cuda 2>&1 | tee "$out/selfcheck.log" | tail -40
+timeout 70 python3 -m harness.verify.selfcheck --device cuda 2>&1 | tee "$out/selfcheck.log" | tail -40
