@@ -128,7 +128,7 @@ def test_cuda_graphs_are_asked_for_cuda_cases_only():
     with pytest.raises(SweepError, match="--cuda-graphs: expected true or false"):
         build_sweep(cuda_graphs="maybe")
     # Off, the case's id is the one older runs recorded; on, it is another case.
-    assert Case("sdpa", 64).case_id == Case("sdpa", 64, cuda_graphs=False).case_id == "eeb725a4b4ce4b56"
+    assert Case("sdpa", 64, threads=1).case_id == Case("sdpa", 64, threads=1, cuda_graphs=False).case_id == "fd2fc99ed19a2c8b"
     if CUDA:
         assert Case("sdpa", 64, device="cuda", cuda_graphs=True).case_id != Case("sdpa", 64, device="cuda").case_id
 
@@ -172,3 +172,19 @@ def test_a_case_asking_for_graphs_gets_them_and_its_row_says_so(mode):
     record = measure_case(case, max_time_s=0.1)
     assert record.status == "ok", record.reason
     assert record.timer == "cuda_graph" and record.cuda_graphs is True, record.warnings
+
+
+def test_the_driver_version_is_read_from_the_kernel_module(tmp_path, monkeypatch):
+    from harness.measure import gpu
+
+    # The first line of /proc/driver/nvidia/version in the formats of NVIDIA's open and proprietary kernel modules.
+    for line, version in (
+        ("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build  (dvs-builder@U22)", "580.159.04"),
+        ("NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05  Sat Aug 19 01:15:15 UTC 2023", "535.104.05"),
+    ):
+        (tmp_path / "version").write_text(line + "\nGCC version:  gcc version 12.3.0\n")
+        monkeypatch.setattr(gpu, "DRIVER_FILE", tmp_path / "version")
+        assert gpu.driver_version() == version
+    monkeypatch.setattr(gpu, "DRIVER_FILE", tmp_path / "absent")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi either: nothing to report, not a guess
+    assert gpu.driver_version() is None

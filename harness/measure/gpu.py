@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +29,7 @@ import torch
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PROBE_TIMEOUT_S = 300.0  # calibration on a cold GPU takes seconds; a wedged driver, forever
+DRIVER_FILE = Path("/proc/driver/nvidia/version")  # the kernel module's own line: "... Kernel Module  580.159.04 ..."
 
 
 def facts() -> dict:
@@ -41,8 +44,7 @@ def facts() -> dict:
     if not torch.cuda.is_available():
         return found
     found["cudnn"] = torch.backends.cudnn.version()
-    driver = getattr(torch._C, "_cuda_getDriverVersion", None)  # e.g. 12040 for CUDA 12.4; absent in some builds
-    found["driver"] = driver() if driver else None
+    found["driver"] = driver_version()
     for index in range(torch.cuda.device_count()):
         props = torch.cuda.get_device_properties(index)
         free, total = torch.cuda.mem_get_info(index)
@@ -52,6 +54,29 @@ def facts() -> dict:
             "l2_bytes": getattr(props, "L2_cache_size", None),
         })  # fmt: skip
     return found
+
+
+def driver_version() -> str | None:
+    """The NVIDIA driver's version ("580.159.04"): the kernel module's /proc file, else ``nvidia-smi``; None if neither.
+
+    torch reports the CUDA runtime it was built with, not the driver it runs on.
+    """
+    try:
+        found = re.search(r"Kernel Module(?: for \S+)?\s+([0-9]+(?:\.[0-9]+)+)", DRIVER_FILE.read_text())
+        if found:
+            return found.group(1)
+    except OSError:
+        pass
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    try:
+        done = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True,
+                              text=True, timeout=30)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = done.stdout.split()
+    return lines[0] if done.returncode == 0 and lines else None
 
 
 def isolated(module: str, *args: str) -> dict:
