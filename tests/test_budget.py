@@ -62,3 +62,43 @@ def test_decode_prediction_counts_the_cache_once_and_the_single_query_row():
     # The float64 reference copies the cache (8 GiB), above the variant's tiles of one row per head.
     reference = 8 * (8 * 32 * 1 * 128 + 2 * 8 * 8 * 65536 * 128) + 3 * 8 * 8 * 32 * 1 * 65536
     assert predicted_peak_bytes(case) == cache + query_side + reference
+
+
+def test_a_peak_measured_at_a_smaller_n_grows_by_the_class_and_can_skip():
+    # The H200 reference run: SDPA's math backend in bf16 (B=1, H=16, D=64) peaked at 36.25 GiB at N=16384
+    # (it upcasts the scores to fp32: 4.5 bf16 matrices, where the class counts 2), then ran out of
+    # memory at 32768, which the class alone put at 64 GiB against a budget of 111.4 GiB.
+    case = Case("sdpa-math", 32768, device="cuda", dtype="bfloat16", heads=16, threads=1)
+    budget, measured = int(111.4 * 2**30), (16384, 36.25 * 2**30)
+    assert over_budget(case, budget) is None
+    assert predicted_peak_bytes(case, measured) == 4 * 36.25 * 2**30  # O(N^2): twice N, four times the bytes
+    reason = over_budget(case, budget, measured)
+    assert reason.startswith("predicted peak 145.0 GiB (memory class O(N^2), grown from 36.2 GiB measured at N=16384)")
+    # A peak under what the class predicts changes nothing, and says nothing.
+    assert predicted_peak_bytes(case, (16384, 2**30)) == predicted_peak_bytes(case)
+
+
+def test_a_worker_slot_skips_what_its_own_measurements_say_cannot_fit(tmp_path):
+    from pathlib import Path
+
+    from harness.run.executor import WorkerSlot
+    from harness.run.plugins import load_plugins
+    from variants import list_variants, unregister
+
+    plugin = str(Path(__file__).resolve().parent / "plugins" / "misbehaving.py")
+    before = set(list_variants())
+    load_plugins([plugin])  # here too: the slot predicts from the spec before its worker runs the case
+    small, large = (Case("test-hoarder", n, heads=8, threads=1) for n in (2048, 8192))
+    budget = 1000 * MiB  # its O(N) class predicts 424 MiB at 2048 and 928 MiB at 8192: both fit
+    slot = WorkerSlot([plugin], tmp_path / "worker.log", {"cpu": budget})
+    try:
+        assert over_budget(small, budget) is None and over_budget(large, budget) is None
+        first = slot.measure(small, 0.05, 120)
+        assert first["status"] == "ok" and first["peak_mem_bytes"] >= 2 * 8 * 2048**2 * 4  # it holds N x N scores
+        second = slot.measure(large, 0.05, 120)
+    finally:
+        slot.close()
+        for name in set(list_variants()) - before:
+            unregister(name)
+    assert second["status"] == "skipped"
+    assert "grown from 0.3 GiB measured at N=2048" in second["reason"], second["reason"]

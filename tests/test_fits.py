@@ -35,10 +35,28 @@ def test_fixed_overhead_is_left_out_of_the_fit():
     # t = 1 ms of overhead + N^1 ns: flat at small N, linear at large N.
     ns = [2**i for i in range(4, 17)]
     values = [1e-3 + 1e-9 * n * 1000 for n in ns]
-    idx, _ = asymptotic_region(ns, values)
+    idx, _, _ = asymptotic_region(ns, values)
     assert ns[idx[0]] >= 8192  # the flat part is not in the region
     fit = fit_power_law(ns, values)
     assert 0.8 <= fit.alpha <= 1.0
+
+
+def test_a_curve_that_never_leaves_its_overhead_floor_gets_no_verdict():
+    from harness.analyze.fits import implausible
+
+    # linear-elu forward on the H200 (bf16, H=16, D=64), ms: a GPU left idle until N=16K.
+    ns = [1024, 2048, 4096, 8192, 16384, 32768]
+    fit = fit_power_law(ns, [0.113, 0.112, 0.115, 0.132, 0.239, 0.426])
+    assert fit.overhead_bound and (fit.n_lo, fit.n_hi) == (4096, 32768) and fit.alpha < 0.7
+    assert implausible(fit).startswith("overhead-bound: over N = 4096..32768 the time stays within 3x of its floor")
+    # Nystrom-32 forward+backward there: flat to 4096, then linear. Too few points clear the floor to drop it,
+    # but no step of the region is flat: a fit, with its verdict.
+    nystrom = fit_power_law(ns, [7.18, 6.95, 7.04, 14.5, 28.4, 55.5])
+    assert not nystrom.overhead_bound and implausible(nystrom) == "" and nystrom.alpha == pytest.approx(0.98, abs=0.03)
+    # A short grid that grows as N does keeps its fit (and its "spans only" note); so does a clean linear curve.
+    short = fit_power_law([128, 256, 512], [1.0, 2.0, 4.0])
+    assert not short.overhead_bound and short.alpha == pytest.approx(1.0) and "spans only 4x" in short.note
+    assert not fit_power_law(ns, [n * 1e-6 for n in ns]).overhead_bound
 
 
 def test_memory_without_samples_uses_residuals():

@@ -22,6 +22,7 @@ import numpy as np
 
 MIN_SPAN = 8.0
 OVERHEAD_FACTOR = 3.0
+FLAT_SLOPE = 0.5  # a step of the curve flatter than N^0.5 is overhead: no attention reads less than its O(N) input
 AGREEMENT = 0.3  # |fitted - declared| within this counts as agreeing
 
 
@@ -37,6 +38,7 @@ class Fit:
     n_used: int
     local_slopes: tuple[float, ...] = field(default=())
     note: str = ""
+    overhead_bound: bool = False  # fewer than 3 fitted points clear the overhead floor: fixed costs set the curve
 
 
 def slope(x: np.ndarray, y: np.ndarray) -> float:
@@ -45,23 +47,30 @@ def slope(x: np.ndarray, y: np.ndarray) -> float:
     return float((x * (y - y.mean())).sum() / (x * x).sum())
 
 
-def asymptotic_region(ns: Sequence[int], values: Sequence[float]) -> tuple[np.ndarray, str]:
-    """Indices (into N-sorted arrays) of the points to fit, and a note when the region is short.
+def asymptotic_region(ns: Sequence[int], values: Sequence[float]) -> tuple[np.ndarray, str, bool]:
+    """Indices (into N-sorted arrays) of the points to fit, a note when the region is short, and whether it is
+    overhead-bound.
 
     The region is the largest points spanning at least MIN_SPAN in N (all
     points when the grid is shorter); points in it within OVERHEAD_FACTOR of
-    the smallest value measured are dropped while three or more remain.
+    the smallest value measured are dropped while three or more remain. When
+    fewer remain and the region holds a step flatter than N^FLAT_SLOPE, the
+    region is called overhead-bound: attention reads its O(N) inputs, so a
+    curve that flat is a fixed cost (a GPU left idle by a small problem, a
+    Python loop's launches) and the slope is the overhead's, not the algorithm's.
     """
     ns, values = np.asarray(ns, float), np.asarray(values, float)
     reaching = np.nonzero(ns[-1] / ns >= MIN_SPAN)[0]
     start = int(reaching[-1]) if len(reaching) else 0
     idx = np.arange(start, len(ns))
     clear = idx[values[idx] >= OVERHEAD_FACTOR * values.min()]
+    steps = np.diff(np.log(values[idx])) / np.diff(np.log(ns[idx]))
+    overhead_bound = len(clear) < 3 and bool(len(steps)) and steps.min() < FLAT_SLOPE
     if len(clear) >= 3:
         idx = clear
     span = ns[idx[-1]] / ns[idx[0]]
     note = "" if span >= MIN_SPAN else f"fit spans only {span:.0f}x in N"
-    return idx, note
+    return idx, note, overhead_bound
 
 
 def fit_power_law(
@@ -86,7 +95,7 @@ def fit_power_law(
     ns, values = ns[good], values[good]
     if len(ns) < 3:
         return None
-    idx, note = asymptotic_region(ns, values)
+    idx, note, overhead_bound = asymptotic_region(ns, values)
     if len(idx) < 2:
         return None
     x, y = np.log(ns[idx]), np.log(values[idx])
@@ -112,6 +121,7 @@ def fit_power_law(
         n_used=len(idx),
         local_slopes=local,
         note=note,
+        overhead_bound=overhead_bound,
     )
 
 
@@ -126,6 +136,10 @@ def implausible(fit: Fit, noisy_points: int = 0) -> str:
     interval too wide to separate neighbouring classes.
     """
     noise = f"; {noisy_points} noisy point(s) in the curve" if noisy_points else ""
+    if fit.overhead_bound:
+        return (f"overhead-bound: over N = {fit.n_lo}..{fit.n_hi} the time stays within {OVERHEAD_FACTOR:g}x of its "
+                f"floor and grows slower than N^{FLAT_SLOPE:g} somewhere: fixed costs, not the algorithm, "
+                f"set the slope{noise}")  # fmt: skip
     if fit.alpha < 0:
         return f"time fell as N grew (alpha {fit.alpha:.2f}): noise or fixed overhead, not a complexity{noise}"
     if fit.ci_high - fit.ci_low > MAX_CI_WIDTH:

@@ -143,6 +143,11 @@ class Case:
         return f"{self.variant} N={self.seq_len}{extra} {self.dtype} {self.mode}{mask} {self.device}"
 
 
+def configuration(case: Case) -> tuple:
+    """Everything about a case but its length: cases sharing it differ only in N (one curve of a figure)."""
+    return tuple(sorted((k, v) for k, v in asdict(case).items() if k != "seq_len"))
+
+
 def seeded_qkv(n_q: int, n_kv: int | None = None, *, batch: int = 1, heads: int = 2, heads_kv: int | None = None,
                d: int = 32, d_v: int | None = None, dtype: torch.dtype = torch.float32, device: str = "cpu",
                seed: int = 0, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip

@@ -7,7 +7,10 @@ else holds a few (B, H, N_q, max(D, m)) tensors; q, k, v and the output
 besides. Forward plus backward keeps what the forward saved and adds
 gradients; the float64 reference the accuracy check builds on the same
 device is counted where it is larger. Deliberately coarse: its job is to skip cases that cannot possibly
-fit (naive at N=65536 wants 275 GB), not to replace the measurement.
+fit (naive at N=65536 wants 275 GB), not to replace the measurement. Once a smaller N of the same
+configuration has been measured, its peak grown by the declared class counts too: a kernel that keeps more
+than the class says (SDPA's math backend upcasts bf16 scores to fp32: 4.5 score matrices, not 2) is caught
+before it runs out of memory, not after.
 """
 
 from __future__ import annotations
@@ -24,9 +27,18 @@ from ..measure.device import available_bytes
 BUDGET_FRACTION = 0.8  # of the memory available when the sweep starts
 
 
-def predicted_peak_bytes(case: Case) -> int:
-    """Rough upper estimate of a case's peak bytes on its device (inputs included)."""
+def predicted_peak_bytes(case: Case, measured: tuple[int, float] | None = None) -> int:
+    """Rough upper estimate of a case's peak bytes on its device (inputs included); ``measured``: (N, peak bytes)
+    of the same configuration at a smaller N, grown to this N by the declared memory class."""
     spec = get_variant(case.variant)
+    analytic = _analytic_peak_bytes(case, spec)
+    if measured is None:
+        return analytic
+    n, peak = measured
+    return max(analytic, int(peak * (case.seq_len / n) ** (declared_exponent(spec.memory) or 1.0)))
+
+
+def _analytic_peak_bytes(case: Case, spec) -> int:
     element = torch.empty((), dtype=case.torch_dtype).element_size()
     B, H, H_kv, N, n_q, D = case.batch, case.heads, case.n_heads_kv, case.seq_len, case.n_q, case.head_dim
     width = max([D] + [v for v in spec.params.values() if isinstance(v, int)])
@@ -50,15 +62,17 @@ def reference_bytes(case: Case) -> int:
     return 8 * (B * H * n_q * D + 2 * B * H_kv * N * D) + 3 * 8 * B * H * rows * N
 
 
-def over_budget(case: Case, budget: int) -> str | None:
-    """The skip reason when the predicted peak exceeds ``budget`` bytes, else None."""
-    predicted = predicted_peak_bytes(case)
-    if predicted > budget:
-        return (
-            f"predicted peak {predicted / 2**30:.1f} GiB (memory class {get_variant(case.variant).memory}) "
-            f"exceeds the budget of {budget / 2**30:.1f} GiB ({BUDGET_FRACTION:.0%} of available {case.device} memory)"
-        )
-    return None
+def over_budget(case: Case, budget: int, measured: tuple[int, float] | None = None) -> str | None:
+    """The skip reason when the predicted peak exceeds ``budget`` bytes, else None (``measured``: as in
+    `predicted_peak_bytes`)."""
+    predicted = predicted_peak_bytes(case, measured)
+    if predicted <= budget:
+        return None
+    basis = f"memory class {get_variant(case.variant).memory}"
+    if measured is not None and predicted > _analytic_peak_bytes(case, get_variant(case.variant)):
+        basis += f", grown from {measured[1] / 2**30:.1f} GiB measured at N={measured[0]}"
+    return (f"predicted peak {predicted / 2**30:.1f} GiB ({basis}) exceeds the budget of {budget / 2**30:.1f} GiB "
+            f"({BUDGET_FRACTION:.0%} of available {case.device} memory)")  # fmt: skip
 
 
 def device_budget(device: str) -> int:

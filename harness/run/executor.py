@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..measure.case import Case
+from ..measure.case import Case, configuration
 from ..measure.measure_case import record_for
 from .budget import over_budget, worker_memory_limit
 from .client import Worker, WorkerDied
@@ -46,12 +46,21 @@ class WorkerSlot:
         self.plugins, self.log, self.budgets = plugins, log, budgets
         self.worker: Worker | None = None
         self.key: tuple | None = None
+        self.peaks: dict[tuple, tuple[int, float]] = {}  # configuration -> (N, peak bytes) of its largest N measured
 
     def measure(self, case: Case, max_time_s: float, timeout_s: float) -> dict:
         """The case's record: a budget skip, the worker's own record, or a ``timeout`` or ``crash`` row."""
-        skip = over_budget(case, self.budgets[case.device]) if case.device in self.budgets else None
+        config = configuration(case)
+        measured = self.peaks.get(config)
+        skip = over_budget(case, self.budgets[case.device], measured) if case.device in self.budgets else None
         if skip:
             return record_for(case, "skipped", skip).to_dict()
+        record = self._run(case, max_time_s, timeout_s)
+        if record.get("peak_mem_bytes") and (measured is None or case.seq_len > measured[0]):
+            self.peaks[config] = (case.seq_len, record["peak_mem_bytes"])
+        return record
+
+    def _run(self, case: Case, max_time_s: float, timeout_s: float) -> dict:
         key = (case.variant, case.device, case.threads, case.allocator)  # the last two are fixed at a worker's start
         if self.key != key:
             self.close()

@@ -17,10 +17,10 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..measure.case import Case
+from ..measure.case import Case, configuration
 from ..measure.interference import quiet_check
 from ..measure.record import MEASURED
 from .budget import device_budget, worker_memory_limit
@@ -69,18 +69,13 @@ class GrowthStops:
             if r["case_id"] in by_id:
                 self.note(by_id[r["case_id"]], r.get("status", ""))
 
-    @staticmethod
-    def _key(case: Case) -> tuple:
-        """Everything about a case but its length: cases sharing it differ only in N."""
-        return tuple(sorted((k, v) for k, v in asdict(case).items() if k != "seq_len"))
-
     def note(self, case: Case, status: str) -> None:
         if status in FAILURES_THAT_STOP_GROWTH:
-            self._failed_at.setdefault(self._key(case), (case.seq_len, status))
+            self._failed_at.setdefault(configuration(case), (case.seq_len, status))
 
     def reason(self, case: Case) -> str | None:
         """Why to skip ``case``: a smaller N of its configuration failed; None to run it."""
-        failed = self._failed_at.get(self._key(case))
+        failed = self._failed_at.get(configuration(case))
         if failed is None or case.seq_len <= failed[0]:
             return None
         return f"not run: the same configuration was {failed[1]} at N={failed[0]}"

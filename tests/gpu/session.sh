@@ -11,7 +11,8 @@ export PYTHONPATH="$PWD" PYTHONUNBUFFERED=1
 sweep_s="${1:-170}"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$out/gpu.txt"
 python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.version.cuda, torch.cuda.get_device_name())" | tee -a "$out/gpu.txt"
-gpu="$(python3 -c "import torch; print(torch.cuda.get_device_name().split()[-1].lower())")"
+# "NVIDIA H200" -> h200, "NVIDIA H100 80GB HBM3" -> h100-80gb-hbm3
+gpu="$(python3 -c "import torch; print(torch.cuda.get_device_name().lower().removeprefix('nvidia ').replace(' ', '-'))")"
 run="results/reference-$gpu"
 
 if [ ! -f "$run/cases.jsonl" ]; then
