@@ -127,7 +127,7 @@ PRESETS: dict[str, Sweep] = {
         ),  # fmt: skip
     ),
     # The reference GPU sweep (results/reference-h200/): bf16, H=16, D=64, N = 1K..32K, forward and
-    # forward+backward, about 4 minutes on one H200. The compiled variants run forward only: each
+    # forward+backward, about 6 minutes on one H200. The compiled variants run forward only: each
     # compile (dynamic in N) costs tens of seconds, their backward a second one.
     "gpu": Sweep(
         devices=("cuda",),
