@@ -104,3 +104,17 @@ def test_a_worker_slot_skips_what_its_own_measurements_say_cannot_fit(tmp_path):
             unregister(name)
     assert second["status"] == "skipped"
     assert "grown from 0.3 GiB measured at N=2048" in second["reason"], second["reason"]
+
+
+def test_a_resumed_sweep_knows_the_peaks_its_folder_recorded():
+    from harness.measure.case import configuration
+    from harness.run.budget import measured_peaks
+
+    cases = [Case("naive", n, threads=1) for n in (64, 128, 256)] + [Case("sdpa", 64, threads=1)]
+    recorded = [
+        {"case_id": cases[1].case_id, "peak_mem_bytes": 2 * MiB},
+        {"case_id": cases[0].case_id, "peak_mem_bytes": 1 * MiB},  # a smaller N, read after: not the one kept
+        {"case_id": cases[3].case_id, "peak_mem_bytes": None},  # an error row: no peak
+        {"case_id": "not-in-this-sweep", "peak_mem_bytes": 9 * MiB},
+    ]
+    assert measured_peaks(cases, recorded) == {configuration(cases[0]): (128, 2 * MiB)}

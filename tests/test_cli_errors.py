@@ -123,25 +123,31 @@ def test_toml_that_is_not_utf8(tmp_path, capsys):
     assert_one_line_error(in_process(capsys, "sweep", "--config", str(config), "--out", str(tmp_path / "run")), "not UTF-8")
 
 
-def test_bad_output_paths_of_export_report_and_calibrate(tmp_path):
-    run = tmp_path / "run"
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """A finished one-case run (sdpa, N=32), swept once for the tests that only read it or must leave it as it is."""
+    run = tmp_path_factory.mktemp("tiny") / "run"
     done = attnbench("sweep", "--variants", "sdpa", "--seq-lens", "32", "--heads", "1", "--max-time", "0.05", "--out", str(run))
     assert done.returncode == 0, done.stderr
-    assert_one_line_error(attnbench("export", str(run), "--out", "/nonexistent/dir/x.json"), "no such directory")
-    assert_one_line_error(attnbench("export", str(run), "--out", str(tmp_path)), "is a directory")
+    return run
+
+
+def test_bad_output_paths_of_export_report_and_calibrate(tiny_run, tmp_path, capsys):
+    run = str(tiny_run)
+    assert_one_line_error(in_process(capsys, "export", run, "--out", "/nonexistent/dir/x.json"), "no such directory")
+    assert_one_line_error(in_process(capsys, "export", run, "--out", str(tmp_path)), "is a directory")
     existing = tmp_path / "existing.html"
     existing.write_text("keep me")
-    assert_one_line_error(attnbench("report", str(run), "--out", str(existing)), "is a file")
+    assert_one_line_error(in_process(capsys, "report", run, "--out", str(existing)), "is a file")
     assert existing.read_text() == "keep me"
-    assert_one_line_error(attnbench("calibrate", "--threads", "99999999999"), "--threads", "99999999999")
+    assert_one_line_error(in_process(capsys, "calibrate", "--threads", "99999999999"), "--threads", "99999999999")
 
 
-def test_compare_of_runs_with_no_case_in_common(tmp_path):
-    for name, n in (("a", "32"), ("b", "64")):
-        done = attnbench("sweep", "--variants", "sdpa", "--seq-lens", n, "--heads", "1", "--max-time", "0.05",
-                         "--out", str(tmp_path / name))  # fmt: skip
-        assert done.returncode == 0, done.stderr
-    assert_one_line_error(attnbench("compare", str(tmp_path / "a"), str(tmp_path / "b")), "nothing to compare")
+def test_compare_of_runs_with_no_case_in_common(tiny_run, tmp_path):
+    other = tmp_path / "other"
+    done = attnbench("sweep", "--variants", "sdpa", "--seq-lens", "64", "--heads", "1", "--max-time", "0.05", "--out", str(other))
+    assert done.returncode == 0, done.stderr
+    assert_one_line_error(attnbench("compare", str(tiny_run), str(other)), "nothing to compare")
 
 
 def test_unknown_toml_key(tmp_path, capsys):
@@ -166,10 +172,8 @@ def test_out_dir_that_is_a_file(tmp_path):
     assert out.read_text() == "not a directory"
 
 
-def test_resume_of_another_sweeps_directory(tmp_path):
-    out = tmp_path / "run"
-    first = attnbench("sweep", "--variants", "sdpa", "--seq-lens", "32", "--heads", "1", "--max-time", "0.05", "--out", str(out))
-    assert first.returncode == 0, first.stderr
+def test_resume_of_another_sweeps_directory(tiny_run):
+    out = tiny_run
     before = snapshot(out)
     again = attnbench("sweep", "--variants", "sdpa", "--seq-lens", "64", "--out", str(out), "--resume")
     assert_one_line_error(again, "other settings", "--seq-lens [32] -> [64]", "--max-time 0.05 -> 1.0")

@@ -38,7 +38,7 @@ class Fit:
     n_used: int
     local_slopes: tuple[float, ...] = field(default=())
     note: str = ""
-    overhead_bound: bool = False  # fewer than 3 fitted points clear the overhead floor: fixed costs set the curve
+    overhead_bound: bool = False  # under 3 points clear the floor and a step is flatter than N^0.5: no verdict
 
 
 def slope(x: np.ndarray, y: np.ndarray) -> float:

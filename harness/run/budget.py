@@ -20,7 +20,7 @@ import torch
 from variants import get_variant
 
 from ..measure.accuracy import CHUNK_BYTES, DEFAULT_MAX_ROWS
-from ..measure.case import Case
+from ..measure.case import Case, configuration
 from ..measure.complexity import declared_exponent
 from ..measure.device import available_bytes
 
@@ -73,6 +73,18 @@ def over_budget(case: Case, budget: int, measured: tuple[int, float] | None = No
         basis += f", grown from {measured[1] / 2**30:.1f} GiB measured at N={measured[0]}"
     return (f"predicted peak {predicted / 2**30:.1f} GiB ({basis}) exceeds the budget of {budget / 2**30:.1f} GiB "
             f"({BUDGET_FRACTION:.0%} of available {case.device} memory)")  # fmt: skip
+
+
+def measured_peaks(cases: list[Case], recorded: list[dict]) -> dict[tuple, tuple[int, float]]:
+    """Per configuration, (N, peak bytes) of its largest N already recorded with a peak: what a resumed sweep
+    knows, so its budget predicts as an uninterrupted one would have."""
+    by_id = {case.case_id: case for case in cases}
+    peaks: dict[tuple, tuple[int, float]] = {}
+    for row in recorded:
+        case, peak = by_id.get(row.get("case_id")), row.get("peak_mem_bytes")
+        if case is not None and peak and case.seq_len > peaks.get(configuration(case), (0, 0.0))[0]:
+            peaks[configuration(case)] = (case.seq_len, peak)
+    return peaks
 
 
 def device_budget(device: str) -> int:

@@ -42,11 +42,14 @@ class WorkerSlot:
     case predicted past it is recorded ``skipped`` without running.
     """
 
-    def __init__(self, plugins: list[str], log: Path, budgets: dict[str, int]) -> None:
+    def __init__(
+        self, plugins: list[str], log: Path, budgets: dict[str, int], peaks: dict[tuple, tuple[int, float]] | None = None
+    ) -> None:
         self.plugins, self.log, self.budgets = plugins, log, budgets
         self.worker: Worker | None = None
         self.key: tuple | None = None
-        self.peaks: dict[tuple, tuple[int, float]] = {}  # configuration -> (N, peak bytes) of its largest N measured
+        # configuration -> (N, peak bytes) of its largest N measured (`harness.run.budget.measured_peaks`)
+        self.peaks: dict[tuple, tuple[int, float]] = dict(peaks or {})
 
     def measure(self, case: Case, max_time_s: float, timeout_s: float) -> dict:
         """The case's record: a budget skip, the worker's own record, or a ``timeout`` or ``crash`` row."""
@@ -88,8 +91,10 @@ class WorkerSlot:
 class LocalExecutor:
     """Cases one at a time on this machine, through one `WorkerSlot`: a timing never shares the machine with another."""
 
-    def __init__(self, plugins: list[str], log: Path, budgets: dict[str, int]) -> None:
-        self.slot = WorkerSlot(plugins, log, budgets)
+    def __init__(
+        self, plugins: list[str], log: Path, budgets: dict[str, int], peaks: dict[tuple, tuple[int, float]] | None = None
+    ) -> None:
+        self.slot = WorkerSlot(plugins, log, budgets, peaks)
         self.node = socket.gethostname()
 
     def run(

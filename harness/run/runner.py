@@ -23,7 +23,7 @@ from pathlib import Path
 from ..measure.case import Case, configuration
 from ..measure.interference import quiet_check
 from ..measure.record import MEASURED
-from .budget import device_budget, worker_memory_limit
+from .budget import device_budget, measured_peaks, worker_memory_limit
 from .cluster import RayExecutor
 from .executor import LocalExecutor
 from .folder import RunError, locked_run_dir, prepare_run_dir, write_env
@@ -126,7 +126,7 @@ def run_sweep(
             write_env(run_dir, sweep, quiet, resuming=bool(recorded),
                       executor=f"ray {ray_address or '(local instance)'}" if cluster else "local")  # fmt: skip
             budgets = {} if cluster else {device: device_budget(device) for device in sweep.devices}  # nodes read theirs
-            runner = cluster or LocalExecutor(plugins, run_dir / LOG_FILE, budgets)
+            runner = cluster or LocalExecutor(plugins, run_dir / LOG_FILE, budgets, measured_peaks(cases, recorded))
             timed_s = _run_cases(sweep, run_dir, cases, recorded, runner, progress)
             frame = _finish(run_dir, cases, plugins, sweep.timeout_s, budgets)
     finally:
