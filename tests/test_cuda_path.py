@@ -161,7 +161,7 @@ def test_a_call_no_graph_can_hold_is_timed_with_events_and_says_why():
 
     x = torch.ones(1024, device="cuda")
     m = time_callable(lambda: (x * 2).sum().item(), "cuda", graphs=True, max_time_s=0.1)  # .item() syncs the host
-    assert m.clock == "cuda_event" and m.warnings[0].startswith("no CUDA graph (")
+    assert m.clock == "cuda_event" and any(w.startswith("no CUDA graph (") for w in m.warnings)
     assert time_callable(lambda: x * 2, "cuda", graphs=True, max_time_s=0.1).clock == "cuda_graph"  # CUDA still works
 
 

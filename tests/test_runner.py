@@ -152,7 +152,8 @@ def test_the_system_allocator_is_a_setting_recorded_on_every_row(tmp_path, cli_e
     assert result.returncode == 0, result.stderr
     row = load_results(out).iloc[0]
     # Read in the worker itself: its malloc was never pinned, and the case id says which allocator it ran under.
-    assert row["status"] == "ok" and row["allocator"] == "system" and not list(row["warnings"])
+    assert row["status"] == "ok" and row["allocator"] == "system"
+    assert not any("allocator" in w for w in row["warnings"])  # no mismatch (a noise warning may come and go)
     env = json.loads((out / "env.json").read_text())
     assert env["sweep"]["allocator"] == "system" and not any(k.startswith("MALLOC") for k in env["worker_env"])
     assert "--allocator system" in result.stdout  # the console says how these times were taken
