@@ -1,7 +1,8 @@
 """The runner's end of a worker process: start it, ask it, read its log, kill it.
 
-`Worker` starts ``python -m harness.run.worker`` in a session of its own
-(so a kill takes whatever the variant started with it), writes one JSON
+`Worker` forks a `harness.run.worker` from a fork server
+(`harness.run.forkserver`), in a session of its own (so a kill takes
+whatever the variant started with it), writes one JSON
 request per line and reads one reply per line, with a timeout; a worker that
 exits first raises `WorkerDied` naming the signal or status and the last line
 it logged. Its stderr goes to the run's log through `LogPump`, capped, so a
@@ -14,8 +15,6 @@ import json
 import os
 import select
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import deque
@@ -24,8 +23,17 @@ from pathlib import Path
 
 from ..measure.allocator import malloc_env
 from ..measure.case import Case
+from .forkserver import PROJECT_ROOT, ForkedProcess, ForkServer, ForkServerDied
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+def process_env(threads: int, allocator: str = "pinned") -> dict[str, str]:
+    """The whole environment a worker (and the fork server it comes from) starts with: this process's,
+    without a ``MALLOC_`` setting from the user's shell for the "system" allocator, plus `worker_env`."""
+    env = {k: v for k, v in os.environ.items() if not (allocator == "system" and k.startswith("MALLOC_"))}
+    env.update(worker_env(threads, allocator))
+    root = str(PROJECT_ROOT)
+    env["PYTHONPATH"] = root + os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else root
+    return env
 
 
 def worker_env(threads: int, allocator: str = "pinned") -> dict[str, str]:
@@ -45,19 +53,22 @@ class Worker:
 
     START_TIMEOUT_S = 120.0
 
-    def __init__(self, plugins: list[str], threads: int, memory_limit: int, log: Path, allocator: str = "pinned") -> None:
-        # glibc's own defaults for "system": a MALLOC_ setting inherited from the user's shell is not kept.
-        env = {k: v for k, v in os.environ.items() if not (allocator == "system" and k.startswith("MALLOC_"))}
-        env.update(worker_env(threads, allocator))
-        root = str(PROJECT_ROOT)
-        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "") if env.get("PYTHONPATH") else root
-        command = [sys.executable, "-m", "harness.run.worker", "--memory-limit", str(memory_limit), "--allocator", allocator]
-        for plugin in plugins:
-            command += ["--plugin", plugin]
-        # Its own session and process group, so whatever the worker starts ends with it.
-        self.proc = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True
-        )
+    def __init__(
+        self, plugins: list[str], threads: int, memory_limit: int, log: Path, allocator: str = "pinned",
+        server: ForkServer | None = None,
+    ) -> None:  # fmt: skip
+        # Forked from ``server`` (started with this worker's environment), or from a server of its own.
+        self._own_server = server is None
+        try:
+            self.server = server or ForkServer(process_env(threads, allocator))
+            args = ["--memory-limit", str(memory_limit), "--allocator", allocator]
+            for plugin in plugins:
+                args += ["--plugin", plugin]
+            self.proc = ForkedProcess(self.server, args)
+        except ForkServerDied as exc:
+            if self._own_server and hasattr(self, "server"):
+                self.server.close()
+            raise WorkerDied(str(exc)) from None
         self.log = LogPump(self.proc.stderr, log)
         self._buffer = b""
         ready = self._read_line(self.START_TIMEOUT_S)
@@ -76,7 +87,7 @@ class Worker:
             if readable:
                 chunk = os.read(self.proc.stdout.fileno(), 1 << 16)
                 if not chunk:
-                    self.proc.wait()
+                    self._reap()
                     raise WorkerDied(self.death_reason("died"))
                 self._buffer += chunk
         line, self._buffer = self._buffer.split(b"\n", 1)
@@ -93,7 +104,7 @@ class Worker:
             self.proc.stdin.write(request.encode())
             self.proc.stdin.flush()
         except BrokenPipeError:
-            self.proc.wait()
+            self._reap()
             raise WorkerDied(self.death_reason("died")) from None
         line = self._read_line(timeout)
         if line is None:
@@ -118,6 +129,15 @@ class Worker:
         fatal = [line for line in lines if line.startswith("Fatal Python error")]
         return (fatal[-1] if fatal else lines[-1] if lines else "")[:300]
 
+    def _reap(self, grace_s: float = 2.0) -> None:
+        """Wait for a worker that closed its protocol pipe to exit (its status says why); past ``grace_s``, kill it."""
+        deadline = time.monotonic() + grace_s
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if self.proc.poll() is None:
+            self._end_group()
+            self.proc.wait()
+
     def _end_group(self) -> None:
         """SIGKILL the worker's process group: the worker, and any process a variant started."""
         try:
@@ -130,6 +150,10 @@ class Worker:
         self.proc.wait()
         self.close()
 
+    def _close_server(self) -> None:
+        if self._own_server:
+            self.server.close()
+
     def close(self) -> None:
         if self.proc.stdin and not self.proc.stdin.closed:
             try:
@@ -141,6 +165,7 @@ class Worker:
         self._end_group()
         self.proc.wait()
         self.log.close()
+        self._close_server()
 
 
 class LogPump:

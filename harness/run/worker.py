@@ -7,7 +7,8 @@ A request is ``{"case": {...}, "max_time_s": S}`` (answered with a record),
 
     python -m harness.run.worker [--plugin P]... [--memory-limit BYTES]
 
-Started by the runner through `harness.run.client.Worker`, one per variant, and replaced after any failure, so a
+Started by the runner through `harness.run.client.Worker` (forked from `harness.run.forkserver`, or run as a
+module), one per variant and round, and replaced after any failure, so a
 crashing or hanging kernel takes down only this process. The protocol has the
 original stdout to itself: fd 1 is pointed at stderr first, so whatever a
 variant prints cannot corrupt a record. Under ``--memory-limit`` the address
@@ -47,12 +48,12 @@ def _limit_address_space(extra_bytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.run.worker")
     parser.add_argument("--plugin", action="append", default=[])
     parser.add_argument("--memory-limit", type=int, default=0, help="bytes beyond the current mapping; 0: none")
     parser.add_argument("--allocator", choices=("pinned", "system"), default="pinned")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # stray prints from variants go to the log, not into the protocol
