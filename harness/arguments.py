@@ -52,7 +52,12 @@ def _add_sweep_flags(p: argparse.ArgumentParser, *, with_grid: bool = True) -> N
         help="time CUDA cases as replays of a CUDA graph: the kernels without the host's launch gaps",
     )
     p.add_argument("--timeout", help="seconds per case before its worker is killed")
-    p.add_argument("--max-time", help="seconds per case for the timing loop's cap")
+    p.add_argument("--max-time", help="seconds per case for the timing loops' cap, shared by its first --rounds rounds")
+    p.add_argument(
+        "--rounds",
+        help="independent rounds per case, each in a fresh worker process at another time of the sweep "
+        "(default 3; cases whose rounds disagree get up to twice as many)",
+    )
     p.add_argument("--strict", action="store_true", help="refuse to run on a busy machine (the quiet check fails)")
     p.add_argument("--executor", choices=("local", "ray"), default="local", help="where cases run (default local)")
     p.add_argument("--ray-address", metavar="HOST:PORT", help="the Ray cluster's head (default: a local Ray instance)")
@@ -111,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("base", metavar="BASE_RUN")
     p.add_argument("new", metavar="NEW_RUN")
     p.add_argument("--threshold", default="0.10", help="relative change that counts (default 0.10)")
+    p.add_argument(
+        "--unadjusted",
+        action="store_true",
+        help="compare times as measured, not each at its run's reference machine speed (the canary)",
+    )
     p.add_argument("--metric", default="time", choices=sorted(METRICS), help="time (default) or memory")
 
     p = sub.add_parser("export", help="write a run as a pytest-benchmark JSON document")

@@ -139,11 +139,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     base, new = load_results(args.base), load_results(args.new)
     from .analyze.compare import compare_runs
 
-    table = compare_runs(base, new, threshold=threshold, metric=args.metric)
+    table = compare_runs(base, new, threshold=threshold, metric=args.metric, adjusted=not args.unadjusted)
     in_both = ~table["verdict"].isin(["only in base", "only in new"])
     if not in_both.any():
         raise UsageError(f"nothing to compare: {args.base} and {args.new} have no case in common")
-    print(comparison_text(table, args.metric, threshold))
+    print(comparison_text(table, args.metric, threshold, adjusted=not args.unadjusted))
     return 1 if (table["verdict"] == "regression").any() else 0
 
 

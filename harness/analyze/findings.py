@@ -24,8 +24,17 @@ def _ok(frame: pd.DataFrame) -> pd.DataFrame:
     return with_config(frame[frame["status"] == "ok"])
 
 
+def _overlaps(rows: pd.DataFrame, best: pd.Series) -> pd.Series:
+    """Which ``rows`` tie with ``best``: their 95 % intervals across rounds overlap (itself included; a run
+    from before rounds, without intervals, has no ties)."""
+    return (rows.index == best.name) | (rows["time_ci_low_s"] <= best["time_ci_high_s"]).fillna(False).to_numpy(bool)
+
+
 def fastest_ranges(frame: pd.DataFrame) -> pd.DataFrame:
     """Per configuration, each run of consecutive N with one fastest exact variant (median time, ok rows).
+
+    Variants whose 95 % intervals overlap the fastest one's tie with it: ``fastest`` then names them all
+    ("sdpa ≈ sdpa-flash"), and the lead is over the next variant outside the tie.
 
     Columns: the range (``n_from``, ``n_to``), the ``fastest`` exact variant, the ``runner_up`` exact one at the
     range's largest N, the smallest and largest ``lead`` (runner-up time over the winner's), and the fastest
@@ -44,10 +53,12 @@ def fastest_ranges(frame: pd.DataFrame) -> pd.DataFrame:
             if exact.empty:
                 continue
             best = exact["time_median_s"].iloc[0]
+            tied = exact[_overlaps(exact, exact.iloc[0])]
+            rest = exact[~exact.index.isin(tied.index)]
             point = {
-                "fastest": exact["variant"].iloc[0],
-                "runner_up": exact["variant"].iloc[1] if len(exact) > 1 else None,
-                "lead": exact["time_median_s"].iloc[1] / best if len(exact) > 1 else np.nan,
+                "fastest": " ≈ ".join(sorted(tied["variant"])) if len(tied) > 1 else exact["variant"].iloc[0],
+                "runner_up": rest["variant"].iloc[0] if len(rest) else None,
+                "lead": rest["time_median_s"].iloc[0] / best if len(rest) else np.nan,
                 "approximation": approx["variant"].iloc[0] if len(approx) else None,
                 "approx_speedup": best / approx["time_median_s"].iloc[0] if len(approx) else np.nan,
             }

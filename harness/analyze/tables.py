@@ -98,12 +98,19 @@ def fit_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 def crossover_table(frame: pd.DataFrame) -> pd.DataFrame:
     """For each pair of variants within a configuration, the last N where their time
-    (or memory) curves cross, with the one ahead beyond it; interpolated in log space."""
+    (or memory) curves cross, with the one ahead beyond it; interpolated in log space.
+
+    A time crossover carries an interval in N (``crossover_n_low``, ``crossover_n_high``): where the curves
+    drawn through the ends of the rows' 95 % intervals across rounds cross (a's low against b's high, a's
+    high against b's low), together with N* itself; bounds that never cross stretch it to the grid's ends
+    (the order stays uncertain that far). Memory is deterministic: the interval is N*."""
     ok = _ok(frame)
     rows = []
     for config, group in ok.groupby("config", sort=True):
         for metric, column in (("time", "time_median_s"), ("memory", "peak_mem_bytes")):
             wide = group.pivot_table(index="seq_len", columns="variant", values=column, aggfunc="first")
+            low = group.pivot_table(index="seq_len", columns="variant", values="time_ci_low_s", aggfunc="first")
+            high = group.pivot_table(index="seq_len", columns="variant", values="time_ci_high_s", aggfunc="first")
             for a, b in itertools.combinations(sorted(wide.columns), 2):
                 pair = wide[[a, b]].dropna()
                 found = crossovers(pair.index.tolist(), pair[a].tolist(), pair[b].tolist())
@@ -113,6 +120,9 @@ def crossover_table(frame: pd.DataFrame) -> pd.DataFrame:
                     continue
                 n_star, lower = found[-1]
                 ahead, behind = (a, b) if lower == "a" else (b, a)
+                n_low, n_high = (
+                    (n_star, n_star) if metric == "memory" else _crossover_interval(pair.index, a, b, low, high, n_star)
+                )
                 rows.append(
                     {
                         "config": config,
@@ -120,10 +130,28 @@ def crossover_table(frame: pd.DataFrame) -> pd.DataFrame:
                         "ahead_beyond": ahead,
                         "behind_beyond": behind,
                         "crossover_n": n_star,
+                        "crossover_n_low": n_low,
+                        "crossover_n_high": n_high,
                         "n_range": f"{int(pair.index.min())}..{int(pair.index.max())}",
                     }
                 )
-    return pd.DataFrame(rows, columns=["config", "metric", "ahead_beyond", "behind_beyond", "crossover_n", "n_range"])
+    return pd.DataFrame(rows, columns=["config", "metric", "ahead_beyond", "behind_beyond", "crossover_n", "crossover_n_low",
+                                       "crossover_n_high", "n_range"])  # fmt: skip
+
+
+def _crossover_interval(ns, a: str, b: str, low: pd.DataFrame, high: pd.DataFrame, n_star: float) -> tuple[float, float]:
+    """The N range within which the order of a and b is uncertain at 95 %, around their crossover ``n_star``."""
+    ends = [n_star]
+    for a_end, b_end in ((low, high), (high, low)):
+        if a not in a_end or b not in b_end:
+            continue
+        ya, yb = a_end[a].reindex(ns), b_end[b].reindex(ns)
+        if ya.isna().any() or yb.isna().any():
+            continue
+        found = crossovers(list(ns), ya.tolist(), yb.tolist())
+        # Bounds that never cross: the order is uncertain somewhere on every side, so the grid's ends.
+        ends += [found[-1][0]] if found else [float(min(ns)), float(max(ns))]
+    return min(ends), max(ends)
 
 
 def fastest_table(frame: pd.DataFrame) -> pd.DataFrame:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 import torch
 
 from .interference import Interference, load_average, read_steal, steal_share
-from .sampling import MIN_TIME_S, Measurement, stop_rule, warm_up, with_warnings
+from .sampling import CAP_SAMPLES, MIN_TIME_S, Measurement, stop_rule, warm_up, with_warnings
 
 LAUNCH_BOUND = 1.2  # device time within this factor of the host's queueing time: the GPU waited for the host
 
@@ -38,8 +38,12 @@ def time_cuda(
     max_samples: int = 1000,
     min_time_s: float = MIN_TIME_S,
     graphs: bool = False,
+    cap_samples: int = CAP_SAMPLES,
+    first_call_s: float | None = None,
 ) -> Measurement:
-    """Time ``fn`` on a CUDA device with events, flushing L2 between calls; ``graphs``: replays of its CUDA graph."""
+    """Time ``fn`` on a CUDA device with events, flushing L2 between calls; ``graphs``: replays of its CUDA graph.
+    ``cap_samples`` and ``first_call_s`` as for `harness.measure.timing.time_cpu` (a captured graph's first
+    replay is never made by the caller, so it is warmed up afresh)."""
     device = torch.device(device)
     load, steal_before = load_average(), read_steal()
     clock, notes = "cuda_event", ()
@@ -55,7 +59,7 @@ def time_cuda(
             torch.cuda.synchronize(device)  # the host clock needs the work finished
             return time.perf_counter()
 
-        per_call = warm_up(fn, synchronized)
+        per_call = warm_up(fn, synchronized, None if graphs else first_call_s)
         # Calls per batch: about 50 ms of work between synchronizes, at least 1.
         batch = max(1, min(100, int(0.05 / max(per_call, 1e-6))))
 
@@ -75,7 +79,7 @@ def time_cuda(
             batch_samples = [begin.elapsed_time(end) * 1e-3 for begin, end in events]
             samples.extend(batch_samples)
             elapsed += sum(batch_samples)
-            reason = stop_rule(samples, elapsed, max_time_s, max_samples, 0, min_time_s)
+            reason = stop_rule(samples, elapsed, max_time_s, max_samples, 0, min_time_s, cap_samples)
             if reason:
                 break
     interference = Interference(None, None, 0, load, steal_share(steal_before, read_steal()))

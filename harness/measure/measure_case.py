@@ -23,6 +23,7 @@ from variants.masks import parse_mask
 
 from .accuracy import DEFAULT_MAX_ROWS, measure_accuracy
 from .allocator import allocator_state, pin_allocator
+from .canary import canary_time
 from .case import Case, make_grad_output, make_inputs
 from .compilation import compiled_graphs, recompile_warning
 from .complexity import declared_exponent
@@ -30,6 +31,7 @@ from .contract import contract_violation, input_damage, non_finite
 from .device import device_name
 from .memory import peak_memory
 from .record import Record
+from .sampling import CAP_SAMPLES
 from .threads import thread_count
 from .timing import time_callable
 
@@ -176,9 +178,14 @@ def measure_case(
     max_time_s: float = 2.0,
     accuracy_rows: int = DEFAULT_MAX_ROWS,
     memory: bool = True,
+    timing_only: bool = False,
+    cap_samples: int = CAP_SAMPLES,
 ) -> Record:
-    """Measure ``case`` (accuracy, time, peak memory) and return its record; never raises
-    for a failing variant: unsupported cases, allocation failures and errors become statuses.
+    """Measure ``case`` (accuracy, time, peak memory) and return its record, one round of it
+    (`harness.measure.rounds`: the time, and the canary's beside it); never raises for a failing
+    variant: unsupported cases, allocation failures and errors become statuses. ``timing_only``: a
+    later round, which checks the output and times it, without accuracy or memory. ``cap_samples``: the
+    fewest samples at the timing cap (fewer per round when a case has several, `harness.measure.sampling`).
 
     Garbage is never ``ok``: a non-finite output, or inputs changed by the
     call (checked after the first call and again after timing), are ``error``
@@ -206,10 +213,12 @@ def measure_case(
             garbage = non_finite(out) or input_damage(inputs, pristine)
             if garbage:
                 return record_for(case, "error", f"{case.variant} {garbage}")
-            against = reference_mask(spec, case)
-            acc = measure_accuracy(out, *pristine, mask=against, max_rows=accuracy_rows, seed=case.seed)
-            record.err_reference = against if against != case.mask else None
-            if spec.backend is not None:
+            acc = None
+            if not timing_only:
+                against = reference_mask(spec, case)
+                acc = measure_accuracy(out, *pristine, mask=against, max_rows=accuracy_rows, seed=case.seed)
+                record.err_reference = against if against != case.mask else None
+            if spec.backend is not None and not timing_only:
                 # Asked with the inputs the timed call gets: a dispatcher (SDPA) picks by requires_grad too.
                 asked = tuple(t.detach().requires_grad_(case.mode == "fwd_bwd") for t in pristine)
                 record.backend = spec.backend(*asked, mask=parse_mask(case.mask))
@@ -217,9 +226,13 @@ def measure_case(
             if case.mode == "fwd_bwd" and compiled_graphs():  # something compiles here: its backward may compile
                 first_s += _clocked(timed, case.device)[1]  # on the first gradient call, which belongs to compile_s, not warm-up
             compiled, graphs = compiled_graphs() - graphs, compiled_graphs()
-            timing = time_callable(timed, case.device, graphs=case.cuda_graphs, max_time_s=max_time_s)
+            # The first call above was the timed call's own (forward modes, nothing compiled): warm-up need not repeat it.
+            first_call = first_s if case.mode != "fwd_bwd" and not compiled else None
+            timing = time_callable(timed, case.device, graphs=case.cuda_graphs, max_time_s=max_time_s,
+                                   cap_samples=cap_samples, first_call_s=first_call)  # fmt: skip
             recompiled = compiled_graphs() - graphs
-            mem = peak_memory(timed, case.device) if memory else None
+            canary = canary_time(case.device)
+            mem = peak_memory(timed, case.device) if memory and not timing_only else None
             damage = input_damage(inputs, pristine)
             if damage:
                 return record_for(case, "error", f"{case.variant} {damage} while being timed")
@@ -247,5 +260,9 @@ def measure_case(
     record.gflops_per_s = record.flops / s.median / 1e9 if record.flops and s.median > 0 else None
     record.bytes_moved = case_bytes(case)
     record.gbytes_per_s = record.bytes_moved / s.median / 1e9 if s.median > 0 else None
-    record.rel_err, record.max_abs_err, record.cosine, record.err_rows = acc.rel_err, acc.max_abs_err, acc.cosine, acc.rows
+    if acc is not None:
+        record.rel_err, record.max_abs_err, record.cosine, record.err_rows = acc.rel_err, acc.max_abs_err, acc.cosine, acc.rows
+    record.time_ci_low_s, record.time_ci_high_s, record.rounds = s.ci_low, s.ci_high, 1
+    record.round_medians_s, record.round_canary_s, record.round_samples = [s.median], [canary], [s.n]
+    record.round_contended = record.round_disturbed = [timing.contended]
     return record

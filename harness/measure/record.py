@@ -58,6 +58,21 @@ class Record:
     noisy: bool | None = None
     timer: str | None = None  # what timed the samples: "perf_counter_ns" (CPU blocks), "cuda_event" or "cuda_graph" (per call)
     compile_s: float | None = None  # wall time of the untimed first calls that ran torch.compile (compile + one run)
+    # rounds (harness.measure.rounds): time_median_s is the geometric mean of the used rounds' medians, each
+    # read at the run's reference speed (canary_ref_s over its canary); time_ci_*_s its 95 % interval across
+    # rounds (one round: its own interval of the median)
+    time_ci_low_s: float | None = None
+    time_ci_high_s: float | None = None
+    time_unadjusted_s: float | None = None  # the same mean of the rounds' medians as measured
+    time_log_sd: float | None = None  # moderated standard deviation of the rounds' log times
+    time_log_dof: float | None = None  # its degrees of freedom
+    canary_ref_s: float | None = None  # the run's reference canary time on this device and thread count
+    rounds: int | None = None  # rounds the time comes from
+    round_medians_s: list[float] = field(default_factory=list)  # every round taken, in order, as measured
+    round_canary_s: list[float | None] = field(default_factory=list)  # the canary's time beside each (harness.measure.canary)
+    round_contended: list[bool] = field(default_factory=list)  # the scheduler probe found the round contended
+    round_disturbed: list[bool] = field(default_factory=list)  # contended or canary slow: left out while two others remain
+    round_samples: list[int] = field(default_factory=list)  # how many of time_samples_s each round contributed
     # what the machine did to the timing (harness.measure.interference)
     runqueue_wait_ratio: float | None = None
     cpu_utilization: float | None = None

@@ -25,6 +25,7 @@ WARMUP_MIN_CALLS = 2
 WARMUP_SETTLED = 0.97  # warm once a call is no faster than 97% of the best before it
 MIN_SAMPLES = 6  # the fewest from which a 95% interval of the median can be formed
 CAP_SAMPLES = 5  # at a cap, the fewest clean samples a median is reported from
+ROUND_CAP_SAMPLES = 3  # the same for one of several rounds (harness.measure.rounds): 6 or more over a case
 MIN_TIME_S = 0.02
 TARGET_CI = 0.025  # stop once the median's 95% interval is within +-2.5%
 TARGET_IQR_RATIO = 0.05  # torch.utils.benchmark's adaptive threshold, for comparisons (harness.verify.selfcheck)
@@ -75,15 +76,23 @@ def warn_if_noisy(summary: Summary) -> tuple[str, ...]:
 
 
 def stop_rule(
-    samples: list[float], elapsed: float, max_time_s: float, max_samples: int, waited: int = 0, min_time_s: float = MIN_TIME_S
+    samples: list[float],
+    elapsed: float,
+    max_time_s: float,
+    max_samples: int,
+    waited: int = 0,
+    min_time_s: float = MIN_TIME_S,
+    cap_samples: int = CAP_SAMPLES,
 ) -> str | None:
     """Why to stop now, or None to keep sampling.
 
     ``samples`` are the clean blocks so far, ``waited`` how many were discarded.
     At a cap with too few clean blocks, a measurement whose blocks mostly
-    waited (of at least 2 x CAP_SAMPLES tried) is ``contended``; a transient
+    waited (of at least 2 x ``cap_samples`` tried) is ``contended``; a transient
     preemption gets up to twice the cap; one whose blocks did not wait (a cap
-    shorter than CAP_SAMPLES blocks) samples on until it has them.
+    shorter than ``cap_samples`` blocks) samples on until it has them. A case
+    measured in rounds asks fewer per round (`ROUND_CAP_SAMPLES`): its
+    precision comes from the rounds.
     """
     n = len(samples)
     if n >= SLOW_CALL_SAMPLES and min(samples) > SLOW_CALL_S:
@@ -93,24 +102,28 @@ def stop_rule(
     capped = "time cap" if elapsed >= max_time_s else "count cap" if n + waited >= max_samples else None
     if capped is None:
         return None
-    if n >= min(CAP_SAMPLES, max_samples):
+    if n >= min(cap_samples, max_samples):
         return capped
-    if not waited or n + waited < 2 * CAP_SAMPLES:
+    if not waited or n + waited < 2 * cap_samples:
         return None  # too few attempts to judge the machine by
     # A transient (most blocks clean) gets up to twice the cap to finish; a busy machine does not.
     transient = waited <= n and elapsed < 2 * max_time_s and n + waited < 2 * max_samples
     return None if transient else "contended"
 
 
-def warm_up(fn: Callable[[], object], clock: Callable[[], float]) -> float:
+def warm_up(fn: Callable[[], object], clock: Callable[[], float], first_s: float | None = None) -> float:
     """Call ``fn`` until its time stops falling; returns the per-call time of the warm calls.
 
     A first call over SLOW_CALL_S is warm-up enough by itself (it has already
     warmed caches, the allocator and the clock frequency; more would cost seconds).
+    ``first_s``: the caller already made the untimed first call, which took that long.
     """
-    start = clock()
-    fn()  # untimed: lazy initialization, first-touch page faults
-    first = clock() - start
+    if first_s is None:
+        start = clock()
+        fn()  # untimed: lazy initialization, first-touch page faults
+        first = clock() - start
+    else:
+        first = first_s
     if first > SLOW_CALL_S:
         return first
     times: list[float] = []

@@ -23,7 +23,7 @@ import torch
 
 from .cuda_timing import time_cuda
 from .interference import Interference, SchedulerProbe, load_average, read_steal, steal_share
-from .sampling import MIN_TIME_S, Measurement, stop_rule, warm_up, with_warnings
+from .sampling import CAP_SAMPLES, MIN_TIME_S, Measurement, stop_rule, warm_up, with_warnings
 
 MIN_BLOCK_S = 1e-3
 SETTLE_S = 100e-6
@@ -71,15 +71,19 @@ def time_cpu(
     max_samples: int = 1000,
     threads: int | None = None,
     min_time_s: float = MIN_TIME_S,
+    cap_samples: int = CAP_SAMPLES,
+    first_call_s: float | None = None,
 ) -> Measurement:
     """Time ``fn`` on the CPU in blocks of k calls, discarding preempted blocks; see the module docstring.
 
     ``threads``: how many threads the call runs on (default torch's count), the
-    denominator of the recorded wait and CPU shares.
+    denominator of the recorded wait and CPU shares. ``cap_samples``: the
+    fewest clean blocks at a cap (`harness.measure.sampling.stop_rule`);
+    ``first_call_s``: the caller made the untimed first call already.
     """
     threads = threads or torch.get_num_threads()
     load, steal_before = load_average(), read_steal()
-    per_call = warm_up(fn, lambda: time.perf_counter_ns() * 1e-9)
+    per_call = warm_up(fn, lambda: time.perf_counter_ns() * 1e-9, first_call_s)
     k = _block_size(fn, per_call)
 
     # Preallocated: a list growing between calls is reallocated into the heap
@@ -104,7 +108,7 @@ def time_cpu(
             else:
                 clean[n] = sample
                 n += 1
-            reason = stop_rule(clean[:n], (t1 - began) * 1e-9, max_time_s, max_samples, n_waited, min_time_s)
+            reason = stop_rule(clean[:n], (t1 - began) * 1e-9, max_time_s, max_samples, n_waited, min_time_s, cap_samples)
             if reason:
                 break
             _settle(t1)

@@ -21,7 +21,10 @@ from ..analyze.tables import with_config
 from ..measure.record import MEASURED
 
 SHORT = {"unsupported": "n/a", "skipped": "skip", "oom": "oom", "timeout": "timeout", "crash": "crash", "error": "error"}
-LEGEND = "★ fastest in its column · ~ noisy (IQR/median > 10%) · ! contended (preempted past repair: no timing) · ±: IQR/median"
+LEGEND = (
+    "★ fastest in its column · ~ noisy (IQR/median > 10%) · ! contended (preempted past repair: no timing) · "
+    "±: half the 95% interval across rounds"
+)
 
 
 def seconds_text(value: float) -> str:
@@ -46,7 +49,7 @@ def _cell(row: pd.Series, fastest: bool) -> Text:
     if status not in MEASURED or not _number(row.get("time_median_s")):
         return Text(SHORT.get(status, status), style="dim" if status in ("unsupported", "skipped") else "red")
     median = row["time_median_s"]
-    noise = row["time_iqr_s"] / median if _number(row.get("time_iqr_s")) and median > 0 else math.nan
+    noise = _half_width(row, median)
     text = Text(seconds_text(median), style="bold green" if fastest else "")
     if not math.isnan(noise):
         text.append(f" ±{noise:.0%}", style="dim")
@@ -57,6 +60,14 @@ def _cell(row: pd.Series, fastest: bool) -> Text:
     if _number(row.get("peak_mem_bytes")):
         text.append("\n" + bytes_text(row["peak_mem_bytes"]), style="dim")
     return text
+
+
+def _half_width(row: pd.Series, median: float) -> float:
+    """Half the row's 95 % interval across rounds over its time; a run from before rounds: IQR/median."""
+    low, high = row.get("time_ci_low_s"), row.get("time_ci_high_s")
+    if _number(low) and _number(high) and median > 0:
+        return (high - low) / 2 / median
+    return row["time_iqr_s"] / median if _number(row.get("time_iqr_s")) and median > 0 else math.nan
 
 
 def _number(value) -> bool:

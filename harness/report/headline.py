@@ -81,14 +81,18 @@ def crossover_lines(crossovers: pd.DataFrame, baseline: str) -> pd.DataFrame:
     for (metric, variant, beyond), group in mine.groupby(["metric", "variant", "beyond"], sort=True):
         lo, hi = group["crossover_n"].min(), group["crossover_n"].max()
         where = sorted(group["config"].unique())
+        low = group["crossover_n_low"].min() if "crossover_n_low" in group else lo
+        high = group["crossover_n_high"].max() if "crossover_n_high" in group else hi
         rows.append({
             "finding": f"{variant}: {words[(metric, beyond)]}",
             "beyond N ≈": significant(lo, 2) if significant(lo, 2) == significant(hi, 2)
             else f"{significant(lo, 2)}–{significant(hi, 2)}",
+            "95% interval of N": "–" if not (math.isfinite(low) and math.isfinite(high)) or (low == lo and high == hi)
+            else f"{significant(low, 2)}–{significant(high, 2)}",
             "in": _configurations(where, all_configs),
         })  # fmt: skip
     rows.sort(key=lambda row: "memory" in row["finding"])  # time first
-    return pd.DataFrame(rows, columns=["finding", "beyond N ≈", "in"])
+    return pd.DataFrame(rows, columns=["finding", "beyond N ≈", "95% interval of N", "in"])
 
 
 def class_table(fits: pd.DataFrame) -> pd.DataFrame:
@@ -129,7 +133,8 @@ def findings_sections(frame: pd.DataFrame, fits: pd.DataFrame, crossovers: pd.Da
     return [
         {"title": "Fastest exact variant per range of N", "table": fastest_table(frame),
          "note": "Per configuration, consecutive sequence lengths won by one exact variant (median time; contended "
-                 "cases left out); its lead: the next exact variant's time over its own, smallest to largest; the "
+                 "cases left out); variants whose 95% intervals across rounds overlap tie (a ≈ b); its lead: the "
+                 "next exact variant's time over its own, smallest to largest; the "
                  "fastest approximation at the largest N, and its speedup over the fastest exact one (below 1×: "
                  "slower). Approximations' errors are below."},
         {"title": f"Crossovers against the baseline ({baseline})", "table": crossover_lines(crossovers, baseline),

@@ -37,8 +37,9 @@ def plain_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def comparison_text(table: pd.DataFrame, metric: str, threshold: float) -> str:
-    """`harness.analyze.compare.compare_runs`'s table for the terminal: one line per case, then the verdict counts."""
+def comparison_text(table: pd.DataFrame, metric: str, threshold: float, adjusted: bool = True) -> str:
+    """`harness.analyze.compare.compare_runs`'s table for the terminal: one line per case, then how the
+    machine's speed differed (the canaries) and the verdict counts."""
     unit, scale = ("ms", 1e3) if metric == "time" else ("MiB", 2**-20)
 
     def value(x: float) -> str:
@@ -52,12 +53,18 @@ def comparison_text(table: pd.DataFrame, metric: str, threshold: float) -> str:
             f"base {unit}": value(r["base"]),
             f"new {unit}": value(r["new"]),
             "new/base": "-" if pd.isna(r["ratio"]) else f"{r['ratio']:.3f}",
-            "noise (IQR/base)": f"{r['noise_rel']:.1%}" if metric == "time" else "-",
+            "95% interval": "-" if pd.isna(r["ratio_low"]) or metric != "time" else f"{r['ratio_low']:.3f}-{r['ratio_high']:.3f}",
         }
         for r in table.to_dict("records")
     ]
     counts = table["verdict"].value_counts().to_dict() if len(table) else {}
     total = f"{metric}, threshold {threshold:.0%}: " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+    speeds = table["speed"].dropna() if "speed" in table else pd.Series(dtype=float)
+    if metric == "time" and len(speeds):
+        speed = float(speeds.median())
+        how = "times compared at one speed (each in its run's canary units)" if adjusted else "times compared as measured"
+        total = (f"machine speed (the canary, new/base): {speed:.3f}, i.e. the new run's machine was "
+                 f"{abs(speed - 1):.0%} {'slower' if speed > 1 else 'faster'}; {how}\n") + total  # fmt: skip
     return (plain_table(shown, list(shown[0])) + "\n" if shown else "") + total
 
 

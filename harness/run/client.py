@@ -87,15 +87,16 @@ class Worker:
             if readable:
                 chunk = os.read(self.proc.stdout.fileno(), 1 << 16)
                 if not chunk:
-                    self._reap()
-                    raise WorkerDied(self.death_reason("died"))
+                    self._died("died")
                 self._buffer += chunk
         line, self._buffer = self._buffer.split(b"\n", 1)
         return line.decode()
 
-    def run(self, case: Case, max_time_s: float, timeout: float) -> dict | None:
-        """The case's record, or None when it overran ``timeout`` (the worker is then killed)."""
-        return self.ask({"case": asdict(case), "max_time_s": max_time_s}, timeout)
+    def run(self, case: Case, max_time_s: float, timeout: float, round_index: int = 0, cap_samples: int = 5) -> dict | None:
+        """The case's record (round 0: the whole measurement; later rounds: timing only), or None when it
+        overran ``timeout`` (the worker is then killed)."""
+        request = {"case": asdict(case), "max_time_s": max_time_s, "round": round_index, "cap_samples": cap_samples}
+        return self.ask(request, timeout)
 
     def ask(self, message: dict, timeout: float) -> dict | None:
         """Send one request; its reply, or None past ``timeout`` (the worker is then killed)."""
@@ -104,8 +105,7 @@ class Worker:
             self.proc.stdin.write(request.encode())
             self.proc.stdin.flush()
         except BrokenPipeError:
-            self._reap()
-            raise WorkerDied(self.death_reason("died")) from None
+            self._died("died")
         line = self._read_line(timeout)
         if line is None:
             self.kill()
@@ -128,6 +128,13 @@ class Worker:
         # faulthandler's header says what happened; prefer it to the traceback's last frame
         fatal = [line for line in lines if line.startswith("Fatal Python error")]
         return (fatal[-1] if fatal else lines[-1] if lines else "")[:300]
+
+    def _died(self, what: str) -> None:
+        """The worker is gone: reap it, release what it held, raise `WorkerDied` saying how it ended."""
+        self._reap()
+        reason = self.death_reason(what)
+        self.close()
+        raise WorkerDied(reason)
 
     def _reap(self, grace_s: float = 2.0) -> None:
         """Wait for a worker that closed its protocol pipe to exit (its status says why); past ``grace_s``, kill it."""
@@ -214,6 +221,8 @@ class LogPump:
 
     def close(self) -> None:
         self._thread.join(timeout=10)
+        if self._file.closed:
+            return
         try:
             if self._dropped:
                 self._file.write(f"[attnbench: {self._dropped} bytes of worker output dropped: log over its cap]\n".encode())

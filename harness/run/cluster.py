@@ -57,12 +57,15 @@ class NodeSlot:
         self.budgets: dict[str, int] = {}
         self.slot = WorkerSlot(paths + plugin_modules, self.dir / "worker.log", self.budgets)
 
-    def measure(self, case: dict, max_time_s: float, timeout_s: float) -> dict:
+    def measure(self, case: dict, max_time_s: float, timeout_s: float, round_index: int = 0, cap_samples: int = 5) -> dict:
         began = utc_now()
         case = Case(**case)
         if case.device not in self.budgets:  # this node's memory, read once
             self.budgets[case.device] = device_budget(case.device)
-        return stamp(self.slot.measure(case, max_time_s, timeout_s), self.node, began)
+        return stamp(self.slot.measure(case, max_time_s, timeout_s, round_index, cap_samples), self.node, began)
+
+    def new_round(self) -> None:
+        self.slot.new_round()
 
     def close(self) -> None:
         self.slot.close()
@@ -121,8 +124,9 @@ class RayExecutor:
         return slots
 
     def run(
-        self, cases: Iterable[Case], max_time_s: float, timeout_s: float, skip: Skip, started: Started
-    ) -> Iterator[tuple[Case, dict]]:
+        self, cases: Iterable[Case], max_time_s: float, timeout_s: float, skip: Skip, started: Started,
+        round_index: int = 0, cap_samples: int = 5,
+    ) -> Iterator[tuple[Case, dict]]:  # fmt: skip
         ray = self.ray
         queue, idle, running, tries = deque(cases), list(self.slots), {}, {}
         last: dict = {}  # actor -> the (variant, device) its worker has loaded
@@ -137,7 +141,8 @@ class RayExecutor:
                 started(case)
                 idle.remove(slot)
                 last[slot] = (case.variant, case.device)
-                running[slot.measure.remote(asdict(case), max_time_s, timeout_s)] = (slot, case, utc_now())
+                ref = slot.measure.remote(asdict(case), max_time_s, timeout_s, round_index, cap_samples)
+                running[ref] = (slot, case, utc_now())
             if not running:
                 yield from self._unserved(queue)
                 return
@@ -160,6 +165,14 @@ class RayExecutor:
             else:
                 idle.append(slot)
             yield case, record
+
+    def new_round(self) -> None:
+        """Each node's next round from fresh worker processes (a node that does not answer is left to `run`)."""
+        for slot in list(self.slots):
+            try:
+                self.ray.get(slot.new_round.remote(), timeout=30)
+            except Exception:  # noqa: BLE001 - a lost node is found, and recorded, by the next case sent to it
+                pass
 
     def _unserved(self, queue: deque) -> Iterator[tuple[Case, dict]]:
         """Cases no live node can take: every node of their device was lost, or the cluster has none."""

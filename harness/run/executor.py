@@ -18,7 +18,8 @@ from pathlib import Path
 from ..measure.case import Case, configuration
 from ..measure.measure_case import record_for
 from .budget import over_budget, worker_memory_limit
-from .client import Worker, WorkerDied
+from .client import Worker, WorkerDied, process_env
+from .forkserver import ForkServer, ForkServerDied
 
 Skip = Callable[[Case], "str | None"]  # why not to run a case (a smaller N failed), or None
 Started = Callable[[Case], None]  # told when a case is handed to a worker
@@ -48,44 +49,72 @@ class WorkerSlot:
         self.plugins, self.log, self.budgets = plugins, log, budgets
         self.worker: Worker | None = None
         self.key: tuple | None = None
+        self.servers: dict[tuple[int, str], ForkServer] = {}  # (threads, allocator) -> the server workers fork from
         # configuration -> (N, peak bytes) of its largest N measured (`harness.run.budget.measured_peaks`)
         self.peaks: dict[tuple, tuple[int, float]] = dict(peaks or {})
 
-    def measure(self, case: Case, max_time_s: float, timeout_s: float) -> dict:
-        """The case's record: a budget skip, the worker's own record, or a ``timeout`` or ``crash`` row."""
+    def measure(self, case: Case, max_time_s: float, timeout_s: float, round_index: int = 0, cap_samples: int = 5) -> dict:
+        """The case's record (a later round: its timing only): a budget skip, the worker's own record, or a
+        ``timeout`` or ``crash`` row."""
         config = configuration(case)
         measured = self.peaks.get(config)
         skip = over_budget(case, self.budgets[case.device], measured) if case.device in self.budgets else None
-        if skip:
+        if skip and round_index == 0:
             return record_for(case, "skipped", skip).to_dict()
-        record = self._run(case, max_time_s, timeout_s)
+        record = self._run(case, max_time_s, timeout_s, round_index, cap_samples)
         if record.get("peak_mem_bytes") and (measured is None or case.seq_len > measured[0]):
             self.peaks[config] = (case.seq_len, record["peak_mem_bytes"])
         return record
 
-    def _run(self, case: Case, max_time_s: float, timeout_s: float) -> dict:
+    def _run(self, case: Case, max_time_s: float, timeout_s: float, round_index: int, cap_samples: int) -> dict:
         key = (case.variant, case.device, case.threads, case.allocator)  # the last two are fixed at a worker's start
         if self.key != key:
-            self.close()
+            self.close_worker()
         try:
             if self.worker is None:
                 limit = worker_memory_limit(case.device, self.budgets.get("cpu"))
-                self.worker, self.key = Worker(self.plugins, case.threads, limit, self.log, case.allocator), key
-            record = self.worker.run(case, max_time_s, timeout_s)
+                server = self._server(case.threads, case.allocator)
+                self.worker, self.key = Worker(self.plugins, case.threads, limit, self.log, case.allocator, server), key
+            record = self.worker.run(case, max_time_s, timeout_s, round_index, cap_samples)
         except WorkerDied as died:
-            self.close()
+            self.close_worker()
+            for key, server in list(self.servers.items()):
+                if server.proc.poll() is not None:  # a server that died (the OOM killer?) is started again next time
+                    server.close()
+                    del self.servers[key]
             return record_for(case, "crash", str(died)).to_dict()
         if record is None:  # the worker overran its timeout and was killed
             self.worker = None
             return record_for(case, "timeout", f"no result within {timeout_s:g} s; worker killed").to_dict()
         if record["status"] in ("oom", "error"):
-            self.close()  # its state is suspect
+            self.close_worker()  # its state is suspect
         return record
 
-    def close(self) -> None:
+    def _server(self, threads: int, allocator: str) -> ForkServer | None:
+        """The fork server workers of this environment come from, started on first use; None if it cannot start
+        (the worker then starts one of its own, and says why it cannot)."""
+        key = (threads, allocator)
+        if key not in self.servers:
+            try:
+                self.servers[key] = ForkServer(process_env(threads, allocator))
+            except ForkServerDied:
+                return None
+        return self.servers[key]
+
+    def new_round(self) -> None:
+        """Start the next round afresh: new workers, forked from new servers (a fresh address-space layout)."""
+        self.close()
+
+    def close_worker(self) -> None:
         if self.worker is not None:
             self.worker.close()
         self.worker, self.key = None, None
+
+    def close(self) -> None:
+        self.close_worker()
+        for server in self.servers.values():
+            server.close()
+        self.servers = {}
 
 
 class LocalExecutor:
@@ -98,13 +127,20 @@ class LocalExecutor:
         self.node = socket.gethostname()
 
     def run(
-        self, cases: Iterable[Case], max_time_s: float, timeout_s: float, skip: Skip, started: Started
-    ) -> Iterator[tuple[Case, dict]]:
+        self, cases: Iterable[Case], max_time_s: float, timeout_s: float, skip: Skip, started: Started,
+        round_index: int = 0, cap_samples: int = 5,
+    ) -> Iterator[tuple[Case, dict]]:  # fmt: skip
         for case in cases:
             started(case)
             began, reason = utc_now(), skip(case)
-            record = record_for(case, "skipped", reason).to_dict() if reason else self.slot.measure(case, max_time_s, timeout_s)
+            if reason:
+                record = record_for(case, "skipped", reason).to_dict()
+            else:
+                record = self.slot.measure(case, max_time_s, timeout_s, round_index, cap_samples)
             yield case, stamp(record, self.node, began)
+
+    def new_round(self) -> None:
+        self.slot.new_round()
 
     def close(self) -> None:
         self.slot.close()

@@ -1,6 +1,6 @@
 """The run folder's files, and the results table they hold.
 
-    RUN/cases.jsonl           one record per finished case, appended as each finishes
+    RUN/cases.jsonl           a case's record, appended as each of its rounds finishes (the last is its row)
     RUN/results.parquet       the results table (one row per case; columns: `Record`'s fields)
     RUN/results.csv           the same, lists as JSON text
     RUN/env.json              versions, machine, ceilings, the quiet check (`harness.measure.env`)
@@ -11,7 +11,7 @@
 
 This module alone knows these names; the other stages call its functions.
 
-``cases.jsonl`` gets one line per finished case, flushed and fsynced, so a
+``cases.jsonl`` gets one line per finished round of a case (its last line is its row), flushed and fsynced, so a
 killed sweep loses at most the case in flight; a torn last line (the kill
 landed mid-write) is skipped with a warning. Consolidation turns the JSONL
 into ``results.parquet`` and ``results.csv``, one row per case. Nothing here
@@ -39,6 +39,7 @@ SWEEP_FILE = "sweep.json"
 MAPS_FILE = "attention_maps.json"
 LOCK_FILE = ".lock"
 LOG_FILE = "worker.log"
+LIST_COLUMNS = ["time_samples_s", "round_medians_s", "round_canary_s", "round_contended", "round_disturbed", "round_samples"]
 
 
 class ResultsError(Exception):
@@ -121,18 +122,25 @@ def with_all_columns(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def to_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """One row per record with the table's columns in order (later records win on a repeated case_id)."""
+    """One row per record with the table's columns in order (later records win on a repeated case_id:
+    a case measured in rounds appends its record again after each round)."""
     frame = with_all_columns(pd.DataFrame.from_records(list(records)))
     if len(frame):
         repeated = frame.duplicated(subset=["run_id", "case_id"], keep="last")
-        if repeated.any():
+        in_rounds = frame["round_medians_s"].map(lambda r: r is not None and len(r) > 0)
+        if (repeated & ~in_rounds).any():
             warnings.warn(
-                f"{int(repeated.sum())} case(s) recorded more than once (two sweeps wrote one folder?); "
+                f"{int((repeated & ~in_rounds).sum())} case(s) recorded more than once (two sweeps wrote one folder?); "
                 "keeping the last record of each",
                 stacklevel=2,
             )
-            frame = frame[~repeated].reset_index(drop=True)
+        frame = frame[~repeated].reset_index(drop=True)
     return frame
+
+
+def _plain(x: Any) -> Any:
+    """A list item as JSON takes it (numpy scalars from parquet as Python numbers)."""
+    return x.item() if hasattr(x, "item") else x
 
 
 def consolidate(run_dir: Path) -> pd.DataFrame:
@@ -140,8 +148,9 @@ def consolidate(run_dir: Path) -> pd.DataFrame:
     frame = to_frame(read_jsonl(run_dir / CASES_FILE))
     frame.to_parquet(run_dir / PARQUET_FILE, index=False)
     flat = frame.copy()
-    # CSV has no lists: the raw samples go in as a JSON array, warnings joined.
-    flat["time_samples_s"] = flat["time_samples_s"].map(lambda s: json.dumps(list(s)) if s is not None else "")
+    # CSV has no lists: the raw samples and the rounds go in as JSON arrays, warnings joined.
+    for column in LIST_COLUMNS:
+        flat[column] = flat[column].map(lambda s: json.dumps([_plain(x) for x in s]) if s is not None else "")
     flat["warnings"] = flat["warnings"].map(lambda w: "; ".join(w) if w is not None else "")
     flat.to_csv(run_dir / CSV_FILE, index=False)
     return frame
@@ -163,7 +172,9 @@ def load_results(path: str | Path) -> pd.DataFrame:
         return to_frame(read_jsonl(path))
     if path.suffix == ".csv":
         frame = pd.read_csv(path)
-        frame["time_samples_s"] = frame["time_samples_s"].map(lambda s: json.loads(s) if isinstance(s, str) and s else [])
+        for column in LIST_COLUMNS:
+            if column in frame.columns:
+                frame[column] = frame[column].map(lambda s: json.loads(s) if isinstance(s, str) and s else [])
         return with_all_columns(frame)
     raise ResultsError(f"{path}: not a results file (.parquet, .jsonl or .csv)")
 

@@ -8,12 +8,16 @@ the last line it logged. After a timeout, an ``oom``, a crash or a budget
 skip, the same configuration at larger N is recorded as ``skipped`` without
 running: it would only fail slower.
 
-Every finished case is appended to ``cases.jsonl`` at once (fsynced);
-re-running with ``resume=True`` runs only the cases not recorded.
+Each case is measured in rounds (`harness.measure.rounds`): a first pass
+measures every case whole, later passes time it again in fresh workers.
+Every finished round appends the case's updated record to ``cases.jsonl``
+at once (fsynced; a case's last line is its row); re-running with
+``resume=True`` runs only the cases and rounds not recorded.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from collections.abc import Callable
@@ -23,6 +27,8 @@ from pathlib import Path
 from ..measure.case import Case, configuration
 from ..measure.interference import quiet_check
 from ..measure.record import MEASURED
+from ..measure.rounds import EXTRA_ROUNDS, Machine, add_round, machine_of, summarize_rounds, wants_round
+from ..measure.sampling import CAP_SAMPLES, ROUND_CAP_SAMPLES
 from .budget import device_budget, measured_peaks, worker_memory_limit
 from .cluster import RayExecutor
 from .executor import LocalExecutor
@@ -147,40 +153,109 @@ def run_sweep(
 
 
 def _run_cases(sweep, run_dir, cases, recorded, executor, progress) -> float:
-    """Measure (or skip) every case not recorded, appending each record as it finishes; returns the time
-    spent in timed calls. Only this process writes ``cases.jsonl``, whichever executor ran the cases."""
-    done = {r["case_id"] for r in recorded}
+    """Measure (or skip) every case not recorded, in rounds (`harness.measure.rounds`), appending each case's
+    record as each of its rounds finishes (the last line of a case is its row); returns the time spent in
+    timed calls. Only this process writes ``cases.jsonl``, whichever executor ran the cases.
+
+    The first pass measures each case whole (accuracy, memory, a first timing), N ascending per variant so
+    that a failure stops larger N. Every later pass is one more timing round of each case that wants one,
+    in fresh worker processes, with the variants' order rotated, so the rounds of the variants compared
+    with each other spread over the sweep alike and none always runs first or last.
+    """
+    latest = {r["case_id"]: r for r in recorded if "case_id" in r}  # a case's last line is its row
     stops = GrowthStops(cases, recorded)
     writer = JsonlWriter(run_dir / CASES_FILE)
-    finished, timed_s = len(done), 0.0
+    state = {"done": sum(len(r.get("round_medians_s") or [None]) for r in latest.values()), "timed_s": 0.0}
+    total = state["done"] + _rounds_wanted(cases, latest, sweep.rounds)
+    cap = sweep.max_time_s / sweep.rounds  # --max-time is a case's timing budget over its rounds
+    samples = CAP_SAMPLES if sweep.rounds == 1 else ROUND_CAP_SAMPLES
 
     def started(case: Case) -> None:
         if progress:
-            progress(finished, len(cases), case, None)
+            progress(state["done"], total, case, None)
+
+    def write(record: dict) -> None:
+        record["run_id"] = run_dir.name
+        try:
+            writer.write(record)
+        except OSError as exc:
+            raise RunFailed(
+                f"cannot write {run_dir / CASES_FILE}: {exc.strerror}; the finished cases are kept, "
+                f"finish with --resume --out {run_dir}"
+            ) from None
+
+    def keep(case: Case, record: dict, reply: dict) -> None:
+        write(record)
+        latest[case.case_id] = record
+        stops.note(case, record["status"])
+        state["done"] += 1
+        if reply.get("status") in MEASURED and reply.get("time_samples_s"):
+            state["timed_s"] += sum(reply["time_samples_s"]) * reply["block_size"]
+        if progress:
+            progress(state["done"], total, case, record)
 
     try:
-        pending = [c for c in cases if c.case_id not in done]
-        for case, record in executor.run(pending, sweep.max_time_s, sweep.timeout_s, stops.reason, started):
-            record["run_id"] = run_dir.name
-            try:
-                writer.write(record)
-            except OSError as exc:
-                raise RunFailed(
-                    f"cannot write {run_dir / CASES_FILE}: {exc.strerror}; the {finished} finished cases are kept, "
-                    f"finish with --resume --out {run_dir}"
-                ) from None
-            stops.note(case, record["status"])
-            finished += 1
-            if record["status"] in MEASURED:
-                timed_s += sum(record["time_samples_s"]) * record["block_size"]
-            if progress:
-                progress(finished, len(cases), case, record)
+        first = [c for c in cases if c.case_id not in latest]
+        for case, record in executor.run(first, cap, sweep.timeout_s, stops.reason, started, 0, samples):
+            keep(case, record, record)
+        for round_index in range(1, sweep.rounds + EXTRA_ROUNDS):
+            machine = _summarize(latest.values())
+            wanted = [c for c in cases if wants_round(latest.get(c.case_id) or {}, sweep.rounds)]
+            if not wanted:
+                break
+            total = state["done"] + _rounds_wanted(cases, latest, sweep.rounds)
+            executor.new_round()
+            order = _rotated(wanted, round_index)
+            for case, reply in executor.run(order, cap, sweep.timeout_s, _never, started, round_index, samples):
+                keep(case, add_round(latest[case.case_id], reply, machine), reply)
+        # Every row read against the whole run (its reference speed, its pooled variance), and kept so.
+        before = {key: json.dumps(record, sort_keys=True, default=str) for key, record in latest.items()}
+        _summarize(latest.values())
+        for key, record in latest.items():
+            if json.dumps(record, sort_keys=True, default=str) != before[key]:
+                write(record)
     finally:
         executor.close()
         writer.close()
         if hasattr(progress, "close"):  # a live display ends with the cases, however they end
             progress.close()
-    return timed_s
+    return state["timed_s"]
+
+
+def _summarize(records) -> Machine:
+    """The run's `Machine` from ``records``, each summarized against it (in place); returns it."""
+    records = list(records)
+    machine = machine_of(records)
+    for record in records:
+        summarize_rounds(record, machine)
+    return machine
+
+
+def _never(case: Case) -> None:
+    """Later rounds skip nothing: a case that reached them ran."""
+    return None
+
+
+def _rounds_wanted(cases: list[Case], latest: dict[str, dict], rounds: int) -> int:
+    """Rounds still to take, as far as is known now: all of an unrecorded case's, the missing ones of a measured one."""
+    wanted = 0
+    for case in cases:
+        record = latest.get(case.case_id)
+        if record is None:
+            wanted += rounds
+        elif wants_round(record, rounds):
+            wanted += max(1, rounds - len(record.get("round_medians_s") or []))
+    return wanted
+
+
+def _rotated(cases: list[Case], by: int) -> list[Case]:
+    """``cases`` grouped by (device, variant) as given, the groups' order rotated ``by`` places."""
+    groups: dict[tuple, list[Case]] = {}
+    for case in cases:
+        groups.setdefault((case.device, case.variant), []).append(case)
+    ordered = list(groups.values())
+    shift = by % len(ordered) if ordered else 0
+    return [case for group in ordered[shift:] + ordered[:shift] for case in group]
 
 
 def _finish(run_dir: Path, cases: list[Case], plugins: list[str], timeout_s: float, budgets: dict[str, int]):

@@ -22,6 +22,7 @@ class SweepError(ValueError):
     """An invalid sweep definition; the message is one line naming the bad value."""
 
 
+MAX_ROUNDS = 20
 MAX_SIZE = 2**31 - 1  # lengths, batch, heads, head dims and threads: beyond, a size is a typo
 # Fields whose flag is not "--" + the field name.
 FLAG_NAMES = {"timeout_s": "--timeout", "max_time_s": "--max-time", "dtypes": "--dtype", "modes": "--mode",
@@ -114,6 +115,11 @@ def normalize(field_name: str, value: Any) -> Any:
         return tuple(_positive_int(v, flag) for v in _items(value))
     if field_name == "q_len":
         return _positive_int(value, flag)
+    if field_name == "rounds":
+        rounds = _positive_int(value, flag)
+        if rounds > MAX_ROUNDS:
+            raise SweepError(f"{flag} {rounds}: at most {MAX_ROUNDS} (each round is a whole timing of every case)")
+        return rounds
     if field_name == "masks":
         specs = []
         for spec in _names(value, flag):

@@ -1,6 +1,7 @@
 """A measurement worker process: cases in on stdin, records out, one JSON line each.
 
-A request is ``{"case": {...}, "max_time_s": S}`` (answered with a record),
+A request is ``{"case": {...}, "max_time_s": S, "round": R, "cap_samples": K}`` (answered with a
+record; rounds after the first are timing only, `harness.measure.rounds`),
 ``{"map": VARIANT}`` (answered with its attention map, `harness.measure.attention_map`) or
 ``{"check": VARIANT, "which": CHECK, "device": D}`` (answered with one
 `harness.verify.checks.CheckResult`).
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..measure.attention_map import attention_map
     from ..measure.case import Case
     from ..measure.measure_case import measure_case
+    from ..measure.sampling import CAP_SAMPLES
     from ..verify.checks import run_check
     from .plugins import load_plugins
 
@@ -84,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         elif "check" in request:  # one contract check (harness.verify.checks)
             reply = asdict(run_check(request["check"], request["which"], device=request["device"]))
         else:
-            reply = measure_case(Case(**request["case"]), max_time_s=request["max_time_s"]).to_dict()
+            case, timing_only = Case(**request["case"]), request.get("round", 0) > 0
+            cap = request.get("cap_samples", CAP_SAMPLES)
+            reply = measure_case(case, max_time_s=request["max_time_s"], timing_only=timing_only, cap_samples=cap).to_dict()
         protocol.write(json.dumps(reply) + "\n")
     return 0
 

@@ -1,0 +1,216 @@
+"""A case measured in rounds: the row's time and its uncertainty come from the spread *between* rounds.
+
+On the machines benchmarks run on, a kernel's time moves more between
+minutes and processes than between the blocks of one measurement (a 2-core
+VM: sdpa at N=512 from 3.5 to 6.7 ms; each round's own IQR 1-7 %). One
+measurement's interval says how well that process knew its median, not what
+a rerun will read. So each case is measured in rounds, each in a worker
+process of its own at another time of the sweep (`harness.run.runner`); each
+record a worker returns is one round (`harness.measure.measure_case`), and
+`add_round` folds the next into it.
+
+Speed. Beside every round the canary (`harness.measure.canary`, the same
+matmul in every round) is timed. The VM's speed is what moves: over one
+quick-preset sweep on the 2-core VM the canary ranged 171-325 µs, and each
+case's round medians followed it (correlation 0.85-0.99 for most cases). A
+round's time is therefore read at the run's reference speed: its median
+times ``canary_ref_s / canary`` (the reference: the run's 10th-percentile
+canary, the machine at full speed). Measured on that sweep, this cut the
+spread between rounds (standard deviation of log time, median over cases)
+from 0.15 to 0.09. ``time_unadjusted_s`` keeps the time as measured. A round
+whose canary ran more than ``SLOW_LIMIT`` times the reference (the machine
+was contended, not merely slower) or that the scheduler probe found
+contended is ``disturbed``: left out while two others remain, and re-taken.
+
+Uncertainty. ``time_median_s`` is the geometric mean of the used rounds'
+adjusted medians, ``time_ci_low_s``/``time_ci_high_s`` its 95 % interval from
+Student's t on their logs. Three rounds give a t with 2 degrees of freedom
+(a 4.3 multiplier), so the variance is moderated (Smyth 2004, as in limma):
+the machine's between-round variance, pooled over every case of the run, is
+a prior worth ``PRIOR_DOF`` degrees of freedom, combined with the case's own.
+A case noisier than the machine keeps most of its own variance; a quiet one
+is not credited with luck. ``time_log_sd`` and ``time_log_dof`` are on the
+row for `harness.analyze.compare`. The within-round columns
+(``time_iqr_s`` ... ``time_mean_s``) pool the used rounds' samples, each
+adjusted like its round; ``time_samples_s`` keeps every sample as measured.
+
+Pure functions over records (dicts): no torch, no clocks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from .stats import quantile, summarize
+
+SLOW_LIMIT = 1.3  # a round whose canary ran over 1.3 x the reference: contended, left out and re-taken
+REFERENCE_QUANTILE = 0.1  # the reference canary: the run's 10th percentile, the machine at full speed
+PRIOR_DOF = 4  # the pooled between-round variance counts as four degrees of freedom of each case's
+TARGET_HALF_WIDTH = 0.10  # a case whose interval is wider than +-10 % gets more rounds ...
+EXTRA_ROUNDS = 2  # ... up to this many beyond the sweep's rounds
+# Two-sided 95 % quantiles of Student's t by degrees of freedom (1..30); beyond, the normal's 1.96 plus a correction.
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)  # fmt: skip
+
+
+def t975(dof: float) -> float:
+    """The 97.5 % quantile of Student's t with ``dof`` >= 1 degrees of freedom (linear between integers)."""
+    if dof >= len(_T975):
+        return 1.96 + 2.4 / dof
+    low = max(1, math.floor(dof))
+    high = min(low + 1, len(_T975))
+    return _T975[low - 1] + (_T975[high - 1] - _T975[low - 1]) * (dof - low)
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What the whole run says about the machine: the reference canary per (device, threads), and the
+    between-round variance of log times pooled over its cases, with its degrees of freedom."""
+
+    canary_ref_s: dict[tuple[str, int], float] = field(default_factory=dict)
+    log_var: float = 0.0
+    dof: int = 0
+
+    def reference(self, record: dict) -> float | None:
+        return self.canary_ref_s.get((record.get("device"), record.get("threads")))
+
+
+def machine_of(records: Iterable[dict]) -> Machine:
+    """The `Machine` of a run's records (each case's latest)."""
+    records = [r for r in records if r.get("round_medians_s") and r.get("status") in ("ok", "contended")]
+    canaries: dict[tuple[str, int], list[float]] = {}
+    for r in records:
+        canaries.setdefault((r["device"], r["threads"]), []).extend(c for c in r.get("round_canary_s") or [] if c)
+    refs = {key: quantile(sorted(values), REFERENCE_QUANTILE) for key, values in canaries.items() if values}
+    partial = Machine(refs)
+    squares, dof = 0.0, 0
+    for r in records:
+        logs = [math.log(v) for v in adjusted_medians(r, partial.reference(r), used_rounds(r, partial.reference(r)))]
+        if len(logs) >= 2:
+            mean = math.fsum(logs) / len(logs)
+            squares += math.fsum((x - mean) ** 2 for x in logs)
+            dof += len(logs) - 1
+    return Machine(refs, squares / dof if dof else 0.0, dof)
+
+
+def disturbed(record: dict, reference: float | None) -> list[bool]:
+    """Per round: contended (as the worker found it), or its canary ran past SLOW_LIMIT x ``reference``."""
+    contended = record.get("round_contended") or []
+    canaries = record.get("round_canary_s") or []
+    return [
+        bool(i < len(contended) and contended[i])
+        or bool(reference and i < len(canaries) and canaries[i] and canaries[i] > SLOW_LIMIT * reference)
+        for i in range(len(record.get("round_medians_s") or []))
+    ]
+
+
+def used_rounds(record: dict, reference: float | None) -> list[int]:
+    """Indices of the rounds the row's statistics come from: the undisturbed ones, or all when fewer than two are."""
+    flags = disturbed(record, reference)
+    calm = [i for i, bad in enumerate(flags) if not bad]
+    return calm if len(calm) >= 2 or len(calm) == len(flags) else list(range(len(flags)))
+
+
+def _factor(record: dict, index: int, reference: float | None) -> float:
+    """What round ``index``'s times are multiplied by to read them at the reference speed (1 without a canary)."""
+    canaries = record.get("round_canary_s") or []
+    canary = canaries[index] if index < len(canaries) else None
+    return reference / canary if reference and canary else 1.0
+
+
+def adjusted_medians(record: dict, reference: float | None, use: Sequence[int]) -> list[float]:
+    medians = record["round_medians_s"]
+    return [medians[i] * _factor(record, i, reference) for i in use if medians[i] and medians[i] > 0]
+
+
+def split_samples(record: dict) -> list[list[float]]:
+    """Each round's samples, from the row's ``time_samples_s`` and ``round_samples`` (counts per round)."""
+    samples, counts = list(record.get("time_samples_s") or []), record.get("round_samples") or []
+    if not counts:
+        return [samples]
+    out, at = [], 0
+    for count in counts:
+        out.append(samples[at : at + count])
+        at += count
+    return out
+
+
+def summarize_rounds(record: dict, machine: Machine) -> dict:
+    """``record`` with its time columns computed from its rounds and the run's ``machine`` (module docstring)."""
+    if not record.get("round_medians_s") or record.get("status") not in ("ok", "contended"):
+        return record
+    reference = machine.reference(record)
+    use = used_rounds(record, reference)
+    values = adjusted_medians(record, reference, use)
+    rounds = split_samples(record)
+    pooled = [x * _factor(record, i, reference) for i in use if i < len(rounds) for x in rounds[i]]
+    s = summarize(pooled or values)
+    logs = [math.log(v) for v in values]
+    mean = math.fsum(logs) / len(logs)
+    own_dof = len(logs) - 1
+    own_var = math.fsum((x - mean) ** 2 for x in logs) / own_dof if own_dof else 0.0
+    prior_dof = min(PRIOR_DOF, machine.dof)
+    dof = own_dof + prior_dof
+    center = math.exp(mean)
+    if dof:
+        sd = math.sqrt((own_dof * own_var + prior_dof * machine.log_var) / dof)
+        half = t975(dof) * sd / math.sqrt(len(logs))
+        low, high = math.exp(mean - half), math.exp(mean + half)
+    else:  # one round and nothing known of the machine: that round's own interval of its median
+        sd, low, high = math.nan, s.ci_low, s.ci_high
+    raw = [record["round_medians_s"][i] for i in use]
+    record.update(
+        time_median_s=center, time_ci_low_s=low, time_ci_high_s=high, time_log_sd=sd, time_log_dof=dof,
+        time_unadjusted_s=math.exp(math.fsum(math.log(v) for v in raw) / len(raw)), canary_ref_s=reference,
+        rounds=len(use), round_disturbed=disturbed(record, reference),
+        time_iqr_s=s.iqr, time_p20_s=s.p20, time_p80_s=s.p80, time_min_s=s.min, time_mean_s=s.mean,
+        n_samples=s.n, n_outliers=s.outliers, noisy=s.noisy,
+    )  # fmt: skip
+    if record["status"] == "contended" and not all(record["round_disturbed"]):
+        record.update(status="ok", reason="")  # a calm round after contended ones: the case has a timing
+    for rate, work in (("gflops_per_s", "flops"), ("gbytes_per_s", "bytes_moved")):
+        if record.get(work) and center > 0:
+            record[rate] = record[work] / center / 1e9
+    return record
+
+
+def add_round(record: dict, timing: dict, machine: Machine) -> dict:
+    """``record`` with one more round (``timing``: a timing-only record from the worker) folded in.
+
+    A round that failed (an error, a crash) makes the case fail with that reason: a variant that is right
+    once and wrong later is wrong.
+    """
+    if timing["status"] not in ("ok", "contended"):
+        n = len(record.get("round_medians_s") or []) + 1
+        record.update(status=timing["status"], reason=f"round {n}: {timing['reason']}")
+        return record
+    record["round_medians_s"] = list(record["round_medians_s"]) + list(timing["round_medians_s"])
+    record["round_canary_s"] = list(record.get("round_canary_s") or []) + list(timing.get("round_canary_s") or [None])
+    record["round_contended"] = list(record.get("round_contended") or []) + [timing["status"] == "contended"]
+    record["round_samples"] = list(record.get("round_samples") or []) + [len(timing["time_samples_s"])]
+    record["time_samples_s"] = list(record.get("time_samples_s") or []) + list(timing["time_samples_s"])
+    record["discarded_blocks"] = (record.get("discarded_blocks") or 0) + (timing.get("discarded_blocks") or 0)
+    record["warnings"] = list(record.get("warnings") or []) + [w for w in timing.get("warnings") or [] if "IQR" not in w]
+    return summarize_rounds(record, machine)
+
+
+def half_width(record: dict) -> float:
+    """Half the row's 95 % interval, relative to its time (inf when it cannot be formed)."""
+    low, high, mid = record.get("time_ci_low_s"), record.get("time_ci_high_s"), record.get("time_median_s")
+    if not (low and high and mid) or any(math.isnan(x) for x in (low, high, mid)):
+        return math.inf
+    return (high - low) / 2 / mid
+
+
+def wants_round(record: dict, rounds: int) -> bool:
+    """Whether the case needs another round: fewer than ``rounds`` calm ones, or an interval wider than the
+    target, while under ``rounds + EXTRA_ROUNDS`` rounds taken."""
+    if record.get("status") not in ("ok", "contended") or not record.get("round_medians_s"):
+        return False
+    taken = len(record["round_medians_s"])
+    if taken >= rounds + EXTRA_ROUNDS:
+        return False
+    calm = sum(1 for bad in record.get("round_disturbed") or [] if not bad)
+    return calm < rounds or half_width(record) > TARGET_HALF_WIDTH
