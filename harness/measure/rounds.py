@@ -48,7 +48,7 @@ from .stats import quantile, summarize
 SLOW_LIMIT = 1.3  # a round whose canary ran over 1.3 x the reference: contended, left out and re-taken
 REFERENCE_QUANTILE = 0.1  # the reference canary: the run's 10th percentile, the machine at full speed
 PRIOR_DOF = 4  # the pooled between-round variance counts as four degrees of freedom of each case's
-TARGET_HALF_WIDTH = 0.10  # a case whose interval is wider than +-10 % gets more rounds ...
+DISAGREE = 1.5  # a case whose rounds spread over 1.5 x the machine's typical spread gets more rounds ...
 EXTRA_ROUNDS = 2  # ... up to this many beyond the sweep's rounds
 # Two-sided 95 % quantiles of Student's t by degrees of freedom (1..30); beyond, the normal's 1.96 plus a correction.
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
@@ -196,21 +196,23 @@ def add_round(record: dict, timing: dict, machine: Machine) -> dict:
     return summarize_rounds(record, machine)
 
 
-def half_width(record: dict) -> float:
-    """Half the row's 95 % interval, relative to its time (inf when it cannot be formed)."""
-    low, high, mid = record.get("time_ci_low_s"), record.get("time_ci_high_s"), record.get("time_median_s")
-    if not (low and high and mid) or any(math.isnan(x) for x in (low, high, mid)):
-        return math.inf
-    return (high - low) / 2 / mid
-
-
-def wants_round(record: dict, rounds: int) -> bool:
-    """Whether the case needs another round: fewer than ``rounds`` calm ones, or an interval wider than the
-    target, while under ``rounds + EXTRA_ROUNDS`` rounds taken."""
+def wants_round(record: dict, rounds: int, machine: Machine) -> bool:
+    """Whether the case needs another round: fewer than ``rounds`` calm ones, or rounds that disagree (their
+    spread over DISAGREE x the machine's), while under ``rounds + EXTRA_ROUNDS`` taken. A case as noisy as
+    the machine gets no more: its interval is as narrow as this machine allows at this many rounds, and
+    rounds spent there would buy little (Kalibera & Jones: repeat where the variance is)."""
     if record.get("status") not in ("ok", "contended") or not record.get("round_medians_s"):
         return False
     taken = len(record["round_medians_s"])
     if taken >= rounds + EXTRA_ROUNDS:
         return False
-    calm = sum(1 for bad in record.get("round_disturbed") or [] if not bad)
-    return calm < rounds or half_width(record) > TARGET_HALF_WIDTH
+    reference = machine.reference(record)
+    use = used_rounds(record, reference)
+    if sum(1 for bad in disturbed(record, reference) if not bad) < rounds:
+        return True
+    logs = [math.log(v) for v in adjusted_medians(record, reference, use)]
+    if len(logs) < 2 or not machine.log_var:
+        return False
+    mean = math.fsum(logs) / len(logs)
+    own_var = math.fsum((x - mean) ** 2 for x in logs) / (len(logs) - 1)
+    return own_var > DISAGREE**2 * machine.log_var

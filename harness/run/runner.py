@@ -166,7 +166,7 @@ def _run_cases(sweep, run_dir, cases, recorded, executor, progress) -> float:
     stops = GrowthStops(cases, recorded)
     writer = JsonlWriter(run_dir / CASES_FILE)
     state = {"done": sum(len(r.get("round_medians_s") or [None]) for r in latest.values()), "timed_s": 0.0}
-    total = state["done"] + _rounds_wanted(cases, latest, sweep.rounds)
+    total = state["done"] + _rounds_wanted(cases, latest, sweep.rounds, machine_of(latest.values()))
     cap = sweep.max_time_s / sweep.rounds  # --max-time is a case's timing budget over its rounds
     samples = CAP_SAMPLES if sweep.rounds == 1 else ROUND_CAP_SAMPLES
 
@@ -200,10 +200,10 @@ def _run_cases(sweep, run_dir, cases, recorded, executor, progress) -> float:
             keep(case, record, record)
         for round_index in range(1, sweep.rounds + EXTRA_ROUNDS):
             machine = _summarize(latest.values())
-            wanted = [c for c in cases if wants_round(latest.get(c.case_id) or {}, sweep.rounds)]
+            wanted = [c for c in cases if wants_round(latest.get(c.case_id) or {}, sweep.rounds, machine)]
             if not wanted:
                 break
-            total = state["done"] + _rounds_wanted(cases, latest, sweep.rounds)
+            total = state["done"] + _rounds_wanted(cases, latest, sweep.rounds, machine)
             executor.new_round()
             order = _rotated(wanted, round_index)
             for case, reply in executor.run(order, cap, sweep.timeout_s, _never, started, round_index, samples):
@@ -236,14 +236,14 @@ def _never(case: Case) -> None:
     return None
 
 
-def _rounds_wanted(cases: list[Case], latest: dict[str, dict], rounds: int) -> int:
+def _rounds_wanted(cases: list[Case], latest: dict[str, dict], rounds: int, machine: Machine) -> int:
     """Rounds still to take, as far as is known now: all of an unrecorded case's, the missing ones of a measured one."""
     wanted = 0
     for case in cases:
         record = latest.get(case.case_id)
         if record is None:
             wanted += rounds
-        elif wants_round(record, rounds):
+        elif wants_round(record, rounds, machine):
             wanted += max(1, rounds - len(record.get("round_medians_s") or []))
     return wanted
 

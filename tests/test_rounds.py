@@ -1,0 +1,108 @@
+"""Rounds: the row's time and interval across rounds, read at one machine speed (harness.measure.rounds)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from harness.measure.rounds import (
+    PRIOR_DOF,
+    SLOW_LIMIT,
+    Machine,
+    add_round,
+    machine_of,
+    summarize_rounds,
+    t975,
+    wants_round,
+)
+
+
+def one_round(median: float, canary: float | None, *, status: str = "ok", n: int = 6) -> dict:
+    """A worker's one-round record: n samples spread +-1 % around ``median``."""
+    samples = [median * (1 + 0.01 * (i - (n - 1) / 2) / n) for i in range(n)]
+    return {"status": status, "reason": "", "device": "cpu", "threads": 2, "time_median_s": median,
+            "time_samples_s": samples, "round_medians_s": [median], "round_canary_s": [canary],
+            "round_contended": [status == "contended"], "round_disturbed": [status == "contended"],
+            "round_samples": [n], "flops": 1e9, "bytes_moved": 1e6, "warnings": []}  # fmt: skip
+
+
+def rounds(medians, canaries, machine: Machine | None = None) -> dict:
+    machine = machine or Machine()
+    record = one_round(medians[0], canaries[0])
+    for m, c in zip(medians[1:], canaries[1:]):
+        record = add_round(record, one_round(m, c), machine)
+    return summarize_rounds(record, machine)
+
+
+def test_t_quantiles_match_the_table_and_approach_the_normal():
+    assert t975(1) == pytest.approx(12.706)
+    assert t975(2) == pytest.approx(4.303)
+    assert t975(2.5) == pytest.approx((4.303 + 3.182) / 2)
+    assert t975(1000) == pytest.approx(1.96, abs=0.01)
+
+
+def test_the_time_is_the_geometric_mean_of_the_rounds_with_a_student_t_interval():
+    record = rounds([1.0e-3, 2.0e-3, 4.0e-3], [None, None, None])
+    assert record["time_median_s"] == pytest.approx(2.0e-3)
+    logs = [math.log(x) for x in (1e-3, 2e-3, 4e-3)]
+    sd = math.sqrt(sum((x - math.log(2e-3)) ** 2 for x in logs) / 2)
+    half = t975(2) * sd / math.sqrt(3)
+    assert record["time_ci_low_s"] == pytest.approx(2e-3 * math.exp(-half))
+    assert record["time_ci_high_s"] == pytest.approx(2e-3 * math.exp(half))
+    assert record["rounds"] == 3 and record["round_samples"] == [6, 6, 6] and len(record["time_samples_s"]) == 18
+    assert record["gflops_per_s"] == pytest.approx(1e9 / 2e-3 / 1e9)
+
+
+def test_each_round_is_read_at_the_reference_speed_of_the_run():
+    # The machine ran at half speed in round 2 (canary 2 x): the kernel's 2 ms there is 1 ms at full speed.
+    record = rounds([1.0e-3, 2.0e-3, 1.0e-3], [100e-6, 200e-6, 100e-6])
+    machine = machine_of([record])
+    assert machine.reference(record) == pytest.approx(100e-6)  # the 10th percentile of the canaries
+    summarize_rounds(record, machine)
+    assert record["round_disturbed"] == [False, True, False]  # 2 x the reference is past SLOW_LIMIT
+    assert record["time_median_s"] == pytest.approx(1.0e-3)
+    assert record["time_unadjusted_s"] == pytest.approx(1.0e-3)  # the disturbed round is left out of both
+
+    mild = rounds([1.0e-3, 1.2e-3, 1.0e-3], [100e-6, 120e-6, 100e-6])  # 20 % slower: adjusted, not dropped
+    summarize_rounds(mild, machine_of([mild]))
+    assert mild["round_disturbed"] == [False, False, False]
+    assert mild["time_median_s"] == pytest.approx(1.0e-3)
+    assert mild["time_ci_high_s"] == pytest.approx(1.0e-3)  # read at one speed, the three rounds agree exactly
+    assert mild["time_unadjusted_s"] == pytest.approx((1.0e-3 * 1.2e-3 * 1.0e-3) ** (1 / 3))
+    assert 1.2 < SLOW_LIMIT
+
+
+def test_the_machine_variance_moderates_a_rows_own():
+    quiet = rounds([1.0e-3, 1.0e-3, 1.0e-3], [None] * 3)
+    noisy = rounds([1.0e-3, 1.5e-3, 0.7e-3], [None] * 3)
+    machine = machine_of([quiet, noisy])
+    assert machine.dof == 4 and machine.log_var > 0
+    summarize_rounds(quiet, machine)
+    # Three identical rounds do not make a zero-width interval: the machine's variance is a prior.
+    assert quiet["time_ci_low_s"] < 1.0e-3 < quiet["time_ci_high_s"]
+    assert quiet["time_log_dof"] == 2 + min(PRIOR_DOF, machine.dof)
+    expected_sd = math.sqrt(min(PRIOR_DOF, machine.dof) * machine.log_var / quiet["time_log_dof"])
+    assert quiet["time_log_sd"] == pytest.approx(expected_sd)
+
+
+def test_a_failed_round_fails_the_case_and_a_calm_one_rescues_a_contended_case():
+    record = add_round(one_round(1e-3, 1e-4), {"status": "error", "reason": "non-finite output"}, Machine())
+    assert record["status"] == "error" and record["reason"] == "round 2: non-finite output"
+    assert not wants_round(record, 3, Machine())
+
+    contended = one_round(1e-3, 1e-4, status="contended")
+    contended["status"] = "contended"
+    record = add_round(contended, one_round(1.1e-3, 1e-4), Machine())
+    assert record["status"] == "ok" and record["round_disturbed"] == [True, False]
+
+
+def test_rounds_are_wanted_until_enough_calm_ones_and_more_only_where_they_disagree():
+    machine = Machine(log_var=0.01**2, dof=30)  # rounds on this machine spread by 1 %
+    assert wants_round(rounds([1e-3], [None]), 3, machine)  # one of three
+    assert not wants_round(rounds([1e-3, 1.01e-3, 0.99e-3], [None] * 3), 3, machine)
+    disagreeing = rounds([1e-3, 2e-3, 0.5e-3], [None] * 3)
+    assert wants_round(disagreeing, 3, machine)  # far noisier than the machine: more rounds ...
+    assert not wants_round(rounds([1e-3, 2e-3, 0.5e-3, 1e-3, 2e-3], [None] * 5), 3, machine)  # ... up to two more
+    assert not wants_round(disagreeing, 3, Machine(log_var=0.7**2, dof=30))  # as noisy as the machine: no more
+    assert not wants_round({"status": "error", "round_medians_s": [1e-3]}, 3, machine)
