@@ -73,6 +73,43 @@ def test_compare_verdicts(two_runs):
     assert memory.loc["slow-quiet", "verdict"] == "unchanged"
 
 
+def in_rounds(case_id: str, medians: list[float], canaries: list[float], ref: float) -> dict:
+    """An ok record measured in rounds, summarized as a run would (against a quiet machine's pooled spread)."""
+    from harness.measure.rounds import Machine, summarize_rounds
+
+    row = record(case_id, "a", medians[0], 0.01)
+    row.update(threads=2, round_medians_s=medians, round_canary_s=canaries, round_contended=[False] * len(medians),
+               round_samples=[21] + [0] * (len(medians) - 1))  # fmt: skip
+    return summarize_rounds(row, Machine({("cpu", 2): ref}, log_var=0.02**2, dof=40))
+
+
+def test_compare_reads_both_runs_at_one_machine_speed_and_tests_the_change(tmp_path):
+    # The same code on a machine 20 % slower all through the new run: the canary says so.
+    base = [in_rounds("same-code", [1.00e-3, 1.01e-3, 0.99e-3], [100e-6] * 3, 100e-6),
+            in_rounds("slower-code", [1.00e-3, 1.01e-3, 0.99e-3], [100e-6] * 3, 100e-6)]  # fmt: skip
+    new = [in_rounds("same-code", [1.20e-3, 1.21e-3, 1.19e-3], [120e-6] * 3, 120e-6),
+           in_rounds("slower-code", [1.56e-3, 1.57e-3, 1.55e-3], [120e-6] * 3, 120e-6)]  # fmt: skip
+    base_run, new_run = write_run(tmp_path / "b", base), write_run(tmp_path / "n", new)
+    table = compare_runs(load_results(base_run), load_results(new_run)).set_index("case_id")
+    assert table.loc["same-code", "verdict"] == "unchanged"
+    assert table.loc["same-code", "ratio"] == pytest.approx(1.0, rel=1e-3)
+    assert table.loc["same-code", "speed"] == pytest.approx(1.2)
+    assert table.loc["slower-code", "verdict"] == "regression"
+    assert table.loc["slower-code", "ratio"] == pytest.approx(1.3, rel=1e-3)
+    assert 1.1 < table.loc["slower-code", "ratio_low"] < 1.3 < table.loc["slower-code", "ratio_high"] < 1.5
+    raw = compare_runs(load_results(base_run), load_results(new_run), adjusted=False).set_index("case_id")
+    assert raw.loc["same-code", "verdict"] == "regression" and raw.loc["same-code", "ratio"] == pytest.approx(1.2, rel=1e-3)
+    result = attnbench("compare", str(base_run), str(new_run))
+    assert "the new run's machine was 20% slower" in result.stdout, result.stdout
+
+
+def test_a_change_inside_the_rounds_spread_is_within_noise(tmp_path):
+    base = [in_rounds("x", [1.0e-3, 1.4e-3, 0.7e-3], [None] * 3, None)]
+    new = [in_rounds("x", [1.3e-3, 1.0e-3, 1.7e-3], [None] * 3, None)]
+    table = compare_runs(load_results(write_run(tmp_path / "b", base)), load_results(write_run(tmp_path / "n", new)))
+    assert table.loc[0, "verdict"] == "within noise" and table.loc[0, "ratio_low"] < 1 < table.loc[0, "ratio_high"]
+
+
 def attnbench(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, env=env, timeout=300)

@@ -44,6 +44,19 @@ def test_fastest_ranges_follow_the_exact_winner_and_say_what_the_approximation_g
     assert shown.loc[0, "N"] == "128–256" and shown.loc[1, "fastest approximation: its speedup"] == "x: 1.5–2.0×"
 
 
+def test_a_lead_inside_the_intervals_is_a_tie():
+    # One kernel under two names: "c" reads 5 % slower than "a" at every N, with intervals of +-10 %.
+    times = {**TIMES, "c": (True, {n: 1.05 * t for n, t in TIMES["a"][1].items()})}
+    frame = rows(times)
+    frame["time_ci_low_s"], frame["time_ci_high_s"] = frame["time_median_s"] * 0.9, frame["time_median_s"] * 1.1
+    ranges = findings.fastest_ranges(frame)
+    assert ranges.loc[0, "fastest"] == "a ≈ c" and ranges.loc[0, "runner_up"] == "b"
+    assert ranges.loc[0, "lead_min"] == pytest.approx(1.25)  # over b, the next outside the tie
+    assert ranges.loc[0, ["n_from", "n_to"]].tolist() == [128, 256]
+    # Without intervals (a run from before rounds) a 5 % lead is a lead.
+    assert findings.fastest_ranges(rows(times)).loc[0, "fastest"] == "a"
+
+
 def test_contended_rows_never_win():
     frame = rows()
     frame.loc[(frame["variant"] == "b") & (frame["seq_len"] == 128), ["status", "time_median_s"]] = ["contended", 0.1]
@@ -52,17 +65,19 @@ def test_contended_rows_never_win():
 
 def test_crossovers_against_the_baseline_only_in_words():
     crossovers = pd.DataFrame(
-        [["c1", "time", "b", "a", 400.0, "128..1024"], ["c2", "time", "b", "a", 380.0, "128..1024"],
-         ["c1", "time", "x", "b", 300.0, "128..1024"], ["c1", "memory", "a", "x", 200.0, "128..1024"]],
-        columns=["config", "metric", "ahead_beyond", "behind_beyond", "crossover_n", "n_range"],
+        [["c1", "time", "b", "a", 400.0, 350.0, 460.0, "128..1024"], ["c2", "time", "b", "a", 380.0, 380.0, 380.0, "128..1024"],
+         ["c1", "time", "x", "b", 300.0, 300.0, 300.0, "128..1024"],
+         ["c1", "memory", "a", "x", 200.0, 200.0, 200.0, "128..1024"]],
+        columns=["config", "metric", "ahead_beyond", "behind_beyond", "crossover_n", "crossover_n_low", "crossover_n_high",
+                 "n_range"],
     )  # fmt: skip
     mine = findings.baseline_crossovers(crossovers, "a")
     assert mine[["config", "metric", "variant", "beyond"]].values.tolist() == [
         ["c1", "time", "b", "ahead"], ["c2", "time", "b", "ahead"], ["c1", "memory", "x", "behind"]]  # fmt: skip
     lines = crossover_lines(crossovers, "a")
     assert lines.values.tolist() == [
-        ["b: faster than a", "380–400", "all 2 configurations"],
-        ["x: more memory than a", "200", "c1"],
+        ["b: faster than a", "380–400", "350–460", "all 2 configurations"],
+        ["x: more memory than a", "200", "–", "c1"],
     ]
 
 

@@ -39,7 +39,7 @@ def attnbench(args, env, **kwargs) -> subprocess.CompletedProcess:
 SMALL = ["--variants", "naive,sdpa,chunked-query", "--seq-lens", "32:256:x2", "--heads", "2", "--max-time", "0.05"]
 
 
-def test_killed_sweep_resumes_with_every_case_once(tmp_path, cli_env):
+def test_a_sweep_killed_between_rounds_resumes_losing_and_repeating_no_round(tmp_path, cli_env):
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
         [sys.executable, "-m", "harness.cli", "sweep", *SMALL, "--out", str(killed)],
@@ -49,8 +49,8 @@ def test_killed_sweep_resumes_with_every_case_once(tmp_path, cli_env):
     )
     jsonl = killed / "cases.jsonl"
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if jsonl.exists() and len(jsonl.read_text().splitlines()) >= 4:
+    while time.monotonic() < deadline:  # past the first pass (12 cases), into the second round
+        if jsonl.exists() and len(jsonl.read_text().splitlines()) >= 15:
             break
         if proc.poll() is not None:
             pytest.fail("the sweep finished before it could be killed")
@@ -58,27 +58,33 @@ def test_killed_sweep_resumes_with_every_case_once(tmp_path, cli_env):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     partial = read_jsonl(jsonl)
-    assert 4 <= len(partial) < 12
+    assert 15 <= len(partial) < 36 and len({r["case_id"] for r in partial}) == 12
     assert not (killed / "results.parquet").exists()
 
     resumed = attnbench(["sweep", *SMALL, "--out", str(killed), "--resume"], cli_env)
     assert resumed.returncode == 0, resumed.stderr
-    assert f"{len(partial)} were already recorded" in resumed.stdout
+    assert "12 were already recorded" in resumed.stdout
     records = read_jsonl(jsonl)
-    ids = [r["case_id"] for r in records]
-    assert len(ids) == len(set(ids)) == 12, "every case recorded exactly once"
-    assert [r["case_id"] for r in records[: len(partial)]] == [r["case_id"] for r in partial], "nothing lost"
+    assert records[: len(partial)] == partial, "nothing recorded is lost or rewritten"
+    rounds: dict[str, list[int]] = {}
+    for r in records:
+        rounds.setdefault(r["case_id"], []).append(len(r["round_medians_s"]))
+    for case_id, counts in rounds.items():  # each line one more round than the last: none lost, none twice
+        assert counts == list(range(1, len(counts) + 1)) and len(counts) >= 3, (case_id, counts)
 
-    # The finished table holds exactly the grid's cases, as an uninterrupted sweep's would, all measured.
+    # The finished table holds exactly the grid's cases, as an uninterrupted sweep's would, all measured in rounds.
     grid = expand(build_sweep(variants=("naive", "sdpa", "chunked-query"), seq_lens=(32, 64, 128, 256), heads=(2,)))
     table = load_results(killed)
     assert sorted(table["case_id"]) == sorted(case.case_id for case in grid)
     assert list(table.columns[: len(COLUMNS)]) == COLUMNS and (table["status"] == "ok").all()
+    assert (table["rounds"] >= 2).all() and (table["time_ci_low_s"] < table["time_ci_high_s"]).all()
+    assert (table["canary_ref_s"] > 0).all()
 
 
 def test_torn_last_line_is_skipped_with_a_warning_and_rerun(tmp_path, cli_env):
     out = tmp_path / "torn"
-    args = ["sweep", "--variants", "sdpa", "--seq-lens", "32,64", "--heads", "1", "--max-time", "0.05", "--out", str(out)]
+    args = ["sweep", "--variants", "sdpa", "--seq-lens", "32,64", "--heads", "1", "--max-time", "0.05", "--rounds", "1",
+            "--out", str(out)]  # fmt: skip
     assert attnbench(args, cli_env).returncode == 0
     jsonl = out / "cases.jsonl"
     lines = jsonl.read_text().splitlines(keepends=True)

@@ -27,6 +27,8 @@ def _ok(frame: pd.DataFrame) -> pd.DataFrame:
 def _overlaps(rows: pd.DataFrame, best: pd.Series) -> pd.Series:
     """Which ``rows`` tie with ``best``: their 95 % intervals across rounds overlap (itself included; a run
     from before rounds, without intervals, has no ties)."""
+    if "time_ci_low_s" not in rows or "time_ci_high_s" not in rows:
+        return rows.index == best.name
     return (rows.index == best.name) | (rows["time_ci_low_s"] <= best["time_ci_high_s"]).fillna(False).to_numpy(bool)
 
 
@@ -78,8 +80,9 @@ def fastest_ranges(frame: pd.DataFrame) -> pd.DataFrame:
 
 def baseline_crossovers(crossovers: pd.DataFrame, baseline: str) -> pd.DataFrame:
     """The rows of `harness.analyze.tables.crossover_table` that involve ``baseline``, as
-    (config, metric, variant, crossover_n, beyond): beyond the crossover the variant is "ahead" or "behind"."""
-    columns = ["config", "metric", "variant", "crossover_n", "beyond"]
+    (config, metric, variant, crossover_n, its 95 % interval crossover_n_low/high, beyond): beyond the
+    crossover the variant is "ahead" or "behind"."""
+    columns = ["config", "metric", "variant", "crossover_n", "crossover_n_low", "crossover_n_high", "beyond"]
     if crossovers.empty:
         return pd.DataFrame(columns=columns)
     mine = crossovers[(crossovers["ahead_beyond"] == baseline) | (crossovers["behind_beyond"] == baseline)]
@@ -90,6 +93,8 @@ def baseline_crossovers(crossovers: pd.DataFrame, baseline: str) -> pd.DataFrame
             "metric": mine["metric"],
             "variant": mine["ahead_beyond"].where(ahead, mine["behind_beyond"]),
             "crossover_n": mine["crossover_n"],
+            "crossover_n_low": mine.get("crossover_n_low", mine["crossover_n"]),
+            "crossover_n_high": mine.get("crossover_n_high", mine["crossover_n"]),
             "beyond": np.where(ahead, "ahead", "behind"),
         },
         columns=columns,

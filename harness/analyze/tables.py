@@ -109,8 +109,8 @@ def crossover_table(frame: pd.DataFrame) -> pd.DataFrame:
     for config, group in ok.groupby("config", sort=True):
         for metric, column in (("time", "time_median_s"), ("memory", "peak_mem_bytes")):
             wide = group.pivot_table(index="seq_len", columns="variant", values=column, aggfunc="first")
-            low = group.pivot_table(index="seq_len", columns="variant", values="time_ci_low_s", aggfunc="first")
-            high = group.pivot_table(index="seq_len", columns="variant", values="time_ci_high_s", aggfunc="first")
+            low, high = (group.pivot_table(index="seq_len", columns="variant", values=bound, aggfunc="first")
+                         if bound in group else pd.DataFrame() for bound in ("time_ci_low_s", "time_ci_high_s"))  # fmt: skip
             for a, b in itertools.combinations(sorted(wide.columns), 2):
                 pair = wide[[a, b]].dropna()
                 found = crossovers(pair.index.tolist(), pair[a].tolist(), pair[b].tolist())

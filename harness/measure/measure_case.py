@@ -241,27 +241,34 @@ def measure_case(
         record.status, record.reason = status, reason
         return record
 
+    record.warnings += [recompile_warning(recompiled)] if recompiled else []
+    record.compile_s = first_s if compiled else None
+    if mem is not None:
+        record.peak_mem_bytes, record.mem_method = mem.peak_bytes, mem.method
+    if acc is not None:
+        record.rel_err, record.max_abs_err, record.cosine, record.err_rows = acc.rel_err, acc.max_abs_err, acc.cosine, acc.rows
+    return _with_timing(record, case, timing, canary)
+
+
+def _with_timing(record: Record, case: Case, timing, canary: float) -> Record:
+    """``record`` with one round's time (``timing``, a `Measurement`), its interference and work rates, and
+    the canary's time beside it; ``contended`` when the machine disturbed the timing past repair."""
     s = timing.summary
     record.time_median_s, record.time_iqr_s = s.median, s.iqr
     record.time_p20_s, record.time_p80_s, record.time_min_s, record.time_mean_s = s.p20, s.p80, s.min, s.mean
     record.n_samples, record.block_size, record.noisy, record.n_outliers = s.n, timing.block_size, s.noisy, s.outliers
     record.stop_reason, record.time_samples_s, record.timer = timing.stop_reason, list(timing.used), timing.clock
-    record.warnings += list(timing.warnings) + ([recompile_warning(recompiled)] if recompiled else [])
-    record.compile_s = first_s if compiled else None
+    record.warnings += list(timing.warnings)
     if timing.contended:
         record.status, record.reason = "contended", timing.warnings[0]
     i = timing.interference
     if i is not None:
         record.runqueue_wait_ratio, record.cpu_utilization, record.discarded_blocks = i.wait_ratio, i.cpu_utilization, i.discarded
         record.load_avg, record.steal_ratio = i.load_avg, i.steal
-    if mem is not None:
-        record.peak_mem_bytes, record.mem_method = mem.peak_bytes, mem.method
     record.flops = case_flops(case)
     record.gflops_per_s = record.flops / s.median / 1e9 if record.flops and s.median > 0 else None
     record.bytes_moved = case_bytes(case)
     record.gbytes_per_s = record.bytes_moved / s.median / 1e9 if s.median > 0 else None
-    if acc is not None:
-        record.rel_err, record.max_abs_err, record.cosine, record.err_rows = acc.rel_err, acc.max_abs_err, acc.cosine, acc.rows
     record.time_ci_low_s, record.time_ci_high_s, record.rounds = s.ci_low, s.ci_high, 1
     record.round_medians_s, record.round_canary_s, record.round_samples = [s.median], [canary], [s.n]
     record.round_contended = record.round_disturbed = [timing.contended]

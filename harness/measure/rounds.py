@@ -95,6 +95,15 @@ def machine_of(records: Iterable[dict]) -> Machine:
     return Machine(refs, squares / dof if dof else 0.0, dof)
 
 
+def summarize_run(records: Iterable[dict]) -> Machine:
+    """Each of a run's records (each case's latest) summarized against the run's `Machine` (in place); returns it."""
+    records = list(records)
+    machine = machine_of(records)
+    for record in records:
+        summarize_rounds(record, machine)
+    return machine
+
+
 def disturbed(record: dict, reference: float | None) -> list[bool]:
     """Per round: contended (as the worker found it), or its canary ran past SLOW_LIMIT x ``reference``."""
     contended = record.get("round_contended") or []

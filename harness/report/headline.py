@@ -81,8 +81,7 @@ def crossover_lines(crossovers: pd.DataFrame, baseline: str) -> pd.DataFrame:
     for (metric, variant, beyond), group in mine.groupby(["metric", "variant", "beyond"], sort=True):
         lo, hi = group["crossover_n"].min(), group["crossover_n"].max()
         where = sorted(group["config"].unique())
-        low = group["crossover_n_low"].min() if "crossover_n_low" in group else lo
-        high = group["crossover_n_high"].max() if "crossover_n_high" in group else hi
+        low, high = group["crossover_n_low"].min(), group["crossover_n_high"].max()
         rows.append({
             "finding": f"{variant}: {words[(metric, beyond)]}",
             "beyond N ≈": significant(lo, 2) if significant(lo, 2) == significant(hi, 2)

@@ -184,9 +184,10 @@ def serve(fd: int) -> int:
 
         import variants  # noqa: F401
 
-        from ..measure import attention_map, measure_case  # noqa: F401
-        from ..verify import checks  # noqa: F401
-        from . import worker  # noqa: F401
+        from ..measure.attention_map import attention_map  # noqa: F401
+        from ..measure.measure_case import measure_case  # noqa: F401
+        from ..verify.checks import run_check  # noqa: F401
+        from .worker import main  # noqa: F401
     except BaseException as exc:  # noqa: BLE001 - said to the runner, which reports it
         reply.write((json.dumps({"error": f"{type(exc).__name__}: {exc}"}) + "\n").encode())
         return 1

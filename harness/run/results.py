@@ -30,6 +30,7 @@ from typing import Any
 import pandas as pd
 
 from ..measure.record import COLUMNS
+from ..measure.rounds import summarize_run
 
 CASES_FILE = "cases.jsonl"
 PARQUET_FILE = "results.parquet"
@@ -122,20 +123,25 @@ def with_all_columns(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def to_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """One row per record with the table's columns in order (later records win on a repeated case_id:
-    a case measured in rounds appends its record again after each round)."""
-    frame = with_all_columns(pd.DataFrame.from_records(list(records)))
-    if len(frame):
-        repeated = frame.duplicated(subset=["run_id", "case_id"], keep="last")
-        in_rounds = frame["round_medians_s"].map(lambda r: r is not None and len(r) > 0)
-        if (repeated & ~in_rounds).any():
-            warnings.warn(
-                f"{int((repeated & ~in_rounds).sum())} case(s) recorded more than once (two sweeps wrote one folder?); "
-                "keeping the last record of each",
-                stacklevel=2,
-            )
-        frame = frame[~repeated].reset_index(drop=True)
-    return frame
+    """One row per case with the table's columns in order: each case's last record (a case measured in
+    rounds appends its record again after each round), its time read against the whole run
+    (`harness.measure.rounds.summarize_run`: the run's reference speed, its pooled variance)."""
+    latest: dict[tuple, dict[str, Any]] = {}
+    repeated = 0
+    for record in records:
+        key = (record.get("run_id"), record.get("case_id"))
+        if key in latest and not record.get("round_medians_s"):
+            repeated += 1  # rounds repeat a case by design; anything else was written twice
+        latest.pop(key, None)
+        latest[key] = record
+    if repeated:
+        warnings.warn(
+            f"{repeated} case(s) recorded more than once (two sweeps wrote one folder?); keeping the last record of each",
+            stacklevel=2,
+        )
+    rows = list(latest.values())
+    summarize_run(rows)
+    return with_all_columns(pd.DataFrame.from_records(rows))
 
 
 def _plain(x: Any) -> Any:

@@ -17,7 +17,6 @@ at once (fsynced; a case's last line is its row); re-running with
 
 from __future__ import annotations
 
-import json
 import time
 import warnings
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from pathlib import Path
 from ..measure.case import Case, configuration
 from ..measure.interference import quiet_check
 from ..measure.record import MEASURED
-from ..measure.rounds import EXTRA_ROUNDS, Machine, add_round, machine_of, summarize_rounds, wants_round
+from ..measure.rounds import EXTRA_ROUNDS, Machine, add_round, machine_of, summarize_run, wants_round
 from ..measure.sampling import CAP_SAMPLES, ROUND_CAP_SAMPLES
 from .budget import device_budget, measured_peaks, worker_memory_limit
 from .cluster import RayExecutor
@@ -154,8 +153,9 @@ def run_sweep(
 
 def _run_cases(sweep, run_dir, cases, recorded, executor, progress) -> float:
     """Measure (or skip) every case not recorded, in rounds (`harness.measure.rounds`), appending each case's
-    record as each of its rounds finishes (the last line of a case is its row); returns the time spent in
-    timed calls. Only this process writes ``cases.jsonl``, whichever executor ran the cases.
+    record as each of its rounds finishes (the last line of a case is its row, read against the whole run
+    when the table is built: `harness.run.results.to_frame`); returns the time spent in timed calls.
+    Only this process writes ``cases.jsonl``, whichever executor ran the cases.
 
     The first pass measures each case whole (accuracy, memory, a first timing), N ascending per variant so
     that a failure stops larger N. Every later pass is one more timing round of each case that wants one,
@@ -199,7 +199,7 @@ def _run_cases(sweep, run_dir, cases, recorded, executor, progress) -> float:
         for case, record in executor.run(first, cap, sweep.timeout_s, stops.reason, started, 0, samples):
             keep(case, record, record)
         for round_index in range(1, sweep.rounds + EXTRA_ROUNDS):
-            machine = _summarize(latest.values())
+            machine = summarize_run(latest.values())
             wanted = [c for c in cases if wants_round(latest.get(c.case_id) or {}, sweep.rounds, machine)]
             if not wanted:
                 break
@@ -208,27 +208,12 @@ def _run_cases(sweep, run_dir, cases, recorded, executor, progress) -> float:
             order = _rotated(wanted, round_index)
             for case, reply in executor.run(order, cap, sweep.timeout_s, _never, started, round_index, samples):
                 keep(case, add_round(latest[case.case_id], reply, machine), reply)
-        # Every row read against the whole run (its reference speed, its pooled variance), and kept so.
-        before = {key: json.dumps(record, sort_keys=True, default=str) for key, record in latest.items()}
-        _summarize(latest.values())
-        for key, record in latest.items():
-            if json.dumps(record, sort_keys=True, default=str) != before[key]:
-                write(record)
     finally:
         executor.close()
         writer.close()
         if hasattr(progress, "close"):  # a live display ends with the cases, however they end
             progress.close()
     return state["timed_s"]
-
-
-def _summarize(records) -> Machine:
-    """The run's `Machine` from ``records``, each summarized against it (in place); returns it."""
-    records = list(records)
-    machine = machine_of(records)
-    for record in records:
-        summarize_rounds(record, machine)
-    return machine
 
 
 def _never(case: Case) -> None:

@@ -113,13 +113,11 @@ def normalize(field_name: str, value: Any) -> Any:
         return tuple(sorted({_positive_int(v, flag) for v in _items(value)}))
     if field_name in ("batch", "heads", "head_dim", "heads_kv"):
         return tuple(_positive_int(v, flag) for v in _items(value))
-    if field_name == "q_len":
-        return _positive_int(value, flag)
-    if field_name == "rounds":
-        rounds = _positive_int(value, flag)
-        if rounds > MAX_ROUNDS:
-            raise SweepError(f"{flag} {rounds}: at most {MAX_ROUNDS} (each round is a whole timing of every case)")
-        return rounds
+    if field_name in ("q_len", "rounds"):
+        count = _positive_int(value, flag)
+        if field_name == "rounds" and count > MAX_ROUNDS:
+            raise SweepError(f"{flag} {count}: at most {MAX_ROUNDS} (each round is a whole timing of every case)")
+        return count
     if field_name == "masks":
         specs = []
         for spec in _names(value, flag):
