@@ -92,7 +92,8 @@ class Record:
     max_abs_err: float | None = None
     cosine: float | None = None
     err_rows: int | None = None
-    # where and when it ran: the Ray node id (the host name on the local executor), the host, UTC ISO 8601 times
+    # where and when it ran (its latest round): the Ray node id (the host name on the local executor), the host,
+    # UTC ISO 8601 times
     node: str | None = None
     host: str | None = None
     started_at: str | None = None

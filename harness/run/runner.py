@@ -207,7 +207,9 @@ def _run_cases(sweep, run_dir, cases, recorded, executor, progress) -> float:
             executor.new_round()
             order = _rotated(wanted, round_index)
             for case, reply in executor.run(order, cap, sweep.timeout_s, _never, started, round_index, samples):
-                keep(case, add_round(latest[case.case_id], reply, machine), reply)
+                record = add_round(latest[case.case_id], reply, machine)
+                record.update({key: reply.get(key) for key in ("node", "host", "started_at", "ended_at")})  # this round's
+                keep(case, record, reply)
     finally:
         executor.close()
         writer.close()
