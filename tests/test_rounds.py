@@ -47,7 +47,7 @@ def test_the_time_is_the_geometric_mean_of_the_rounds_with_a_student_t_interval(
     assert record["time_median_s"] == pytest.approx(2.0e-3)
     logs = [math.log(x) for x in (1e-3, 2e-3, 4e-3)]
     sd = math.sqrt(sum((x - math.log(2e-3)) ** 2 for x in logs) / 2)
-    half = t975(2) * sd / math.sqrt(3)
+    half = t975(2) * sd * math.sqrt(2 / 3)  # the rounds' standard error, doubled in variance by a run's own
     assert record["time_ci_low_s"] == pytest.approx(2e-3 * math.exp(-half))
     assert record["time_ci_high_s"] == pytest.approx(2e-3 * math.exp(half))
     assert record["rounds"] == 3 and record["round_samples"] == [6, 6, 6] and len(record["time_samples_s"]) == 18
@@ -83,7 +83,7 @@ def test_the_machine_variance_moderates_a_rows_own():
     assert quiet["time_ci_low_s"] < 1.0e-3 < quiet["time_ci_high_s"]
     assert quiet["time_log_dof"] == 2 + min(PRIOR_DOF, machine.dof)
     expected_sd = math.sqrt(min(PRIOR_DOF, machine.dof) * machine.log_var / quiet["time_log_dof"])
-    assert quiet["time_log_sd"] == pytest.approx(expected_sd)
+    assert quiet["time_log_se"] == pytest.approx(expected_sd * math.sqrt(2 / 3))
 
 
 def test_a_failed_round_fails_the_case_and_a_calm_one_rescues_a_contended_case():

@@ -2,8 +2,8 @@
 
 Cases are joined on ``case_id`` (the hash of everything that defines a case),
 so only like is compared with like. For time, each side's uncertainty is its
-row's spread between rounds (`harness.measure.rounds`: ``time_log_sd`` over
-``rounds``, with ``time_log_dof`` degrees of freedom), and the change
+row's spread between rounds (`harness.measure.rounds`: ``time_log_se``, a run's
+own variance included, with ``time_log_dof`` degrees of freedom), and the change
 new/base gets a 95 % interval from Welch's t (the two runs may be noisy to
 different degrees). A row from before rounds has one round: its own
 distribution-free interval of the median stands in, read as a normal one.
@@ -35,7 +35,7 @@ from ..measure.stats import summarize
 
 METRICS = {"time": "time_median_s", "memory": "peak_mem_bytes"}
 KEY = ["case_id", "variant", "device", "dtype", "mode", "mask", "heads_kv", "q_len", "seq_len"]
-TIME_COLUMNS = ["time_unadjusted_s", "canary_ref_s", "time_log_sd", "time_log_dof", "rounds", "time_ci_low_s",
+TIME_COLUMNS = ["time_unadjusted_s", "canary_ref_s", "time_log_se", "time_log_dof", "time_ci_low_s",
                 "time_ci_high_s", "time_samples_s"]  # fmt: skip
 
 
@@ -53,9 +53,9 @@ def log_time(row: dict, side: str, adjusted: bool) -> tuple[float, float, float]
     if not _number(time) or time <= 0:
         return None
     value = math.log(time / canary) if adjusted and _number(canary) and canary > 0 else math.log(time)
-    sd, dof, rounds = row.get(f"time_log_sd_{side}"), row.get(f"time_log_dof_{side}"), row.get(f"rounds_{side}")
-    if _number(sd) and _number(dof) and dof > 0 and _number(rounds) and rounds >= 1:
-        return value, sd / math.sqrt(rounds), dof
+    se, dof = row.get(f"time_log_se_{side}"), row.get(f"time_log_dof_{side}")
+    if _number(se) and _number(dof) and dof > 0:
+        return value, se, dof
     low, high = row.get(f"time_ci_low_s_{side}"), row.get(f"time_ci_high_s_{side}")
     samples = row.get(f"time_samples_s_{side}")
     if not (_number(low) and _number(high)) and samples is not None and len(samples) >= 6:

@@ -64,7 +64,7 @@ class Record:
     time_ci_low_s: float | None = None
     time_ci_high_s: float | None = None
     time_unadjusted_s: float | None = None  # the same mean of the rounds' medians as measured
-    time_log_sd: float | None = None  # moderated standard deviation of the rounds' log times
+    time_log_se: float | None = None  # standard error of log(time_median_s): the rounds', plus a run's own
     time_log_dof: float | None = None  # its degrees of freedom
     canary_ref_s: float | None = None  # the run's reference canary time on this device and thread count
     rounds: int | None = None  # rounds the time comes from

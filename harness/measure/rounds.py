@@ -29,8 +29,17 @@ Student's t on their logs. Three rounds give a t with 2 degrees of freedom
 the machine's between-round variance, pooled over every case of the run, is
 a prior worth ``PRIOR_DOF`` degrees of freedom, combined with the case's own.
 A case noisier than the machine keeps most of its own variance; a quiet one
-is not credited with luck. ``time_log_sd`` and ``time_log_dof`` are on the
-row for `harness.analyze.compare`. The within-round columns
+is not credited with luck. Rounds of one sweep lie within minutes of each
+other; a rerun does not, and reads differently by more than the rounds'
+spread predicts: three back-to-back runs of a 20-case sweep on the 2-core VM
+(`harness.reprocheck`) differed by a run-level standard deviation of about
+3.5 %, 1.6 times the rounds' own standard error, which no single run can
+measure. So the standard error of a row's time adds a run-level variance
+assumed equal to the rounds' (``RUN_LEVEL``): the interval covers what
+another run would read, not only what more rounds of this one would (on
+those runs: a rerun inside it 88 % of the time, against 72 % without).
+``time_log_se`` and ``time_log_dof`` are on the row for
+`harness.analyze.compare`. The within-round columns
 (``time_iqr_s`` ... ``time_mean_s``) pool the used rounds' samples, each
 adjusted like its round; ``time_samples_s`` keeps every sample as measured.
 
@@ -48,6 +57,7 @@ from .stats import quantile, summarize
 SLOW_LIMIT = 1.3  # a round whose canary ran over 1.3 x the reference: contended, left out and re-taken
 REFERENCE_QUANTILE = 0.1  # the reference canary: the run's 10th percentile, the machine at full speed
 PRIOR_DOF = 4  # the pooled between-round variance counts as four degrees of freedom of each case's
+RUN_LEVEL = 1.0  # the variance between whole runs that rounds cannot see, as a multiple of the rounds' s^2/n
 DISAGREE = 1.5  # a case whose rounds spread over 1.5 x the machine's typical spread gets more rounds ...
 EXTRA_ROUNDS = 2  # ... up to this many beyond the sweep's rounds
 # Two-sided 95 % quantiles of Student's t by degrees of freedom (1..30); beyond, the normal's 1.96 plus a correction.
@@ -165,13 +175,13 @@ def summarize_rounds(record: dict, machine: Machine) -> dict:
     center = math.exp(mean)
     if dof:
         sd = math.sqrt((own_dof * own_var + prior_dof * machine.log_var) / dof)
-        half = t975(dof) * sd / math.sqrt(len(logs))
-        low, high = math.exp(mean - half), math.exp(mean + half)
+        se = sd * math.sqrt((1 + RUN_LEVEL) / len(logs))  # the rounds' standard error, and a run's own
+        low, high = math.exp(mean - t975(dof) * se), math.exp(mean + t975(dof) * se)
     else:  # one round and nothing known of the machine: that round's own interval of its median
-        sd, low, high = math.nan, s.ci_low, s.ci_high
+        se, low, high = math.nan, s.ci_low, s.ci_high
     raw = [record["round_medians_s"][i] for i in use]
     record.update(
-        time_median_s=center, time_ci_low_s=low, time_ci_high_s=high, time_log_sd=sd, time_log_dof=dof,
+        time_median_s=center, time_ci_low_s=low, time_ci_high_s=high, time_log_se=se, time_log_dof=dof,
         time_unadjusted_s=math.exp(math.fsum(math.log(v) for v in raw) / len(raw)), canary_ref_s=reference,
         rounds=len(use), round_disturbed=disturbed(record, reference),
         time_iqr_s=s.iqr, time_p20_s=s.p20, time_p80_s=s.p80, time_min_s=s.min, time_mean_s=s.mean,
