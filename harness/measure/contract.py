@@ -38,3 +38,28 @@ def input_damage(inputs: tuple[torch.Tensor, ...], pristine: tuple[torch.Tensor,
         if not torch.equal(tensor, copy):
             return f"modified its input {name}"
     return None
+
+
+# How far two calls of one variant on equal inputs may differ (relative Frobenius): a reduction's order may
+# change with threads, never more. bf16/fp16 round each output element to 8 or 11 bits.
+REPEAT_TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-4, torch.bfloat16: 2e-2, torch.float16: 2e-2}
+
+
+def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
+    """||a - b||_F / ||b||_F in float64 (the absolute norm when b is zero); inf when either is not finite."""
+    a, b = a.detach().double(), b.detach().double()
+    if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+        return float("inf")
+    norm = b.norm().item()
+    return (a - b).norm().item() / (norm if norm > 0 else 1.0)
+
+
+def unlike(later: torch.Tensor, first: torch.Tensor, what: str) -> str | None:
+    """'<what> differs from the first call's (relative difference X)' when two calls on equal values
+    disagree beyond REPEAT_TOLERANCE, or None. Non-finite output, or another shape, always disagrees."""
+    if not isinstance(later, torch.Tensor) or later.shape != first.shape:
+        return f"{what} is not even shaped like the first call's"
+    diff = relative_difference(later, first)
+    if diff <= REPEAT_TOLERANCE.get(first.dtype, 2e-2):
+        return None
+    return f"{what} differs from the first call's (relative difference {diff:.2g})"
