@@ -127,6 +127,30 @@ def test_nan_and_input_modifying_variants_are_errors_and_the_rest_ok(tmp_path):
     assert rows.loc["sdpa", "status"] == "ok" and rows.loc["sdpa", "rel_err"] < 1e-5
 
 
+CHEATS = str(Path(__file__).resolve().parent / "plugins" / "cheats.py")
+
+
+def test_variants_that_cheat_the_timer_are_errors_that_say_how_and_are_never_the_fastest(tmp_path):
+    out = tmp_path / "run"
+    names = "cheat-memo-id,cheat-memo-ptr,cheat-stale,cheat-timed-garbage,cheat-alias,sdpa,naive"
+    result = attnbench("sweep", "--plugin", CHEATS, "--variants", names, "--seq-lens", "64,128", "--heads", "2",
+                       "--max-time", "0.05", "--rounds", "1", "--out", str(out), "--report")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = pd.read_parquet(out / "results.parquet")
+    reasons = {v: set(g["reason"]) for v, g in rows.groupby("variant")}
+    assert (rows.set_index("variant").loc[["sdpa", "naive"], "status"] == "ok").all()
+    assert (rows[rows["variant"].str.startswith("cheat-")]["status"] == "error").all(), rows[["variant", "reason"]]
+    for name in ("cheat-memo-id", "cheat-memo-ptr", "cheat-stale"):
+        assert all("did not follow its inputs" in reason for reason in reasons[name]), reasons[name]
+    assert all("the output of the last timed call differs" in r for r in reasons["cheat-timed-garbage"])
+    assert all("returned (a view of) its input q" in r for r in reasons["cheat-alias"])
+    from harness.analyze.findings import fastest_ranges
+
+    assert set(fastest_ranges(rows)["fastest"]) <= {"sdpa", "naive", "naive ≈ sdpa"}
+    report = Path(ROOT) / "report" / "run" / "index.html"
+    assert not report.exists() or "cheat-" not in report.read_text().split("Fastest exact")[1].split("</table>")[0]
+
+
 def test_quality_flags_reach_the_progress_line():
     assert quality_flag({"status": "ok", "noisy": True, "time_iqr_s": 0.14, "time_median_s": 1.0}) == "noisy: IQR/median 14%"
     assert quality_flag({"status": "contended", "reason": "contended: 9 of 9 blocks preempted"}).startswith("contended")

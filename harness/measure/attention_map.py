@@ -17,6 +17,7 @@ import torch
 
 from variants import Unsupported, get_variant
 
+from .contract import aliases_input, contract_violation
 from .reference import reference_attention
 
 MAP_N = 64
@@ -50,4 +51,8 @@ def attention_map(variant: str, *, causal: bool = False, n: int = MAP_N, seed: i
         return {"status": "unsupported", "reason": str(exc)}
     except Exception as exc:  # a broken variant is a fact for the report, not a reason to stop
         return {"status": "error", "reason": f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"}
+    if variant != "exact":  # a variant's map is held to the contract, as its timed calls are
+        broken = contract_violation(matrix, q, k, identity) or aliases_input(matrix, (q, k, identity))
+        if broken or not torch.isfinite(matrix).all():
+            return {"status": "error", "reason": f"{variant} {broken or 'returned a non-finite matrix'}"}
     return {"status": "ok", "matrix": matrix[0, 0].double().tolist()}

@@ -54,12 +54,37 @@ def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a - b).norm().item() / (norm if norm > 0 else 1.0)
 
 
-def unlike(later: torch.Tensor, first: torch.Tensor, what: str) -> str | None:
-    """'<what> differs from the first call's (relative difference X)' when two calls on equal values
-    disagree beyond REPEAT_TOLERANCE, or None. Non-finite output, or another shape, always disagrees."""
+def unlike(later, first: torch.Tensor, what: str, against: str = "the first call's") -> str | None:
+    """'<what> differs from <against> (relative difference X)' when two calls on equal values disagree
+    beyond REPEAT_TOLERANCE, or None. Non-finite output, or another shape, always disagrees."""
     if not isinstance(later, torch.Tensor) or later.shape != first.shape:
-        return f"{what} is not even shaped like the first call's"
+        return f"{what} is not even shaped like {against}"
     diff = relative_difference(later, first)
     if diff <= REPEAT_TOLERANCE.get(first.dtype, 2e-2):
         return None
-    return f"{what} differs from the first call's (relative difference {diff:.2g})"
+    return f"{what} differs from {against} (relative difference {diff:.2g})"
+
+
+def aliases_input(out: torch.Tensor, inputs: tuple[torch.Tensor, ...]) -> str | None:
+    """'returned (a view of) its input q' when ``out`` shares memory with one of q, k, v, or None: an
+    answer is computed, not handed back."""
+    storage = out.untyped_storage().data_ptr()
+    for name, tensor in zip("qkv", inputs):
+        if tensor.untyped_storage().data_ptr() == storage:
+            return f"returned (a view of) its input {name}"
+    return None
+
+
+# An exact variant's largest relative error against float64 before its row is an error: fp32 errors here are
+# 1e-6 and below, bf16's 1.1e-2 (probabilities rounded to bf16); each bound leaves a margin of 4x or more.
+EXACT_TOLERANCE = {torch.float64: 1e-8, torch.float32: 1e-4, torch.bfloat16: 5e-2, torch.float16: 1e-2}
+
+
+def too_wrong(rel_err: float, dtype: torch.dtype, exact: bool, declared: float | None) -> str | None:
+    """Why an error against float64 is too large for an ``ok`` row (an exact variant beyond its dtype's
+    EXACT_TOLERANCE, an approximation beyond the ``tolerance=`` it declares), or None."""
+    bound = EXACT_TOLERANCE.get(dtype, 5e-2) if exact else declared
+    if bound is None or rel_err <= bound:  # NaN is caught earlier, as non-finite output
+        return None
+    kind = f"an exact variant in {str(dtype).removeprefix('torch.')}" if exact else "its declared tolerance"
+    return f"relative error {rel_err:.2g} against float64 is beyond {bound:.0e} ({kind})"

@@ -24,16 +24,17 @@ from variants.masks import parse_mask
 from .accuracy import DEFAULT_MAX_ROWS, measure_accuracy
 from .allocator import allocator_state, pin_allocator
 from .canary import canary_time
-from .case import Case, make_grad_output, make_inputs
+from .case import Case, make_inputs
 from .compilation import compiled_graphs, recompile_warning
 from .complexity import declared_exponent
-from .contract import contract_violation, input_damage, non_finite
+from .contract import aliases_input, contract_violation, input_damage, non_finite, too_wrong, unlike
 from .device import device_name
 from .memory import peak_memory
 from .record import Record
 from .sampling import CAP_SAMPLES
 from .threads import thread_count
 from .timing import time_callable
+from .workload import Workload, follows_inputs, workload
 
 BACKWARD_FLOPS_FACTOR = 2.5  # backward ~2.5x forward (two matmuls per forward one, plus recompute)
 
@@ -116,31 +117,17 @@ def failure_status(exc: BaseException) -> tuple[str, str]:
     return ("oom" if is_oom(exc) else "error"), f"{kind}: {first}"
 
 
-def _workload(case: Case) -> tuple[Callable[[], Any], Callable[[], torch.Tensor], tuple[torch.Tensor, ...]]:
-    """(the timed call, a call returning the forward output for accuracy, the inputs q, k, v)."""
-    spec = get_variant(case.variant)
-    q, k, v = make_inputs(case)
-    kwargs = {"mask": case.mask, "seed": case.seed}
-    if case.mode != "fwd_bwd":  # fwd, decode
-
-        def forward() -> torch.Tensor:
-            with torch.inference_mode():
-                return spec(q, k, v, **kwargs)
-
-        return forward, forward, (q, k, v)
-
-    leaves = tuple(t.detach().requires_grad_() for t in (q, k, v))
-    grad_out = make_grad_output(case)
-
-    def forward_backward() -> tuple[torch.Tensor, ...]:
-        out = spec(*leaves, **kwargs)
-        return torch.autograd.grad(out, leaves, grad_out)
-
-    def forward_only() -> torch.Tensor:
-        with torch.no_grad():
-            return spec(*leaves, **kwargs)
-
-    return forward_backward, forward_only, (q, k, v)
+def _dishonest(w: Workload, out: torch.Tensor, inputs, pristine, case: Case, timing_only: bool) -> str | None:
+    """Why the timed calls are not to be believed, checked after them, or None: inputs changed while timed,
+    a last timed output unlike the first (garbage or stale answers in a tight loop), or (a whole case, not a
+    later round) an answer that does not follow its inputs refilled in place (`harness.measure.workload`)."""
+    damage = input_damage(inputs, pristine)
+    if damage:
+        return f"{damage} while being timed"
+    stale = unlike(w.last[0], out, "the output of the last timed call")
+    if stale:
+        return stale
+    return None if timing_only else follows_inputs(w, case, out)
 
 
 def _use_allocator(case: Case) -> tuple[str, list[str]]:
@@ -187,10 +174,15 @@ def measure_case(
     later round, which checks the output and times it, without accuracy or memory. ``cap_samples``: the
     fewest samples at the timing cap (fewer per round when a case has several, `harness.measure.sampling`).
 
-    Garbage is never ``ok``: a non-finite output, or inputs changed by the
-    call (checked after the first call and again after timing), are ``error``
-    rows; accuracy is computed on pristine copies of the inputs. A timing the
-    machine disturbed past repair (`harness.measure.timing`) is ``contended``.
+    Garbage is never ``ok``; these are ``error`` rows saying which: a
+    non-finite output, an output that is one of the inputs, inputs changed by
+    the call (checked after the first call and again after timing), an exact
+    variant beyond its dtype's tolerance of float64 (an approximation beyond
+    the ``tolerance=`` it declares), a last timed call whose output is unlike
+    the first's, and an answer that does not follow its inputs refilled in
+    place (`harness.measure.workload`). Accuracy is computed on pristine
+    copies of the inputs. A timing the machine disturbed past repair
+    (`harness.measure.timing`) is ``contended``.
     """
     try:
         spec = get_variant(case.variant)
@@ -203,11 +195,13 @@ def measure_case(
     record.allocator, record.warnings = _use_allocator(case)
     try:
         with thread_count(case.threads):
-            timed, forward, inputs = _workload(case)
+            inputs = make_inputs(case)
+            w = workload(case, inputs)
+            timed, forward = w.timed, w.forward
             pristine = tuple(t.clone() for t in inputs)
             graphs = compiled_graphs()
             out, first_s = _clocked(forward, case.device)  # also the untimed first call
-            broken = contract_violation(out, *inputs)
+            broken = contract_violation(out, *inputs) or aliases_input(out, inputs)
             if broken:
                 return record_for(case, "error", f"contract broken: {case.variant} {broken}")
             garbage = non_finite(out) or input_damage(inputs, pristine)
@@ -218,11 +212,15 @@ def measure_case(
                 against = reference_mask(spec, case)
                 acc = measure_accuracy(out, *pristine, mask=against, max_rows=accuracy_rows, seed=case.seed)
                 record.err_reference = against if against != case.mask else None
+                wrong = too_wrong(acc.rel_err, case.torch_dtype, spec.exact, spec.tolerance)
+                if wrong:
+                    failed = record_for(case, "error", f"{case.variant}: {wrong}")
+                    failed.rel_err, failed.err_reference = acc.rel_err, record.err_reference
+                    return failed
             if spec.backend is not None and not timing_only:
                 # Asked with the inputs the timed call gets: a dispatcher (SDPA) picks by requires_grad too.
                 asked = tuple(t.detach().requires_grad_(case.mode == "fwd_bwd") for t in pristine)
                 record.backend = spec.backend(*asked, mask=parse_mask(case.mask))
-            del out
             if case.mode == "fwd_bwd" and compiled_graphs():  # something compiles here: its backward may compile
                 first_s += _clocked(timed, case.device)[1]  # on the first gradient call, which belongs to compile_s, not warm-up
             compiled, graphs = compiled_graphs() - graphs, compiled_graphs()
@@ -233,9 +231,9 @@ def measure_case(
             recompiled = compiled_graphs() - graphs
             canary = canary_time(case.device)
             mem = peak_memory(timed, case.device) if memory and not timing_only else None
-            damage = input_damage(inputs, pristine)
-            if damage:
-                return record_for(case, "error", f"{case.variant} {damage} while being timed")
+            dishonest = _dishonest(w, out, inputs, pristine, case, timing_only)
+            if dishonest:
+                return record_for(case, "error", f"{case.variant}: {dishonest}")
     except Exception as exc:  # errors are data: the sweep records them and goes on
         status, reason = failure_status(exc)
         record.status, record.reason = status, reason

@@ -231,7 +231,7 @@ def attention_map_figure(maps: dict, path: Path) -> Path | None:
         matrix = np.array(entry["matrix"])
         ax.imshow(matrix, cmap="viridis", vmin=0, vmax=vmax)
         title = name
-        if exact is not None and name != "exact":
+        if exact is not None and name != "exact" and matrix.shape == exact.shape:
             title += f"\nrel. err {np.linalg.norm(matrix - exact) / np.linalg.norm(exact):.2f}"
         ax.set_title(title, fontsize=9)
     for ax in list(axes.flat)[len(panels) :]:

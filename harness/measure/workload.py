@@ -1,0 +1,99 @@
+"""A case's calls: the timed one, a forward one for accuracy and checks, and what keeps them honest.
+
+The timed call keeps the forward output of its latest call (``last``), so
+the output a timing ends on is looked at, not only the untimed first one: a
+variant that answers garbage, or a stale answer, once it is called in a
+tight loop is caught (`harness.measure.contract.unlike`). `follows_inputs`
+catches an answer cached by the tensors' identity: the inputs are refilled
+in place with new values (the same tensors, the same data pointers) and the
+answer must equal the variant's own on new tensors holding those values.
+Keeping ``last`` costs one store per call; the refill, two calls per case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from variants import get_variant
+
+from .case import Case, make_grad_output, seeded_qkv
+from .contract import REPEAT_TOLERANCE, relative_difference, unlike
+
+
+@dataclass(frozen=True)
+class Workload:
+    """``timed()`` is the call timed (forward, or forward and backward); ``forward()`` returns the forward
+    output (B, H, N_q, D_v) of ``inputs`` (q, k, v); ``last[0]`` is the latest timed call's forward output;
+    ``on(q, k, v)`` is the variant's forward output on other tensors."""
+
+    timed: Callable[[], None]
+    forward: Callable[[], torch.Tensor]
+    inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    last: list
+    on: Callable[..., torch.Tensor]
+
+
+def workload(case: Case, inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> Workload:
+    """The calls of ``case`` on ``inputs`` (the case's q, k, v)."""
+    spec = get_variant(case.variant)
+    q, k, v = inputs
+    kwargs = {"mask": case.mask, "seed": case.seed}
+    last: list = [None]
+
+    def on(*tensors: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return spec(*tensors, **kwargs)
+
+    if case.mode != "fwd_bwd":  # fwd, decode
+
+        def forward() -> torch.Tensor:
+            return on(q, k, v)
+
+        def timed() -> None:
+            with torch.inference_mode():
+                last[0] = spec(q, k, v, **kwargs)
+
+        return Workload(timed, forward, inputs, last, on)
+
+    leaves = tuple(t.detach().requires_grad_() for t in inputs)  # views of the inputs: a refill reaches them
+    grad_out = make_grad_output(case)
+
+    def forward_backward() -> None:
+        out = spec(*leaves, **kwargs)
+        torch.autograd.grad(out, leaves, grad_out)
+        last[0] = out.detach()
+
+    def forward_only() -> torch.Tensor:
+        with torch.no_grad():
+            return spec(*leaves, **kwargs)
+
+    return Workload(forward_backward, forward_only, inputs, last, on)
+
+
+def follows_inputs(w: Workload, case: Case, before: torch.Tensor) -> str | None:
+    """Refill the inputs in place with other values; None when the variant's answer follows them, else why not.
+
+    The same tensors (same data pointers) now hold new numbers: a variant that answers from a cache keyed by
+    identity answers the old question, and one that repeats a stale answer gives ``before`` (its answer to
+    the old values) again. The expected answer is the variant's own on new tensors with the same
+    values, so an approximation is held to itself, not to exact attention. The inputs are changed for good:
+    call this last.
+    """
+    fresh = seeded_qkv(case.n_q, case.seq_len, batch=case.batch, heads=case.heads, heads_kv=case.n_heads_kv,
+                       d=case.head_dim, dtype=case.torch_dtype, device=case.device, seed=case.seed + 2,
+                       scale=case.input_scale)  # fmt: skip
+    with torch.no_grad():
+        for tensor, values in zip(w.inputs, fresh):
+            tensor.copy_(values)
+    refilled = w.forward()
+    if relative_difference(refilled, before) <= REPEAT_TOLERANCE.get(before.dtype, 2e-2):
+        return (
+            "after its inputs were refilled in place with other values, the output stayed the same: "
+            "it did not follow its inputs (a stale or cached answer?)"
+        )
+    expected = w.on(*(t.clone() for t in fresh))
+    wrong = unlike(refilled, expected, "after its inputs were refilled in place, the output", "a fresh call's on equal values")
+    return f"{wrong}: it did not follow its inputs (an answer cached by identity?)" if wrong else None
