@@ -39,8 +39,12 @@ def stamp(record: dict, node: str, started_at: str) -> dict:
 class WorkerSlot:
     """The live worker: kept while consecutive cases share (variant, device), replaced after any failure.
 
-    ``budgets`` maps a device to the bytes its cases may use on this machine: a
-    case predicted past it is recorded ``skipped`` without running.
+    Each round's workers are fresh forks (`new_round`), but for a variant that compiles
+    (``torch.compile``: a record with ``compile_s``): its worker is parked between rounds and
+    taken up again, since a fresh process would compile again (5-6 s a round on a 2-core CPU,
+    a fifth of a quick sweep). Its rounds then differ in time, not in process; a parked worker
+    idles, holding what its allocator kept. ``budgets`` maps a device to the bytes its cases
+    may use on this machine: a case predicted past it is recorded ``skipped`` without running.
     """
 
     def __init__(
@@ -50,6 +54,8 @@ class WorkerSlot:
         self.worker: Worker | None = None
         self.key: tuple | None = None
         self.servers: dict[tuple[int, str], ForkServer] = {}  # (threads, allocator) -> the server workers fork from
+        self.compiles: set[tuple] = set()  # worker keys whose variant compiled: parked between rounds
+        self.parked: dict[tuple, Worker] = {}
         # configuration -> (N, peak bytes) of its largest N measured (`harness.run.budget.measured_peaks`)
         self.peaks: dict[tuple, tuple[int, float]] = dict(peaks or {})
 
@@ -69,7 +75,8 @@ class WorkerSlot:
     def _run(self, case: Case, max_time_s: float, timeout_s: float, round_index: int, cap_samples: int) -> dict:
         key = (case.variant, case.device, case.threads, case.allocator)  # the last two are fixed at a worker's start
         if self.key != key:
-            self.close_worker()
+            self._put_away()
+            self.worker, self.key = self.parked.pop(key, None), key
         try:
             if self.worker is None:
                 limit = worker_memory_limit(case.device, self.budgets.get("cpu"))
@@ -88,6 +95,8 @@ class WorkerSlot:
             return record_for(case, "timeout", f"no result within {timeout_s:g} s; worker killed").to_dict()
         if record["status"] in ("oom", "error"):
             self.close_worker()  # its state is suspect
+        elif record.get("compile_s"):
+            self.compiles.add(key)
         return record
 
     def _server(self, threads: int, allocator: str) -> ForkServer | None:
@@ -102,8 +111,14 @@ class WorkerSlot:
         return self.servers[key]
 
     def new_round(self) -> None:
-        """Start the next round afresh: new workers, forked from new servers (a fresh address-space layout)."""
-        self.close()
+        """Start the next round: fresh workers, but for the parked ones of variants that compile."""
+        self._put_away()
+
+    def _put_away(self) -> None:
+        """Park the live worker if its variant compiles, else end it."""
+        if self.worker is not None and self.key in self.compiles:
+            self.parked[self.key], self.worker, self.key = self.worker, None, None
+        self.close_worker()
 
     def close_worker(self) -> None:
         if self.worker is not None:
@@ -112,6 +127,9 @@ class WorkerSlot:
 
     def close(self) -> None:
         self.close_worker()
+        for worker in self.parked.values():
+            worker.close()
+        self.parked = {}
         for server in self.servers.values():
             server.close()
         self.servers = {}

@@ -3,9 +3,8 @@
 A fresh ``python -m harness.run.worker`` costs about 2 s of imports on a
 2-core machine, before it measures anything; a sweep measured in rounds
 (each round of each variant in a process of its own, `harness.run.runner`)
-would spend most of its time importing. The server is started once (per
-round: a fresh exec gives each round its own address-space layout) with the
-workers' environment, imports what every worker imports, and then forks one
+would spend most of its time importing. The server is started once per sweep
+with the workers' environment, imports what every worker imports, and then forks one
 child per worker on request, in milliseconds. It never runs a kernel, so no
 OpenMP or CUDA state exists to be inherited: each child initializes its own,
 as a freshly started process would, and loads its plugins itself.
