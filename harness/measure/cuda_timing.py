@@ -25,7 +25,7 @@ from collections.abc import Callable
 import torch
 
 from .interference import Interference, load_average, read_steal, steal_share
-from .sampling import CAP_SAMPLES, MIN_TIME_S, Measurement, stop_rule, warm_up, with_warnings
+from .sampling import CAP_SAMPLES, MIN_TIME_S, TARGET_CI, Measurement, stop_rule, warm_up, with_warnings
 
 LAUNCH_BOUND = 1.2  # device time within this factor of the host's queueing time: the GPU waited for the host
 
@@ -39,10 +39,11 @@ def time_cuda(
     min_time_s: float = MIN_TIME_S,
     graphs: bool = False,
     cap_samples: int = CAP_SAMPLES,
+    target_ci: float = TARGET_CI,
     first_call_s: float | None = None,
 ) -> Measurement:
     """Time ``fn`` on a CUDA device with events, flushing L2 between calls; ``graphs``: replays of its CUDA graph.
-    ``cap_samples`` and ``first_call_s`` as for `harness.measure.timing.time_cpu` (a captured graph's first
+    ``cap_samples``, ``target_ci`` and ``first_call_s`` as for `harness.measure.timing.time_cpu` (a captured graph's first
     replay is never made by the caller, so it is warmed up afresh)."""
     device = torch.device(device)
     load, steal_before = load_average(), read_steal()
@@ -79,7 +80,7 @@ def time_cuda(
             batch_samples = [begin.elapsed_time(end) * 1e-3 for begin, end in events]
             samples.extend(batch_samples)
             elapsed += sum(batch_samples)
-            reason = stop_rule(samples, elapsed, max_time_s, max_samples, 0, min_time_s, cap_samples)
+            reason = stop_rule(samples, elapsed, max_time_s, max_samples, 0, min_time_s, cap_samples, target_ci)
             if reason:
                 break
     interference = Interference(None, None, 0, load, steal_share(steal_before, read_steal()))

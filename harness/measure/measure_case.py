@@ -31,7 +31,7 @@ from .contract import aliases_input, contract_violation, input_damage, non_finit
 from .device import device_name
 from .memory import peak_memory
 from .record import Record
-from .sampling import CAP_SAMPLES
+from .sampling import per_round
 from .threads import thread_count
 from .timing import time_callable
 from .workload import Workload, follows_inputs, workload
@@ -166,13 +166,13 @@ def measure_case(
     accuracy_rows: int = DEFAULT_MAX_ROWS,
     memory: bool = True,
     timing_only: bool = False,
-    cap_samples: int = CAP_SAMPLES,
+    rounds: int = 1,
 ) -> Record:
     """Measure ``case`` (accuracy, time, peak memory) and return its record, one round of it
     (`harness.measure.rounds`: the time, and the canary's beside it); never raises for a failing
     variant: unsupported cases, allocation failures and errors become statuses. ``timing_only``: a
-    later round, which checks the output and times it, without accuracy or memory. ``cap_samples``: the
-    fewest samples at the timing cap (fewer per round when a case has several, `harness.measure.sampling`).
+    later round, which checks the output and times it, without accuracy or memory. ``rounds``: how many
+    rounds the case is measured in; each of several asks less of its timing (`harness.measure.sampling.per_round`).
 
     Garbage is never ``ok``; these are ``error`` rows saying which: a
     non-finite output, an output that is one of the inputs, inputs changed by
@@ -227,7 +227,7 @@ def measure_case(
             # The first call above was the timed call's own (forward modes, nothing compiled): warm-up need not repeat it.
             first_call = first_s if case.mode != "fwd_bwd" and not compiled else None
             timing = time_callable(timed, case.device, graphs=case.cuda_graphs, max_time_s=max_time_s,
-                                   cap_samples=cap_samples, first_call_s=first_call)  # fmt: skip
+                                   **per_round(rounds), first_call_s=first_call)  # fmt: skip
             recompiled = compiled_graphs() - graphs
             canary = canary_time(case.device)
             mem = peak_memory(timed, case.device) if memory and not timing_only else None

@@ -26,6 +26,8 @@ WARMUP_SETTLED = 0.97  # warm once a call is no faster than 97% of the best befo
 MIN_SAMPLES = 6  # the fewest from which a 95% interval of the median can be formed
 CAP_SAMPLES = 5  # at a cap, the fewest clean samples a median is reported from
 ROUND_CAP_SAMPLES = 3  # the same for one of several rounds (harness.measure.rounds): 6 or more over a case
+ROUND_TARGET_CI = 0.05  # and the median's interval one of several rounds stops at
+ROUND_TARGET_CI = 0.05  # and the median's interval one of several rounds stops at
 MIN_TIME_S = 0.02
 TARGET_CI = 0.025  # stop once the median's 95% interval is within +-2.5%
 TARGET_IQR_RATIO = 0.05  # torch.utils.benchmark's adaptive threshold, for comparisons (harness.verify.selfcheck)
@@ -83,6 +85,7 @@ def stop_rule(
     waited: int = 0,
     min_time_s: float = MIN_TIME_S,
     cap_samples: int = CAP_SAMPLES,
+    target_ci: float = TARGET_CI,
 ) -> str | None:
     """Why to stop now, or None to keep sampling.
 
@@ -97,7 +100,7 @@ def stop_rule(
     n = len(samples)
     if n >= SLOW_CALL_SAMPLES and min(samples) > SLOW_CALL_S:
         return "slow call"
-    if n >= MIN_SAMPLES and elapsed >= min_time_s and summarize(samples).ci_half_width <= TARGET_CI:
+    if n >= MIN_SAMPLES and elapsed >= min_time_s and summarize(samples).ci_half_width <= target_ci:
         return "stable"
     capped = "time cap" if elapsed >= max_time_s else "count cap" if n + waited >= max_samples else None
     if capped is None:
@@ -109,6 +112,15 @@ def stop_rule(
     # A transient (most blocks clean) gets up to twice the cap to finish; a busy machine does not.
     transient = waited <= n and elapsed < 2 * max_time_s and n + waited < 2 * max_samples
     return None if transient else "contended"
+
+
+def per_round(rounds: int) -> dict[str, float]:
+    """The stopping rule's asks for one of ``rounds`` rounds of a case (`stop_rule`'s ``cap_samples`` and
+    ``target_ci``): a case measured in several gets its precision from the spread between them
+    (`harness.measure.rounds`), so each round stops sooner: at +-5 %, or 3 samples at its cap."""
+    if rounds <= 1:
+        return {"cap_samples": CAP_SAMPLES, "target_ci": TARGET_CI}
+    return {"cap_samples": ROUND_CAP_SAMPLES, "target_ci": ROUND_TARGET_CI}
 
 
 def warm_up(fn: Callable[[], object], clock: Callable[[], float], first_s: float | None = None) -> float:

@@ -23,7 +23,7 @@ import torch
 
 from .cuda_timing import time_cuda
 from .interference import Interference, SchedulerProbe, load_average, read_steal, steal_share
-from .sampling import CAP_SAMPLES, MIN_TIME_S, Measurement, stop_rule, warm_up, with_warnings
+from .sampling import CAP_SAMPLES, MIN_TIME_S, TARGET_CI, Measurement, stop_rule, warm_up, with_warnings
 
 MIN_BLOCK_S = 1e-3
 SETTLE_S = 100e-6
@@ -72,13 +72,15 @@ def time_cpu(
     threads: int | None = None,
     min_time_s: float = MIN_TIME_S,
     cap_samples: int = CAP_SAMPLES,
+    target_ci: float = TARGET_CI,
     first_call_s: float | None = None,
 ) -> Measurement:
     """Time ``fn`` on the CPU in blocks of k calls, discarding preempted blocks; see the module docstring.
 
     ``threads``: how many threads the call runs on (default torch's count), the
     denominator of the recorded wait and CPU shares. ``cap_samples``: the
-    fewest clean blocks at a cap (`harness.measure.sampling.stop_rule`);
+    fewest clean blocks at a cap, ``target_ci`` the median's interval that stops
+    sampling (`harness.measure.sampling.stop_rule`);
     ``first_call_s``: the caller made the untimed first call already.
     """
     threads = threads or torch.get_num_threads()
@@ -108,7 +110,9 @@ def time_cpu(
             else:
                 clean[n] = sample
                 n += 1
-            reason = stop_rule(clean[:n], (t1 - began) * 1e-9, max_time_s, max_samples, n_waited, min_time_s, cap_samples)
+            reason = stop_rule(
+                clean[:n], (t1 - began) * 1e-9, max_time_s, max_samples, n_waited, min_time_s, cap_samples, target_ci
+            )
             if reason:
                 break
             _settle(t1)

@@ -92,10 +92,10 @@ class Worker:
         line, self._buffer = self._buffer.split(b"\n", 1)
         return line.decode()
 
-    def run(self, case: Case, max_time_s: float, timeout: float, round_index: int = 0, cap_samples: int = 5) -> dict | None:
+    def run(self, case: Case, max_time_s: float, timeout: float, round_index: int = 0, rounds: int = 1) -> dict | None:
         """The case's record (round 0: the whole measurement; later rounds: timing only), or None when it
         overran ``timeout`` (the worker is then killed)."""
-        request = {"case": asdict(case), "max_time_s": max_time_s, "round": round_index, "cap_samples": cap_samples}
+        request = {"case": asdict(case), "max_time_s": max_time_s, "round": round_index, "rounds": rounds}
         return self.ask(request, timeout)
 
     def ask(self, message: dict, timeout: float) -> dict | None:

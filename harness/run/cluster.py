@@ -57,12 +57,12 @@ class NodeSlot:
         self.budgets: dict[str, int] = {}
         self.slot = WorkerSlot(paths + plugin_modules, self.dir / "worker.log", self.budgets)
 
-    def measure(self, case: dict, max_time_s: float, timeout_s: float, round_index: int = 0, cap_samples: int = 5) -> dict:
+    def measure(self, case: dict, max_time_s: float, timeout_s: float, round_index: int = 0, rounds: int = 1) -> dict:
         began = utc_now()
         case = Case(**case)
         if case.device not in self.budgets:  # this node's memory, read once
             self.budgets[case.device] = device_budget(case.device)
-        return stamp(self.slot.measure(case, max_time_s, timeout_s, round_index, cap_samples), self.node, began)
+        return stamp(self.slot.measure(case, max_time_s, timeout_s, round_index, rounds), self.node, began)
 
     def new_round(self) -> None:
         self.slot.new_round()
@@ -125,7 +125,7 @@ class RayExecutor:
 
     def run(
         self, cases: Iterable[Case], max_time_s: float, timeout_s: float, skip: Skip, started: Started,
-        round_index: int = 0, cap_samples: int = 5,
+        round_index: int = 0, rounds: int = 1,
     ) -> Iterator[tuple[Case, dict]]:  # fmt: skip
         ray = self.ray
         queue, idle, running, tries = deque(cases), list(self.slots), {}, {}
@@ -141,7 +141,7 @@ class RayExecutor:
                 started(case)
                 idle.remove(slot)
                 last[slot] = (case.variant, case.device)
-                ref = slot.measure.remote(asdict(case), max_time_s, timeout_s, round_index, cap_samples)
+                ref = slot.measure.remote(asdict(case), max_time_s, timeout_s, round_index, rounds)
                 running[ref] = (slot, case, utc_now())
             if not running:
                 yield from self._unserved(queue)

@@ -59,7 +59,7 @@ class WorkerSlot:
         # configuration -> (N, peak bytes) of its largest N measured (`harness.run.budget.measured_peaks`)
         self.peaks: dict[tuple, tuple[int, float]] = dict(peaks or {})
 
-    def measure(self, case: Case, max_time_s: float, timeout_s: float, round_index: int = 0, cap_samples: int = 5) -> dict:
+    def measure(self, case: Case, max_time_s: float, timeout_s: float, round_index: int = 0, rounds: int = 1) -> dict:
         """The case's record (a later round: its timing only): a budget skip, the worker's own record, or a
         ``timeout`` or ``crash`` row."""
         config = configuration(case)
@@ -67,12 +67,12 @@ class WorkerSlot:
         skip = over_budget(case, self.budgets[case.device], measured) if case.device in self.budgets else None
         if skip and round_index == 0:
             return record_for(case, "skipped", skip).to_dict()
-        record = self._run(case, max_time_s, timeout_s, round_index, cap_samples)
+        record = self._run(case, max_time_s, timeout_s, round_index, rounds)
         if record.get("peak_mem_bytes") and (measured is None or case.seq_len > measured[0]):
             self.peaks[config] = (case.seq_len, record["peak_mem_bytes"])
         return record
 
-    def _run(self, case: Case, max_time_s: float, timeout_s: float, round_index: int, cap_samples: int) -> dict:
+    def _run(self, case: Case, max_time_s: float, timeout_s: float, round_index: int, rounds: int) -> dict:
         key = (case.variant, case.device, case.threads, case.allocator)  # the last two are fixed at a worker's start
         if self.key != key:
             self._put_away()
@@ -82,7 +82,7 @@ class WorkerSlot:
                 limit = worker_memory_limit(case.device, self.budgets.get("cpu"))
                 server = self._server(case.threads, case.allocator)
                 self.worker, self.key = Worker(self.plugins, case.threads, limit, self.log, case.allocator, server), key
-            record = self.worker.run(case, max_time_s, timeout_s, round_index, cap_samples)
+            record = self.worker.run(case, max_time_s, timeout_s, round_index, rounds)
         except WorkerDied as died:
             self.close_worker()
             for key, server in list(self.servers.items()):
@@ -146,7 +146,7 @@ class LocalExecutor:
 
     def run(
         self, cases: Iterable[Case], max_time_s: float, timeout_s: float, skip: Skip, started: Started,
-        round_index: int = 0, cap_samples: int = 5,
+        round_index: int = 0, rounds: int = 1,
     ) -> Iterator[tuple[Case, dict]]:  # fmt: skip
         for case in cases:
             started(case)
@@ -154,7 +154,7 @@ class LocalExecutor:
             if reason:
                 record = record_for(case, "skipped", reason).to_dict()
             else:
-                record = self.slot.measure(case, max_time_s, timeout_s, round_index, cap_samples)
+                record = self.slot.measure(case, max_time_s, timeout_s, round_index, rounds)
             yield case, stamp(record, self.node, began)
 
     def new_round(self) -> None:

@@ -27,7 +27,6 @@ from ..measure.case import Case, configuration
 from ..measure.interference import quiet_check
 from ..measure.record import MEASURED
 from ..measure.rounds import EXTRA_ROUNDS, Machine, add_round, machine_of, summarize_run, wants_round
-from ..measure.sampling import CAP_SAMPLES, ROUND_CAP_SAMPLES
 from .budget import device_budget, measured_peaks, worker_memory_limit
 from .cluster import RayExecutor
 from .executor import LocalExecutor
@@ -168,7 +167,6 @@ def _run_cases(sweep, run_dir, cases, recorded, executor, progress) -> float:
     state = {"done": sum(len(r.get("round_medians_s") or [None]) for r in latest.values()), "timed_s": 0.0}
     total = state["done"] + _rounds_wanted(cases, latest, sweep.rounds, machine_of(latest.values()))
     cap = sweep.max_time_s / sweep.rounds  # --max-time is a case's timing budget over its rounds
-    samples = CAP_SAMPLES if sweep.rounds == 1 else ROUND_CAP_SAMPLES
 
     def started(case: Case) -> None:
         if progress:
@@ -196,7 +194,7 @@ def _run_cases(sweep, run_dir, cases, recorded, executor, progress) -> float:
 
     try:
         first = [c for c in cases if c.case_id not in latest]
-        for case, record in executor.run(first, cap, sweep.timeout_s, stops.reason, started, 0, samples):
+        for case, record in executor.run(first, cap, sweep.timeout_s, stops.reason, started, 0, sweep.rounds):
             keep(case, record, record)
         for round_index in range(1, sweep.rounds + EXTRA_ROUNDS):
             machine = summarize_run(latest.values())
@@ -206,7 +204,7 @@ def _run_cases(sweep, run_dir, cases, recorded, executor, progress) -> float:
             total = state["done"] + _rounds_wanted(cases, latest, sweep.rounds, machine)
             executor.new_round()
             order = _rotated(wanted, round_index)
-            for case, reply in executor.run(order, cap, sweep.timeout_s, _never, started, round_index, samples):
+            for case, reply in executor.run(order, cap, sweep.timeout_s, _never, started, round_index, sweep.rounds):
                 record = add_round(latest[case.case_id], reply, machine)
                 record.update({key: reply.get(key) for key in ("node", "host", "started_at", "ended_at")})  # this round's
                 keep(case, record, reply)

@@ -1,6 +1,6 @@
 """A measurement worker process: cases in on stdin, records out, one JSON line each.
 
-A request is ``{"case": {...}, "max_time_s": S, "round": R, "cap_samples": K}`` (answered with a
+A request is ``{"case": {...}, "max_time_s": S, "round": R, "rounds": K}`` (answered with a
 record; rounds after the first are timing only, `harness.measure.rounds`),
 ``{"map": VARIANT}`` (answered with its attention map, `harness.measure.attention_map`) or
 ``{"check": VARIANT, "which": CHECK, "device": D}`` (answered with one
@@ -68,7 +68,6 @@ def main(argv: list[str] | None = None) -> int:
     from ..measure.attention_map import attention_map
     from ..measure.case import Case
     from ..measure.measure_case import measure_case
-    from ..measure.sampling import CAP_SAMPLES
     from ..verify.checks import run_check
     from .plugins import load_plugins
 
@@ -87,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             reply = asdict(run_check(request["check"], request["which"], device=request["device"]))
         else:
             case, timing_only = Case(**request["case"]), request.get("round", 0) > 0
-            cap = request.get("cap_samples", CAP_SAMPLES)
-            reply = measure_case(case, max_time_s=request["max_time_s"], timing_only=timing_only, cap_samples=cap).to_dict()
+            rounds = request.get("rounds", 1)
+            reply = measure_case(case, max_time_s=request["max_time_s"], timing_only=timing_only, rounds=rounds).to_dict()
         protocol.write(json.dumps(reply) + "\n")
     return 0
 
