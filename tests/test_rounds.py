@@ -106,3 +106,18 @@ def test_rounds_are_wanted_until_enough_calm_ones_and_more_only_where_they_disag
     assert not wants_round(rounds([1e-3, 2e-3, 0.5e-3, 1e-3, 2e-3], [None] * 5), 3, machine)  # ... up to two more
     assert not wants_round(disagreeing, 3, Machine(log_var=0.7**2, dof=30))  # as noisy as the machine: no more
     assert not wants_round({"status": "error", "round_medians_s": [1e-3]}, 3, machine)
+
+
+def test_an_error_beyond_what_a_kind_of_variant_allows_is_named():
+    import torch
+
+    from harness.measure.contract import aliases_input, too_wrong
+
+    assert too_wrong(9e-7, torch.float32, True, None) is None
+    assert "beyond 1e-04 (an exact variant in float32)" in too_wrong(2e-4, torch.float32, True, None)
+    assert too_wrong(1.1e-2, torch.bfloat16, True, None) is None
+    assert "declared tolerance" in too_wrong(0.2, torch.float32, False, 0.1)
+    assert too_wrong(7.6, torch.float32, False, None) is None  # an approximation that declares nothing
+    q = torch.zeros(1, 1, 4, 2)
+    assert aliases_input(q[..., :1], (torch.zeros(1), q, torch.zeros(1))) == "returned (a view of) its input k"
+    assert aliases_input(q.clone(), (q, q, q)) is None

@@ -117,6 +117,27 @@ def failure_status(exc: BaseException) -> tuple[str, str]:
     return ("oom" if is_oom(exc) else "error"), f"{kind}: {first}"
 
 
+def _accuracy(record: Record, spec, case: Case, out: torch.Tensor, pristine, rows: int):
+    """The first call's error against float64 (`harness.measure.accuracy`); ``record`` an ``error`` when it is
+    beyond what the variant's kind allows (`harness.measure.contract.too_wrong`)."""
+    against = reference_mask(spec, case)
+    acc = measure_accuracy(out, *pristine, mask=against, max_rows=rows, seed=case.seed)
+    record.err_reference = against if against != case.mask else None
+    wrong = too_wrong(acc.rel_err, case.torch_dtype, spec.exact, spec.tolerance)
+    if wrong:
+        record.status, record.reason, record.rel_err = "error", f"{case.variant}: {wrong}", acc.rel_err
+    return acc
+
+
+def _first_call_wrong(out, inputs, pristine, variant: str) -> str | None:
+    """Why the untimed first call's output is not to be timed (a broken contract, garbage, inputs changed)."""
+    broken = contract_violation(out, *inputs) or aliases_input(out, inputs)
+    if broken:
+        return f"contract broken: {variant} {broken}"
+    garbage = non_finite(out) or input_damage(inputs, pristine)
+    return f"{variant} {garbage}" if garbage else None
+
+
 def _dishonest(w: Workload, out: torch.Tensor, inputs, pristine, case: Case, timing_only: bool) -> str | None:
     """Why the timed calls are not to be believed, checked after them, or None: inputs changed while timed,
     a last timed output unlike the first (garbage or stale answers in a tight loop), or (a whole case, not a
@@ -201,22 +222,12 @@ def measure_case(
             pristine = tuple(t.clone() for t in inputs)
             graphs = compiled_graphs()
             out, first_s = _clocked(forward, case.device)  # also the untimed first call
-            broken = contract_violation(out, *inputs) or aliases_input(out, inputs)
-            if broken:
-                return record_for(case, "error", f"contract broken: {case.variant} {broken}")
-            garbage = non_finite(out) or input_damage(inputs, pristine)
-            if garbage:
-                return record_for(case, "error", f"{case.variant} {garbage}")
-            acc = None
-            if not timing_only:
-                against = reference_mask(spec, case)
-                acc = measure_accuracy(out, *pristine, mask=against, max_rows=accuracy_rows, seed=case.seed)
-                record.err_reference = against if against != case.mask else None
-                wrong = too_wrong(acc.rel_err, case.torch_dtype, spec.exact, spec.tolerance)
-                if wrong:
-                    failed = record_for(case, "error", f"{case.variant}: {wrong}")
-                    failed.rel_err, failed.err_reference = acc.rel_err, record.err_reference
-                    return failed
+            wrong = _first_call_wrong(out, inputs, pristine, case.variant)
+            if wrong:
+                return record_for(case, "error", wrong)
+            acc = None if timing_only else _accuracy(record, spec, case, out, pristine, accuracy_rows)
+            if record.status == "error":  # too far from float64 for its kind
+                return record
             if spec.backend is not None and not timing_only:
                 # Asked with the inputs the timed call gets: a dispatcher (SDPA) picks by requires_grad too.
                 asked = tuple(t.detach().requires_grad_(case.mode == "fwd_bwd") for t in pristine)

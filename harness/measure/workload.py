@@ -7,7 +7,7 @@ tight loop is caught (`harness.measure.contract.unlike`). `follows_inputs`
 catches an answer cached by the tensors' identity: the inputs are refilled
 in place with new values (the same tensors, the same data pointers) and the
 answer must equal the variant's own on new tensors holding those values.
-Keeping ``last`` costs one store per call; the refill, two calls per case.
+Keeping ``last`` costs one store per call; the refill, one call per case (two for an approximation).
 """
 
 from __future__ import annotations
@@ -19,8 +19,11 @@ import torch
 
 from variants import get_variant
 
+from .accuracy import measure_accuracy
 from .case import Case, make_grad_output, seeded_qkv
-from .contract import REPEAT_TOLERANCE, relative_difference, unlike
+from .contract import REPEAT_TOLERANCE, relative_difference, too_wrong, unlike
+
+CHECK_ROWS = 32  # query rows an exact variant's refilled answer is checked on against float64
 
 
 @dataclass(frozen=True)
@@ -78,9 +81,9 @@ def follows_inputs(w: Workload, case: Case, before: torch.Tensor) -> str | None:
 
     The same tensors (same data pointers) now hold new numbers: a variant that answers from a cache keyed by
     identity answers the old question, and one that repeats a stale answer gives ``before`` (its answer to
-    the old values) again. The expected answer is the variant's own on new tensors with the same
-    values, so an approximation is held to itself, not to exact attention. The inputs are changed for good:
-    call this last.
+    the old values) again. An exact variant's new answer is held to float64 on CHECK_ROWS rows; an
+    approximation's to its own answer on new tensors with the same values (not to exact attention). The
+    inputs are changed for good: call this last.
     """
     fresh = seeded_qkv(case.n_q, case.seq_len, batch=case.batch, heads=case.heads, heads_kv=case.n_heads_kv,
                        d=case.head_dim, dtype=case.torch_dtype, device=case.device, seed=case.seed + 2,
@@ -94,6 +97,10 @@ def follows_inputs(w: Workload, case: Case, before: torch.Tensor) -> str | None:
             "after its inputs were refilled in place with other values, the output stayed the same: "
             "it did not follow its inputs (a stale or cached answer?)"
         )
+    if get_variant(case.variant).exact:  # held to float64 on a few rows: cheaper than another call
+        error = measure_accuracy(refilled, *fresh, mask=case.mask, max_rows=CHECK_ROWS, seed=case.seed).rel_err
+        wrong = too_wrong(error, case.torch_dtype, True, None)
+        return f"after its inputs were refilled in place, its {wrong}: it did not follow its inputs" if wrong else None
     expected = w.on(*(t.clone() for t in fresh))
     wrong = unlike(refilled, expected, "after its inputs were refilled in place, the output", "a fresh call's on equal values")
     return f"{wrong}: it did not follow its inputs (an answer cached by identity?)" if wrong else None
