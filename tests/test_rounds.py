@@ -121,3 +121,25 @@ def test_an_error_beyond_what_a_kind_of_variant_allows_is_named():
     q = torch.zeros(1, 1, 4, 2)
     assert aliases_input(q[..., :1], (torch.zeros(1), q, torch.zeros(1))) == "returned (a view of) its input k"
     assert aliases_input(q.clone(), (q, q, q)) is None
+
+
+def test_a_row_faster_than_its_machine_can_be_is_an_error_left_out_of_the_findings(tmp_path):
+    import json
+
+    from harness.analyze.findings import fastest_ranges
+    from harness.run.results import consolidate
+
+    ceilings = {"cpu": {"matmul_gflops": {"float32": 70.0}}}
+    (tmp_path / "env.json").write_text(json.dumps({"ceilings": ceilings}))
+    rows = []
+    for variant, seconds in (("honest", 1e-3), ("cheat", 1e-6)):  # 1 GFLOP: 1000 and 1e6 GFLOP/s
+        row = one_round(seconds, None)
+        row.update(run_id="r", case_id=variant, variant=variant, exact=True, dtype="float32", mode="fwd", seq_len=128,
+                   flops=1e9 if variant == "cheat" else 1e7, gflops_per_s=None)  # fmt: skip
+        rows.append(row)
+    (tmp_path / "cases.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    frame = consolidate(tmp_path).set_index("variant")
+    assert frame.loc["honest", "status"] == "ok"  # 10 GFLOP/s
+    assert frame.loc["cheat", "status"] == "error"
+    assert frame.loc["cheat", "reason"].startswith("impossible: 1000000 GFLOP/s is 14286x the 70 GFLOP/s")
+    assert "cheat" not in set(fastest_ranges(frame.reset_index())["fastest"])

@@ -29,6 +29,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..measure.plausible import impossible
 from ..measure.record import COLUMNS
 from ..measure.rounds import summarize_run
 
@@ -144,14 +145,32 @@ def to_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     return with_all_columns(pd.DataFrame.from_records(rows))
 
 
+def _ceilings(run_dir: Path) -> dict:
+    """env.json's calibrated ceilings by device, {} when there are none to read (a damaged env.json included:
+    the rows are kept, unjudged)."""
+    try:
+        env = read_json(run_dir / ENV_FILE)
+    except ResultsError:
+        return {}
+    ceilings = env.get("ceilings") if isinstance(env, dict) else None
+    return ceilings if isinstance(ceilings, dict) else {}
+
+
 def _plain(x: Any) -> Any:
     """A list item as JSON takes it (numpy scalars from parquet as Python numbers)."""
     return x.item() if hasattr(x, "item") else x
 
 
 def consolidate(run_dir: Path) -> pd.DataFrame:
-    """Write ``results.parquet`` and ``results.csv`` from the run's JSONL; returns the table."""
-    frame = to_frame(read_jsonl(run_dir / CASES_FILE))
+    """Write ``results.parquet`` and ``results.csv`` from the run's JSONL; returns the table. A row faster
+    than its machine can be (`harness.measure.plausible`, against env.json's ceilings) becomes an ``error``."""
+    records = read_jsonl(run_dir / CASES_FILE)
+    frame = to_frame(records)
+    ceilings = _ceilings(run_dir)
+    for index, row in frame.iterrows():
+        why = impossible(row.to_dict(), ceilings)
+        if why:
+            frame.loc[index, ["status", "reason"]] = ["error", why]
     frame.to_parquet(run_dir / PARQUET_FILE, index=False)
     flat = frame.copy()
     # CSV has no lists: the raw samples and the rounds go in as JSON arrays, warnings joined.
