@@ -53,7 +53,7 @@ class Record:
     time_p80_s: float | None = None
     time_min_s: float | None = None
     time_mean_s: float | None = None
-    n_samples: int | None = None
+    n_samples: int | None = None  # samples the statistics come from: those of the used (undisturbed) rounds
     block_size: int | None = None
     noisy: bool | None = None
     timer: str | None = None  # what timed the samples: "perf_counter_ns" (CPU blocks), "cuda_event" or "cuda_graph" (per call)
