@@ -95,6 +95,7 @@ def test_a_failed_round_fails_the_case_and_a_calm_one_rescues_a_contended_case()
     contended["status"] = "contended"
     record = add_round(contended, one_round(1.1e-3, 1e-4), Machine())
     assert record["status"] == "ok" and record["round_disturbed"] == [True, False]
+    assert record["rounds"] == 1 and record["time_median_s"] == pytest.approx(1.1e-3)  # the calm round alone
 
 
 def test_rounds_are_wanted_until_enough_calm_ones_and_more_only_where_they_disagree():

@@ -71,7 +71,7 @@ class Record:
     round_medians_s: list[float] = field(default_factory=list)  # every round taken, in order, as measured
     round_canary_s: list[float | None] = field(default_factory=list)  # the canary's time beside each (harness.measure.canary)
     round_contended: list[bool] = field(default_factory=list)  # the scheduler probe found the round contended
-    round_disturbed: list[bool] = field(default_factory=list)  # contended or canary slow: left out while two others remain
+    round_disturbed: list[bool] = field(default_factory=list)  # contended or canary slow: left out while a calm round remains
     round_samples: list[int] = field(default_factory=list)  # how many of time_samples_s each round contributed
     # what the machine did to the timing (harness.measure.interference)
     runqueue_wait_ratio: float | None = None

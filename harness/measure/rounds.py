@@ -20,7 +20,7 @@ spread between rounds (standard deviation of log time, median over cases)
 from 0.15 to 0.09. ``time_unadjusted_s`` keeps the time as measured. A round
 whose canary ran more than ``SLOW_LIMIT`` times the reference (the machine
 was contended, not merely slower) or that the scheduler probe found
-contended is ``disturbed``: left out while two others remain, and re-taken.
+contended is ``disturbed``: left out while any calm round remains, and re-taken.
 
 Uncertainty. ``time_median_s`` is the geometric mean of the used rounds'
 adjusted medians, ``time_ci_low_s``/``time_ci_high_s`` its 95 % interval from
@@ -126,10 +126,13 @@ def disturbed(record: dict, reference: float | None) -> list[bool]:
 
 
 def used_rounds(record: dict, reference: float | None) -> list[int]:
-    """Indices of the rounds the row's statistics come from: the undisturbed ones, or all when fewer than two are."""
+    """Indices of the rounds the row's statistics come from: the undisturbed ones, or all when every one was.
+
+    A disturbed round never joins a calm one: its canary factor can be 1/90 (a round run beside a test
+    suite), and one such round would widen the machine's pooled variance for every case of the run."""
     flags = disturbed(record, reference)
     calm = [i for i, bad in enumerate(flags) if not bad]
-    return calm if len(calm) >= 2 or len(calm) == len(flags) else list(range(len(flags)))
+    return calm or list(range(len(flags)))
 
 
 def _factor(record: dict, index: int, reference: float | None) -> float:

@@ -32,7 +32,7 @@ from ..analyze.tables import (
 )
 from ..measure.record import MEASURED
 from ..run.results import ResultsError, load_run
-from .figures import make_figures
+from .figure_plan import Omitted, make_figures
 from .headline import findings_sections
 from .human import for_people
 from .text import markdown_table
@@ -141,9 +141,12 @@ def _html_table(frame: pd.DataFrame, empty: str = "none", *, raw: bool = True) -
     return {"columns": [str(c) for c in shown.columns], "rows": rows, "empty": empty}
 
 
-def _sections(tables: dict[str, pd.DataFrame], headline: pd.DataFrame, figures: dict[str, Path]) -> list[dict]:
+def _sections(tables: dict[str, pd.DataFrame], headline: pd.DataFrame, figures: dict) -> list[dict]:
     """The page's sections after findings and quality, in order: the figures, then every table in full."""
-    figure_list = [{"name": name, "file": path.name, "caption": FIGURE_CAPTIONS[name]} for name, path in figures.items()]
+    figure_list = [
+        {"name": name, "caption": FIGURE_CAPTIONS[name], **({"omitted": f} if isinstance(f, Omitted) else {"file": f.name})}
+        for name, f in figures.items()
+    ]
     return [
         {"title": "Figures", "id": "figures", "figures": figure_list},
         {"title": "Complexity fits", "table": _html_table(headline),

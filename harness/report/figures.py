@@ -20,7 +20,6 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.ticker import NullFormatter, ScalarFormatter  # noqa: E402
 
-from ..analyze.tables import with_config  # noqa: E402
 from ..measure.complexity import declared_exponent  # noqa: E402
 
 DPI = 110
@@ -34,6 +33,11 @@ def palette(variants: list[str]) -> dict[str, tuple]:
     names = sorted(set(variants))
     colours = sns.color_palette("tab10" if len(names) <= 10 else "husl", len(names))
     return dict(zip(names, colours))
+
+
+def discard_open_figures() -> None:
+    """Close whatever a figure that failed half-drawn left open."""
+    plt.close("all")
 
 
 def _save(fig, path: Path) -> Path:
@@ -78,17 +82,16 @@ def _curves(data: pd.DataFrame, y: str, ylabel: str, colours: dict, **line) -> s
     return grid
 
 
-def time_figure(ok: pd.DataFrame, colours: dict, path: Path) -> Path:
-    """Median time per call vs N, with the interquartile range of the raw samples as a band."""
-    samples = ok[["config", "variant", "seq_len", "time_samples_s"]].explode("time_samples_s")
-    samples["time_s"] = samples["time_samples_s"].astype(float)
-    grid = _curves(samples, "time_s", "time per call (s), median and IQR", colours, estimator="median", errorbar=("pi", 50))
+def time_figure(samples: pd.DataFrame, colours: dict, path: Path) -> Path:
+    """Median time per call vs N, with the interquartile range of the raw samples as a band (one row a sample)."""
+    ylabel = "time per call (s), median and IQR"
+    grid = _curves(samples, "time_samples_s", ylabel, colours, estimator="median", errorbar=("pi", 50))
     return _save(grid.figure, path)
 
 
 def memory_figure(ok: pd.DataFrame, colours: dict, path: Path) -> Path:
     """Peak memory vs N."""
-    data = ok.assign(peak_mib=ok["peak_mem_bytes"].astype(float) / 2**20)
+    data = ok.assign(peak_mib=ok["peak_mem_bytes"] / 2**20)
     return _save(_curves(data, "peak_mib", "peak memory (MiB)", colours).figure, path)
 
 
@@ -117,10 +120,8 @@ def throughput_figure(ok: pd.DataFrame, colours: dict, ceilings: dict, path: Pat
     return _save(grid.figure, path)
 
 
-def decode_figure(decode: pd.DataFrame, colours: dict, ceilings: dict, path: Path) -> Path | None:
+def decode_figure(decode: pd.DataFrame, colours: dict, ceilings: dict, path: Path) -> Path:
     """Decode: achieved GB/s against KV length, under the machine's measured copy bandwidth (the roofline)."""
-    if decode.empty:
-        return None
     grid = _curves(decode, "gbytes_per_s", "achieved GB/s (q, K, V read, output written)", colours)
     for config, ax in grid.axes_dict.items():
         row = decode[decode["config"] == config].iloc[0]
@@ -134,8 +135,7 @@ def decode_figure(decode: pd.DataFrame, colours: dict, ceilings: dict, path: Pat
 
 def accuracy_figure(ok: pd.DataFrame, colours: dict, path: Path) -> Path:
     """Relative error against float64 vs N (log-log; exact variants sit near dtype precision)."""
-    data = ok[ok["rel_err"].astype(float) > 0]
-    return _save(_curves(data, "rel_err", "relative error vs float64", colours).figure, path)
+    return _save(_curves(ok, "rel_err", "relative error vs float64", colours).figure, path)
 
 
 def tradeoff_figure(ok: pd.DataFrame, colours: dict, path: Path) -> Path:
@@ -239,24 +239,3 @@ def attention_map_figure(maps: dict, path: Path) -> Path | None:
     fig.suptitle("implied attention matrix A (rows: queries, columns: keys), via V = identity", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
-
-
-def make_figures(
-    frame: pd.DataFrame, fits: pd.DataFrame, ceilings: dict, maps: dict, out: Path, baseline: str
-) -> dict[str, Path]:
-    """Write every figure under ``out``; returns {name: path} for those drawn."""
-    out.mkdir(parents=True, exist_ok=True)
-    ok = with_config(frame[frame["status"] == "ok"])
-    figures: dict[str, Path | None] = {}
-    if not ok.empty:
-        colours = palette(frame["variant"].tolist())
-        figures["time"] = time_figure(ok, colours, out / "time_vs_n.png")
-        figures["memory"] = memory_figure(ok, colours, out / "memory_vs_n.png")
-        figures["speedup"] = speedup_figure(ok, colours, baseline, out / "speedup.png")
-        figures["throughput"] = throughput_figure(ok[ok["mode"] != "decode"], colours, ceilings, out / "gflops_vs_n.png")
-        figures["decode"] = decode_figure(ok[ok["mode"] == "decode"], colours, ceilings, out / "decode_gbps.png")
-        figures["accuracy"] = accuracy_figure(ok, colours, out / "accuracy_vs_n.png")
-        figures["tradeoff"] = tradeoff_figure(ok, colours, out / "error_vs_time.png")
-        figures["exponents"] = exponent_figure(fits, colours, out / "exponents.png")
-    figures["maps"] = attention_map_figure(maps, out / "attention_maps.png")
-    return {name: path for name, path in figures.items() if path is not None}

@@ -61,3 +61,9 @@ def chatty(q, k, v, *, causal=False, scale=None):
     """Writes 1 MiB to stderr on every call."""
     sys.stderr.write("x" * (2**20 - 1) + "\n")
     return _exact(q, k, v, causal)
+
+
+@register("test-wrong-shape", family="test", exact=True, time="O(N^2 d)", memory="O(N^2)")
+def wrong_shape(q, k, v, *, causal=False, scale=None):
+    """Exact attention less its last feature: an `error` row, and no attention map drawn from it."""
+    return _exact(q, k, v, causal)[..., :-1]
