@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import tempfile
 import time
@@ -104,7 +105,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         index = build_report([out], REPORT_ROOT / out.name)
         print(f"report: {index}")
     else:
-        print(f"next: attnbench report {out}")
+        print(f"next: attnbench report {shlex.quote(str(out))}")
     return 0
 
 

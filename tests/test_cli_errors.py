@@ -183,6 +183,18 @@ def test_resume_of_another_sweeps_directory(tiny_run):
     assert snapshot(out) == before
 
 
+@pytest.mark.parametrize("resume", [[], ["--resume"]])
+def test_a_folder_of_results_without_their_cases_is_never_overwritten(tiny_run, tmp_path, capsys, resume):
+    out = tmp_path / "copied"
+    out.mkdir()
+    for name in ("results.parquet", "results.csv", "env.json"):  # what a user copies to keep a run
+        (out / name).write_bytes((tiny_run / name).read_bytes())
+    before = snapshot(out)
+    result = in_process(capsys, "sweep", "--variants", "sdpa", "--seq-lens", "32", "--out", str(out), *resume)
+    assert_one_line_error(result, "holds results.parquet, results.csv, env.json but no cases.jsonl", "another --out")
+    assert {k: v for k, v in snapshot(out).items() if not k.endswith(".lock")} == before  # the lock it took aside
+
+
 def test_unknown_command_and_flag():
     assert_one_line_error(attnbench("frobnicate"), "invalid choice")
     assert_one_line_error(attnbench("sweep", "--frobnicate"), "unrecognized arguments")

@@ -31,6 +31,7 @@ from ..analyze.tables import (
     with_config,
 )
 from ..measure.record import MEASURED
+from ..run.files import replacing, write_text_atomic
 from ..run.results import ResultsError, load_run
 from .figure_plan import Omitted, make_figures
 from .headline import findings_sections
@@ -199,7 +200,8 @@ def build_report(run_dirs: list[str | Path], out: str | Path, *, baseline: str =
         "environment": _env_table(envs),
     }
     for name, table in tables.items():
-        table.to_csv(out / "tables" / f"{name}.csv", index=False)
+        with replacing(out / "tables" / f"{name}.csv") as temporary:
+            table.to_csv(temporary, index=False)
     ceilings = {(run, device): c for run, env in envs.items() for device, c in (env.get("ceilings") or {}).items()}
     figures = make_figures(frame, fits, ceilings, maps.get("non_causal", {}), out / "figures", baseline)
 
@@ -207,7 +209,7 @@ def build_report(run_dirs: list[str | Path], out: str | Path, *, baseline: str =
     findings = findings_sections(frame, fits, tables["crossovers"], baseline)
     runs = ", ".join(envs)
     counts = f"{len(frame)} cases: " + ", ".join(f"{n} {s}" for s, n in sorted(frame["status"].value_counts().items()))
-    (out / "summary.md").write_text(_summary_markdown(runs, counts, tables, headline, findings))
+    write_text_atomic(out / "summary.md", _summary_markdown(runs, counts, tables, headline, findings))
     page = TEMPLATES.get_template("index.html").render(
         runs=runs,
         case_count=len(frame),
@@ -219,5 +221,5 @@ def build_report(run_dirs: list[str | Path], out: str | Path, *, baseline: str =
         sections=_sections(tables, headline, figures),
     )
     index = out / "index.html"
-    index.write_text(page, encoding="utf-8")
+    write_text_atomic(index, page)
     return index

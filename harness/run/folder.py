@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import shlex
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,13 +21,35 @@ from ..measure.ceilings import calibrate
 from ..measure.env import capture_env
 from ..measure.threads import thread_count
 from .client import worker_env
-from .results import CASES_FILE, ENV_FILE, LOCK_FILE, SWEEP_FILE, read_jsonl, repair_torn_tail
+from .files import write_text_atomic
+from .results import CASES_FILE, ENV_FILE, LOCK_FILE, RESULT_FILES, SWEEP_FILE, read_jsonl, repair_torn_tail
 from .settings import FLAG_NAMES
 from .sweep import Sweep
 
 
 class RunError(Exception):
     """A sweep that cannot start (bad output directory, mismatched resume); one line."""
+
+
+class RunFailed(Exception):
+    """A sweep that stopped part-way for a reason outside the cases (a full disk); finished rows are kept."""
+
+
+def _write(run_dir: Path, name: str, text: str) -> None:
+    """One file of the run folder, whole or not at all; a failure (a full disk) is `RunFailed` saying how to go on."""
+    try:
+        write_text_atomic(run_dir / name, text)
+    except OSError as exc:
+        raise RunFailed(f"cannot write {run_dir / name}: {exc.strerror}; free space, then finish with "
+                        f"the same command and --resume --out {shlex.quote(str(run_dir))}") from None  # fmt: skip
+
+
+def _refuse_foreign_results(run_dir: Path) -> None:
+    """A folder with a run's results but no ``cases.jsonl`` is not overwritten: they could not be rebuilt."""
+    found = [name for name in RESULT_FILES if (run_dir / name).exists()]
+    if found:
+        raise RunError(f"{run_dir} holds {', '.join(found)} but no {CASES_FILE}: not a sweep to resume or "
+                       "overwrite; choose another --out")  # fmt: skip
 
 
 def _setting_changes(stored: dict, sweep: Sweep) -> list[str]:
@@ -52,6 +75,10 @@ def prepare_run_dir(run_dir: Path, cases: list[Case], sweep: Sweep, plugins: lis
     """
     jsonl = run_dir / CASES_FILE
     definition = {"case_ids": sorted(c.case_id for c in cases), "plugins": plugins}
+    if not jsonl.exists():
+        _refuse_foreign_results(run_dir)
+    elif resume and not jsonl.stat().st_size and not (run_dir / SWEEP_FILE).is_file():
+        jsonl.unlink()  # a start that stopped before its first case (a full disk at sweep.json): start it again
     if jsonl.exists():
         if not resume:
             raise RunError(f"{run_dir} already holds a sweep; add --resume to finish it, or choose another --out")
@@ -71,7 +98,11 @@ def prepare_run_dir(run_dir: Path, cases: list[Case], sweep: Sweep, plugins: lis
         recorded = read_jsonl(jsonl)  # warns about a torn last line; its case runs again
         repair_torn_tail(jsonl)
         return recorded
-    (run_dir / SWEEP_FILE).write_text(json.dumps({"sweep": sweep.to_dict(), "definition": definition}, indent=2))
+    try:
+        jsonl.touch()  # first: from here on the folder is a sweep's, which --resume may finish
+    except OSError as exc:
+        raise RunFailed(f"cannot write {jsonl}: {exc.strerror}") from None
+    _write(run_dir, SWEEP_FILE, json.dumps({"sweep": sweep.to_dict(), "definition": definition}, indent=2))
     return []
 
 
@@ -115,4 +146,4 @@ def write_env(run_dir: Path, sweep: Sweep, quiet: dict, *, resuming: bool, execu
         env["worker_env"] = worker_env(sweep.threads, sweep.allocator)
         env["quiet_check"] = quiet
         env["executor"] = executor
-    env_path.write_text(json.dumps(env, indent=2))
+    _write(run_dir, ENV_FILE, json.dumps(env, indent=2))

@@ -16,6 +16,7 @@ from ..measure.case import Case
 from ..verify.checks import checks_for
 from .budget import worker_memory_limit
 from .client import Worker, WorkerDied
+from .files import write_text_atomic
 from .results import LOG_FILE, MAPS_FILE
 
 
@@ -53,7 +54,7 @@ def write_attention_maps(run_dir: Path, cases: list[Case], plugins: list[str], t
         for key, causal in (("non_causal", False), ("causal", True)):
             maps[key][name] = errands.ask({"map": name, "causal": causal})
     errands.close()
-    (run_dir / MAPS_FILE).write_text(json.dumps(maps))
+    write_text_atomic(run_dir / MAPS_FILE, json.dumps(maps))
 
 
 def run_checks(name: str, device: str, plugins: list[str], log: Path, timeout: float = 300.0) -> list[dict]:

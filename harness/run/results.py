@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -32,6 +33,7 @@ import pandas as pd
 from ..measure.plausible import impossible
 from ..measure.record import COLUMNS
 from ..measure.rounds import summarize_run
+from .files import replacing
 
 CASES_FILE = "cases.jsonl"
 PARQUET_FILE = "results.parquet"
@@ -41,6 +43,7 @@ SWEEP_FILE = "sweep.json"
 MAPS_FILE = "attention_maps.json"
 LOCK_FILE = ".lock"
 LOG_FILE = "worker.log"
+RESULT_FILES = (PARQUET_FILE, CSV_FILE, ENV_FILE, MAPS_FILE, SWEEP_FILE)  # a run's, never overwritten by a new sweep
 LIST_COLUMNS = ["time_samples_s", "round_medians_s", "round_canary_s", "round_contended", "round_disturbed", "round_samples"]
 
 
@@ -171,13 +174,15 @@ def consolidate(run_dir: Path) -> pd.DataFrame:
         why = impossible(row.to_dict(), ceilings)
         if why:
             frame.loc[index, ["status", "reason"]] = ["error", why]
-    frame.to_parquet(run_dir / PARQUET_FILE, index=False)
+    with replacing(run_dir / PARQUET_FILE) as temporary:
+        frame.to_parquet(temporary, index=False)
     flat = frame.copy()
     # CSV has no lists: the raw samples and the rounds go in as JSON arrays, warnings joined.
     for column in LIST_COLUMNS:
         flat[column] = flat[column].map(lambda s: json.dumps([_plain(x) for x in s]) if s is not None else "")
     flat["warnings"] = flat["warnings"].map(lambda w: "; ".join(w) if w is not None else "")
-    flat.to_csv(run_dir / CSV_FILE, index=False)
+    with replacing(run_dir / CSV_FILE) as temporary:
+        flat.to_csv(temporary, index=False)
     return frame
 
 
@@ -232,7 +237,7 @@ def load_run(run_dir: str | Path) -> tuple[pd.DataFrame, dict, dict]:
         if (run_dir / CASES_FILE).is_file():
             raise ResultsError(
                 f"{run_dir}: the sweep did not finish (no {PARQUET_FILE}); "
-                f"finish it with attnbench sweep --resume --out {run_dir}"
+                f"finish it with the same attnbench sweep command and --resume --out {shlex.quote(str(run_dir))}"
             )
         raise ResultsError(f"{run_dir} holds no results ({PARQUET_FILE})")
     try:

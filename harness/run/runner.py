@@ -17,6 +17,7 @@ at once (fsynced; a case's last line is its row); re-running with
 
 from __future__ import annotations
 
+import shlex
 import time
 import warnings
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from ..measure.rounds import EXTRA_ROUNDS, Machine, add_round, machine_of, summa
 from .budget import device_budget, measured_peaks, worker_memory_limit
 from .cluster import RayExecutor
 from .executor import LocalExecutor
-from .folder import RunError, locked_run_dir, prepare_run_dir, write_env
+from .folder import RunError, RunFailed, locked_run_dir, prepare_run_dir, write_env
 from .isolated import write_attention_maps
 from .progress import Progress
 from .results import CASES_FILE, CSV_FILE, ENV_FILE, LOG_FILE, PARQUET_FILE, JsonlWriter, consolidate
@@ -40,10 +41,6 @@ __all__ = ["RunError", "RunFailed", "RunSummary", "run_sweep"]
 
 FAILURES_THAT_STOP_GROWTH = ("timeout", "oom", "crash", "skipped")
 ProgressCallback = Callable[[int, int, Case, "dict | None"], None]
-
-
-class RunFailed(Exception):
-    """A sweep that stopped part-way for a reason outside the cases (a full disk); finished rows are kept."""
 
 
 @dataclass
@@ -179,7 +176,7 @@ def _run_cases(sweep, run_dir, cases, recorded, executor, progress) -> float:
         except OSError as exc:
             raise RunFailed(
                 f"cannot write {run_dir / CASES_FILE}: {exc.strerror}; the finished cases are kept, "
-                f"finish with --resume --out {run_dir}"
+                f"finish with the same command and --resume --out {shlex.quote(str(run_dir))}"
             ) from None
 
     def keep(case: Case, record: dict, reply: dict) -> None:
@@ -252,6 +249,6 @@ def _finish(run_dir: Path, cases: list[Case], plugins: list[str], timeout_s: flo
             return consolidate(run_dir)
     except OSError as exc:
         raise RunFailed(
-            f"cannot write the results of {run_dir}: {exc.strerror}; every case is in {CASES_FILE}, "
-            f"write the tables with --resume --out {run_dir}"
+            f"cannot write {exc.filename or run_dir}: {exc.strerror}; every case is in {CASES_FILE}, "
+            f"write the tables with the same command and --resume --out {shlex.quote(str(run_dir))}"
         ) from None
