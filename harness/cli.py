@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import warnings
@@ -196,11 +198,21 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     print(f"attnbench: warning: {message}", file=sys.stderr)
 
 
+class Terminated(Exception):
+    """SIGTERM arrived: unwind like Ctrl-C, so workers and their fork servers are ended on the way out."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.func = COMMANDS[args.command]
     warnings.showwarning = _one_line_warning
+    main_thread = threading.current_thread() is threading.main_thread()  # only it may set handlers
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         return args.func(args)
     except (*BAD_INPUT, RunFailed) as exc:
@@ -209,9 +221,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = exc.args[0] if exc.args else str(exc)
         print(f"attnbench {args.command}: error: {message}", file=sys.stderr)
         return 1 if isinstance(exc, RunFailed) else 2  # a sweep that failed part-way, or bad input
-    except KeyboardInterrupt:
-        print(f"attnbench {args.command}: interrupted; finished cases are kept (use --resume)", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, Terminated) as exc:
+        how, code = ("terminated", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+        print(f"attnbench {args.command}: {how}; finished cases are kept (use --resume)", file=sys.stderr)
+        return code
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,18 @@ three pipe ends passed with ``SCM_RIGHTS``)::
     {"wait": P, "block": bool}                                   -> {"status": S or null}
 
 ``status`` is ``os.waitstatus_to_exitcode``'s (negative: killed by that
-signal); ``block`` false answers null for a child still running. Each child
-starts a session of its own (so killing its process group ends whatever the
-variant started) and dies with the server, which dies with the runner.
+signal); ``block`` false answers null for a child still running.
+
+Whatever a variant starts ends with its worker. Each worker starts a session
+of its own, so killing its process group ends what the variant started; a
+process that left the group (``setsid``, a daemon's double fork) is caught
+another way: the server is a child subreaper (``PR_SET_CHILD_SUBREAPER``),
+so every orphan below it becomes its child instead of init's, and each time a
+worker ends, the server kills and reaps every child of its that is not a
+running worker (`_end_strays`). The server ends whatever is left below it
+when the runner closes the socket, and when the runner dies, however it dies
+(``PR_SET_PDEATHSIG`` sends the server SIGTERM, which it handles the same way);
+a worker whose server is gone is killed by its own death signal.
 """
 
 from __future__ import annotations
@@ -39,14 +48,53 @@ class ForkServerDied(Exception):
     """The server process is gone or answered nonsense; the message says which."""
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its parent dies (PR_SET_PDEATHSIG)."""
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def _prctl(option: int, value: int) -> None:
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)
-    except (OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").prctl(option, value)
+    except (OSError, AttributeError):  # not Linux: workers still end with their process groups
         pass
+
+
+def _die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """Ask Linux to send this process ``sig`` when its parent dies."""
+    _prctl(PR_SET_PDEATHSIG, sig)
+
+
+def _children() -> list[int]:
+    """The pids whose parent is this process (from /proc: a stray's parent is not known to us otherwise)."""
+    me, found = os.getpid(), []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                    fields = stat.read().rsplit(b")", 1)[1].split()  # after "pid (comm)": state, ppid, ...
+            except OSError:  # it ended while we looked
+                continue
+            if int(fields[1]) == me:
+                found.append(int(entry.name))
+    return found
+
+
+def _end_strays(workers: set[int]) -> None:
+    """SIGKILL and reap every child that is not one of ``workers``, again until none is left: each one
+    killed hands its own children to this subreaper."""
+    while strays := [pid for pid in _children() if pid not in workers]:
+        for pid in strays:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in strays:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
 
 
 class ForkServer:
@@ -103,11 +151,14 @@ class ForkServer:
         return self._reply()["status"]
 
     def close(self) -> None:
-        """End the server (its running children die with it)."""
+        """End the server: it ends every process below it, then exits (killed if it has not within 10 s)."""
+        self._file.close()  # the socket's descriptor closes with its last file: the server reads EOF
         self.sock.close()
-        if self.proc.poll() is None:
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
             self.proc.kill()
-        self.proc.wait()
+            self.proc.wait()
 
 
 class ForkedProcess:
@@ -155,8 +206,8 @@ def _child(args: list[str], fds: list[int], server_sock: socket.socket) -> None:
             os.dup2(fd, target)
             os.close(fd)
         _die_with_parent()
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):  # a worker's own, not the server's
+            signal.signal(sig, signal.SIG_DFL)
         from .worker import main
 
         code = main(args)
@@ -173,10 +224,28 @@ def _child(args: list[str], fds: list[int], server_sock: socket.socket) -> None:
 
 
 def serve(fd: int) -> int:
-    """The server's loop: import once, then fork on request until the runner closes the socket."""
+    """The server's loop: import once, then fork on request until the runner closes the socket or dies."""
     sock = socket.socket(fileno=fd)
-    _die_with_parent()
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    signal.signal(signal.SIGTERM, _end_everything)
+    _die_with_parent(signal.SIGTERM)
+    if os.getppid() == 1:  # the runner died before the death signal was asked for
+        return 0
     reply = sock.makefile("wb", buffering=0)
+    try:
+        return _serve(sock, reply)
+    finally:
+        _end_strays(set())
+
+
+def _end_everything(signum, frame) -> None:
+    """SIGTERM (the runner died, or someone asked): end every process below the server, then the server."""
+    _end_strays(set())
+    os._exit(0)
+
+
+def _serve(sock: socket.socket, reply) -> int:
+    """Import once, then answer requests until the socket closes."""
     try:
         # What every worker imports; plugins are not: each worker loads its own.
         import torch  # noqa: F401
@@ -191,7 +260,7 @@ def serve(fd: int) -> int:
         reply.write((json.dumps({"error": f"{type(exc).__name__}: {exc}"}) + "\n").encode())
         return 1
     reply.write(b'{"ready": true}\n')
-    buffer = b""
+    buffer, workers = b"", set()
     while True:
         message, fds, _flags, _addr = socket.recv_fds(sock, MAX_MESSAGE, 3)
         if not message:
@@ -204,12 +273,16 @@ def serve(fd: int) -> int:
                 pid = os.fork()
                 if pid == 0:
                     _child(request["spawn"], fds, sock)
+                workers.add(pid)
                 for fd in fds:
                     os.close(fd)
                 fds = []
                 answer = {"pid": pid}
             else:
                 answer = {"status": _wait(request["wait"], request.get("block", True))}
+                if answer["status"] is not None:  # a worker ended: nothing it started may outlive it
+                    workers.discard(request["wait"])
+                    _end_strays(workers)
             reply.write((json.dumps(answer) + "\n").encode())
 
 

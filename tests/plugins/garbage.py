@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 
 import torch
 
@@ -67,3 +68,30 @@ def chatty(q, k, v, *, causal=False, scale=None):
 def wrong_shape(q, k, v, *, causal=False, scale=None):
     """Exact attention less its last feature: an `error` row, and no attention map drawn from it."""
     return _exact(q, k, v, causal)[..., :-1]
+
+
+_ESCAPE = (
+    "import os, subprocess, sys\n"
+    "os.setsid()\n"
+    "quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+    "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], **quiet)\n"
+    "print(p.pid, flush=True)\n"  # then this middle process exits: the grandchild is an orphan in a session of its own
+)
+
+
+@register("test-escaper", family="test", exact=True, time="O(N^2 d)", memory="O(N^2)")
+def escapes(q, k, v, *, causal=False, scale=None):
+    """On its first call starts three sleepers that try to outlive the sweep: a plain child, a child in a
+    session of its own, and a daemon (double fork and setsid); writes their pids to ATTNBENCH_TEST_PIDFILE,
+    then sleeps ATTNBENCH_TEST_SLEEP seconds (0 by default), so a test can kill the sweep meanwhile."""
+    path = os.environ.get("ATTNBENCH_TEST_PIDFILE")
+    if path and not os.path.exists(path):
+        sleeper = [sys.executable, "-c", "import time; time.sleep(600)"]
+        plain = subprocess.Popen(sleeper)
+        session = subprocess.Popen(sleeper, start_new_session=True)
+        middle = subprocess.run([sys.executable, "-c", _ESCAPE], capture_output=True, text=True, check=True)
+        with open(path + ".partial", "w") as f:
+            f.write(f"{plain.pid} {session.pid} {middle.stdout.strip()}")
+        os.rename(path + ".partial", path)
+        time.sleep(float(os.environ.get("ATTNBENCH_TEST_SLEEP", "0")))
+    return _exact(q, k, v, causal)

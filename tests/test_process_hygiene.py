@@ -1,0 +1,69 @@
+"""A process a variant starts ends with it: after a sweep ends, is terminated (SIGTERM) or killed (SIGKILL),
+nothing it started is left, not a plain child, not one in a session of its own, not a double-forked daemon."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+GARBAGE = str(ROOT / "tests" / "plugins" / "garbage.py")
+
+
+def alive(pid: int) -> bool:
+    """Running, and not a zombie waiting for a parent to reap it."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except FileNotFoundError:
+        return False
+
+
+def wait_for(path: Path, process: subprocess.Popen, within_s: float = 120) -> None:
+    deadline = time.monotonic() + within_s
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the variant never started its children"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("end", ["finished", "SIGTERM", "SIGKILL"])
+def test_nothing_a_variant_started_outlives_the_sweep(tmp_path, end):
+    pidfile = tmp_path / "pids"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ATTNBENCH_TEST_PIDFILE": str(pidfile),
+           "ATTNBENCH_TEST_SLEEP": "0" if end == "finished" else "600"}  # fmt: skip
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "sweep", "--plugin", GARBAGE, "--variants", "test-escaper", "--seq-lens",
+         "16", "--heads", "1", "--max-time", "0.01", "--rounds", "1", "--out", str(tmp_path / "run")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    pids: list[int] = []
+    try:
+        wait_for(pidfile, sweep)
+        pids = [int(p) for p in pidfile.read_text().split()]
+        assert len(pids) == 3 and all(alive(pid) for pid in pids)
+        if end != "finished":
+            os.kill(sweep.pid, getattr(signal, end))
+        _, err = sweep.communicate(timeout=120)
+        if end == "SIGTERM":  # one line, like Ctrl-C
+            assert sweep.returncode == 143 and err.strip().splitlines()[-1].endswith(
+                "terminated; finished cases are kept (use --resume)"
+            ), err
+            assert "Traceback" not in err
+        elif end == "finished":
+            assert sweep.returncode == 0, err
+        deadline = time.monotonic() + 10
+        while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [pid for pid in pids if alive(pid)] == [], "outlived the sweep"
+    finally:
+        sweep.kill()
+        for pid in pids:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
