@@ -1,5 +1,5 @@
-"""A process a variant starts ends with it: after a sweep ends, is terminated (SIGTERM) or killed (SIGKILL),
-nothing it started is left, not a plain child, not one in a session of its own, not a double-forked daemon."""
+"""Workers run only what was asked: nothing a variant started outlives the sweep (a plain child, one in a session of
+its own, a double-forked daemon) whether it finished, was terminated or killed; nothing runs from the working directory."""
 
 from __future__ import annotations
 
@@ -67,3 +67,27 @@ def test_nothing_a_variant_started_outlives_the_sweep(tmp_path, end):
         for pid in pids:
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+README_PLUGIN = """\
+import torch
+from variants import register
+
+
+@register("my-attn", family="mine", exact=True, time="O(N^2 d)", memory="O(N^2)")
+def my_attention(q, k, v, *, causal=False, scale=None):
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale)
+"""
+
+
+def test_workers_import_nothing_from_the_working_directory(tmp_path):
+    (tmp_path / "numpy.py").write_text(f"open({str(tmp_path / 'imported')!r}, 'w').close()\nraise ImportError('fake')\n")
+    (tmp_path / "variants.py").write_text(README_PLUGIN)  # the README's plugin, saved under an obvious name
+    done = subprocess.run(  # -P: the working directory is not on the CLI's path either, as with the attnbench script
+        [sys.executable, "-P", "-m", "harness.cli", "sweep", "--plugin", "variants.py", "--variants", "sdpa,my-attn",
+         "--seq-lens", "16", "--heads", "1", "--max-time", "0.01", "--rounds", "1", "--out", "run"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "2 cases (2 ok)" in done.stdout, done.stdout
+    assert not (tmp_path / "imported").exists(), "a numpy.py in the working directory ran"

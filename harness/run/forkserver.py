@@ -24,7 +24,7 @@ process that left the group (``setsid``, a daemon's double fork) is caught
 another way: the server is a child subreaper (``PR_SET_CHILD_SUBREAPER``),
 so every orphan below it becomes its child instead of init's, and each time a
 worker ends, the server kills and reaps every child of its that is not a
-running worker (`_end_strays`). The server ends whatever is left below it
+running worker (`harness.run.reaper`). The server ends whatever is left below it
 when the runner closes the socket, and when the runner dies, however it dies
 (``PR_SET_PDEATHSIG`` sends the server SIGTERM, which it handles the same way);
 a worker whose server is gone is killed by its own death signal.
@@ -40,61 +40,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+from .reaper import PR_SET_CHILD_SUBREAPER, die_with_parent, end_strays, prctl
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # on the workers' PYTHONPATH (`harness.run.client.process_env`)
 MAX_MESSAGE = 1 << 20
+# Nothing is imported from the working directory: a numpy.py or a plugin saved as variants.py there would
+# otherwise shadow the real ones inside every worker. -P from Python 3.11; before it, see the __main__ block.
+SAFE_PATH = ["-P"] if sys.version_info >= (3, 11) else []
 
 
 class ForkServerDied(Exception):
     """The server process is gone or answered nonsense; the message says which."""
-
-
-PR_SET_PDEATHSIG = 1
-PR_SET_CHILD_SUBREAPER = 36
-
-
-def _prctl(option: int, value: int) -> None:
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").prctl(option, value)
-    except (OSError, AttributeError):  # not Linux: workers still end with their process groups
-        pass
-
-
-def _die_with_parent(sig: int = signal.SIGKILL) -> None:
-    """Ask Linux to send this process ``sig`` when its parent dies."""
-    _prctl(PR_SET_PDEATHSIG, sig)
-
-
-def _children() -> list[int]:
-    """The pids whose parent is this process (from /proc: a stray's parent is not known to us otherwise)."""
-    me, found = os.getpid(), []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                with open(f"/proc/{entry.name}/stat", "rb") as stat:
-                    fields = stat.read().rsplit(b")", 1)[1].split()  # after "pid (comm)": state, ppid, ...
-            except OSError:  # it ended while we looked
-                continue
-            if int(fields[1]) == me:
-                found.append(int(entry.name))
-    return found
-
-
-def _end_strays(workers: set[int]) -> None:
-    """SIGKILL and reap every child that is not one of ``workers``, again until none is left: each one
-    killed hands its own children to this subreaper."""
-    while strays := [pid for pid in _children() if pid not in workers]:
-        for pid in strays:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        for pid in strays:
-            try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
 
 
 class ForkServer:
@@ -106,7 +62,7 @@ class ForkServer:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock = ours
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "harness.run.forkserver", str(theirs.fileno())],
+            [sys.executable, *SAFE_PATH, "-m", "harness.run.forkserver", str(theirs.fileno())],
             pass_fds=(theirs.fileno(),), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, start_new_session=True,  # Ctrl-C reaches the runner alone
         )  # fmt: skip
@@ -205,7 +161,7 @@ def _child(args: list[str], fds: list[int], server_sock: socket.socket) -> None:
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
             os.close(fd)
-        _die_with_parent()
+        die_with_parent()
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):  # a worker's own, not the server's
             signal.signal(sig, signal.SIG_DFL)
         from .worker import main
@@ -226,21 +182,21 @@ def _child(args: list[str], fds: list[int], server_sock: socket.socket) -> None:
 def serve(fd: int) -> int:
     """The server's loop: import once, then fork on request until the runner closes the socket or dies."""
     sock = socket.socket(fileno=fd)
-    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
     signal.signal(signal.SIGTERM, _end_everything)
-    _die_with_parent(signal.SIGTERM)
+    die_with_parent(signal.SIGTERM)
     if os.getppid() == 1:  # the runner died before the death signal was asked for
         return 0
     reply = sock.makefile("wb", buffering=0)
     try:
         return _serve(sock, reply)
     finally:
-        _end_strays(set())
+        end_strays(set())
 
 
 def _end_everything(signum, frame) -> None:
     """SIGTERM (the runner died, or someone asked): end every process below the server, then the server."""
-    _end_strays(set())
+    end_strays(set())
     os._exit(0)
 
 
@@ -282,7 +238,7 @@ def _serve(sock: socket.socket, reply) -> int:
                 answer = {"status": _wait(request["wait"], request.get("block", True))}
                 if answer["status"] is not None:  # a worker ended: nothing it started may outlive it
                     workers.discard(request["wait"])
-                    _end_strays(workers)
+                    end_strays(workers)
             reply.write((json.dumps(answer) + "\n").encode())
 
 
@@ -295,4 +251,6 @@ def _wait(pid: int, block: bool) -> int | None:
 
 
 if __name__ == "__main__":
+    if not SAFE_PATH and sys.path and sys.path[0] == os.getcwd():
+        del sys.path[0]  # what -m put first: the working directory
     sys.exit(serve(int(sys.argv[1])))
