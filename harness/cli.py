@@ -30,11 +30,12 @@ from .arguments import SWEEP_FLAGS, build_parser
 from .measure.allocator import pin_allocator
 from .measure.ceilings import cache_path, calibrate
 from .measure.device import DeviceError, check_device, device_name
+from .measure.record import MEASURED
 from .measure.threads import thread_count
 from .report.console import print_results
 from .report.text import ceilings_text, comparison_text, variants_text
 from .run.isolated import run_checks
-from .run.plugins import load_plugins
+from .run.plugins import PluginError, load_plugins
 from .run.progress import Progress, summary_lines
 from .run.results import ResultsError, load_env, load_results
 from .run.runner import RunError, RunFailed, run_sweep
@@ -53,7 +54,7 @@ class UsageError(Exception):
     """Bad input from the user: reported as one line, exit status 2."""
 
 
-BAD_INPUT = (UsageError, SweepError, DeviceError, RunError, ResultsError, UnknownVariant, Unsupported)
+BAD_INPUT = (UsageError, SweepError, DeviceError, RunError, ResultsError, UnknownVariant, Unsupported, PluginError)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -108,6 +109,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"report: {index}")
     else:
         print(f"next: attnbench report {shlex.quote(str(out))}")
+    failed = {s: n for s, n in summary.counts.items() if s in ("crash", "error", "timeout", "oom")}
+    if failed and not any(summary.counts.get(s) for s in MEASURED):  # nothing measured, and not for want of asking
+        how = ", ".join(f"{n} {s}" for s, n in sorted(failed.items()))
+        print(f"attnbench sweep: error: no case could be measured ({how}); see {out / 'worker.log'}", file=sys.stderr)
+        return 1
     return 0
 
 

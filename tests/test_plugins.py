@@ -103,16 +103,39 @@ def test_broken_entry_point_never_stops_list(tmp_path):
         ("broken_import.py", "ModuleNotFoundError: No module named 'attnbench_no_such_dependency'"),
         ("duplicate.py", "variant 'naive' is already registered"),
         ("no_such_file.py", "no such file"),
+        ("exits.py", "called sys.exit(0) while being imported"),
+        ("ends.py", "ended its process while being imported (exit status 0)"),
     ],
 )
-def test_broken_plugin_is_one_line_and_the_rest_still_works(plugin, needle):
-    path = str(PLUGINS / plugin)
-    result = attnbench("list", "--json", "--plugin", path)
-    names = listed(result)
-    assert {"naive", "sdpa"} <= names
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and path in lines[0] and needle in lines[0], result.stderr
-    assert "Traceback" not in result.stderr
+def test_a_named_plugin_that_fails_to_load_is_one_line_and_exit_2(tmp_path, plugin, needle):
+    (tmp_path / "exits.py").write_text("raise SystemExit(0)\n")
+    (tmp_path / "ends.py").write_text("import os\nos._exit(0)\n")
+    path = str((tmp_path if plugin in ("exits.py", "ends.py") else PLUGINS) / plugin)
+    for command in (["list", "--json"], ["sweep", "--variants", "sdpa", "--seq-lens", "16", "--out", str(tmp_path / "r")]):
+        result = attnbench(*command, "--plugin", path)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and not result.stdout, (command, result.stdout, result.stderr)
+        assert len(lines) == 1 and path in lines[0] and needle in lines[0], result.stderr
+    assert not (tmp_path / "r").exists()  # nothing ran
+
+
+def test_a_plugin_changes_nothing_for_other_variants(tmp_path):
+    """Its patched clock and changed default dtype and grad mode reach only its own variant: each worker loads only
+    the plugin it measures, the clock is the one the harness bound before plugins load, torch state is restored."""
+    out = tmp_path / "run"
+    sweep = attnbench("sweep", "--plugin", str(PLUGINS / "meddler.py"), "--variants", "naive,test-meddler,sdpa",
+                      "--seq-lens", "64", "--heads", "2", "--mode", "fwd,fwd_bwd", "--rounds", "1", "--max-time", "0.05",
+                      "--out", str(out))  # fmt: skip
+    assert sweep.returncode == 0, sweep.stderr
+    rows = pd.read_parquet(out / "results.parquet").set_index(["variant", "mode"])
+    own = rows.loc[("test-meddler", "fwd_bwd")]  # grad mode off breaks its own backward, and only its own
+    assert own["status"] == "error" and "does not require grad" in own["reason"]
+    assert (rows.drop(index=[("test-meddler", "fwd_bwd")])["status"] == "ok").all(), rows[["status", "reason"]]
+    # the same kernel as sdpa: within a few x of it, not 100x faster as its patched clock would read
+    ratio = rows.loc[("test-meddler", "fwd"), "time_median_s"] / rows.loc[("sdpa", "fwd"), "time_median_s"]
+    assert 0.2 < ratio < 5, ratio
+    maps = json.loads((out / "attention_maps.json").read_text())["non_causal"]
+    assert all(maps[name]["status"] == "ok" for name in ("exact", "naive", "sdpa", "test-meddler")), maps
 
 
 def test_contract_breakers_get_a_clear_line_and_the_rest_still_runs(tmp_path):

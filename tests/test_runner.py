@@ -122,6 +122,16 @@ def test_crash_timeout_and_oom_are_rows_and_the_sweep_goes_on(tmp_path, cli_env)
     assert "Fatal Python error: Segmentation fault" in log
 
 
+def test_a_sweep_in_which_every_case_crashed_exits_non_zero_and_keeps_its_rows(tmp_path, cli_env):
+    out = tmp_path / "crashed"
+    args = ["sweep", "--plugin", PLUGIN, "--variants", "test-segfault", "--seq-lens", "32", "--heads", "1", "--rounds", "1",
+            "--max-time", "0.05", "--out", str(out)]  # fmt: skip
+    result = attnbench(args, cli_env)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("attnbench sweep: error: no case could be measured (1 crash)")
+    assert load_results(out)["status"].tolist() == ["crash"]
+
+
 def test_trimmed_quick_preset_end_to_end(tmp_path, cli_env):
     out = tmp_path / "quick"
     result = attnbench(

@@ -19,8 +19,8 @@ random generator) is timed with plain events instead, and its row says why.
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Callable
+from time import perf_counter  # bound before any plugin loads
 
 import torch
 
@@ -58,7 +58,7 @@ def time_cuda(
 
         def synchronized() -> float:
             torch.cuda.synchronize(device)  # the host clock needs the work finished
-            return time.perf_counter()
+            return perf_counter()
 
         per_call = warm_up(fn, synchronized, None if graphs else first_call_s)
         # Calls per batch: about 50 ms of work between synchronizes, at least 1.
@@ -71,11 +71,11 @@ def time_cuda(
             events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(batch)]
             for begin, end in events:
                 flush.zero_()  # evict the inputs from L2: every call starts cold, as in a real model
-                queued = time.perf_counter()
+                queued = perf_counter()
                 begin.record()
                 fn()
                 end.record()
-                enqueue.append(time.perf_counter() - queued)
+                enqueue.append(perf_counter() - queued)
             torch.cuda.synchronize(device)
             batch_samples = [begin.elapsed_time(end) * 1e-3 for begin, end in events]
             samples.extend(batch_samples)

@@ -17,8 +17,8 @@ hypervisor gave this VM's virtual CPUs to another guest).
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
+from time import perf_counter, perf_counter_ns, thread_time_ns  # bound before any plugin loads
 
 TASKS_DIR = "/proc/self/task"
 
@@ -39,8 +39,8 @@ class SchedulerProbe:
     def read(self) -> tuple[int, int]:
         if not self.procfs:
             # Fallback: the calling thread's CPU time; the rest of the wall clock counts as waiting.
-            cpu = time.thread_time_ns()
-            return cpu, time.perf_counter_ns() - cpu
+            cpu = thread_time_ns()
+            return cpu, perf_counter_ns() - cpu
         cpu = wait = 0
         tids = os.listdir(TASKS_DIR)
         for tid in tids:
@@ -146,12 +146,12 @@ def quiet_check(threads: int, seconds: float = 1.0) -> dict:
         (a @ a).sum()  # start the thread pool before the first reading
         steal_before = read_steal()
         _cpu0, wait0 = probe.read()
-        began = end = time.perf_counter()
+        began = end = perf_counter()
         while end - began < seconds:
-            t0 = time.perf_counter()
+            t0 = perf_counter()
             for _ in range(10):
                 a @ a
-            end = time.perf_counter()
+            end = perf_counter()
             blocks.append(end - t0)
         _cpu1, wait1 = probe.read()
     wait = (wait1 - wait0) * 1e-9 / ((end - began) * threads)

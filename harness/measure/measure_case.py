@@ -11,9 +11,9 @@ A failure in any pass is data: a record with a status and a reason.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import asdict
+from time import perf_counter  # bound before any plugin loads
 from typing import Any
 
 import torch
@@ -169,10 +169,10 @@ def _use_allocator(case: Case) -> tuple[str, list[str]]:
 def _clocked(call: Callable[[], Any], device: str) -> tuple[Any, float]:
     """(call(), its wall time in seconds), ``device`` synchronized on both sides."""
     _synchronize(device)
-    started = time.perf_counter()
+    started = perf_counter()
     result = call()
     _synchronize(device)
-    return result, time.perf_counter() - started
+    return result, perf_counter() - started
 
 
 def _synchronize(device: str) -> None:

@@ -20,6 +20,7 @@ from ..measure.measure_case import record_for
 from .budget import over_budget, worker_memory_limit
 from .client import Worker, WorkerDied, process_env
 from .forkserver import ForkServer, ForkServerDied
+from .plugins import plugins_for
 
 Skip = Callable[[Case], "str | None"]  # why not to run a case (a smaller N failed), or None
 Started = Callable[[Case], None]  # told when a case is handed to a worker
@@ -81,7 +82,8 @@ class WorkerSlot:
             if self.worker is None:
                 limit = worker_memory_limit(case.device, self.budgets.get("cpu"))
                 server = self._server(case.threads, case.allocator)
-                self.worker, self.key = Worker(self.plugins, case.threads, limit, self.log, case.allocator, server), key
+                plugins = plugins_for([case.variant], self.plugins)  # its own plugin only, none for a built-in
+                self.worker, self.key = Worker(plugins, case.threads, limit, self.log, case.allocator, server), key
             record = self.worker.run(case, max_time_s, timeout_s, round_index, rounds)
         except WorkerDied as died:
             self.close_worker()

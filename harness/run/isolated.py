@@ -17,6 +17,7 @@ from ..verify.checks import checks_for
 from .budget import worker_memory_limit
 from .client import Worker, WorkerDied
 from .files import write_text_atomic
+from .plugins import plugins_for
 from .results import LOG_FILE, MAPS_FILE
 
 
@@ -48,12 +49,15 @@ class Errands:
 def write_attention_maps(run_dir: Path, cases: list[Case], plugins: list[str], timeout: float, memory_limit: int = 0) -> None:
     """``attention_maps.json``: exact softmax's and each swept variant's implied attention
     matrix (`harness.measure.attention_map`), computed on the CPU in a worker, non-causal and causal."""
-    errands = Errands(plugins, run_dir / LOG_FILE, memory_limit, timeout)
+    workers: dict[tuple, Errands] = {}  # one worker per plugin (and one for the built-ins): no plugin reaches another's
     maps: dict[str, dict] = {"non_causal": {}, "causal": {}}
     for name in ["exact"] + sorted({c.variant for c in cases}):
+        own = tuple(plugins_for([name], plugins))
+        errands = workers.setdefault(own, Errands(list(own), run_dir / LOG_FILE, memory_limit, timeout))
         for key, causal in (("non_causal", False), ("causal", True)):
             maps[key][name] = errands.ask({"map": name, "causal": causal})
-    errands.close()
+    for errands in workers.values():
+        errands.close()
     write_text_atomic(run_dir / MAPS_FILE, json.dumps(maps))
 
 

@@ -3,10 +3,12 @@
 A plugin is ordinary Python whose ``@register`` calls add variants when it is
 imported. Installed distributions advertise theirs in the entry point group
 ``attnbench.variants`` (each entry point names a module); they are discovered
-with no flag. A plugin that fails to import, registers a duplicate name, or
-registers a variant whose signature cannot take ``(q, k, v, *, causal,
-scale)`` costs one warning line naming the plugin and the problem -- and only
-its own variants: everything else still runs. A variant that returns the
+with no flag; one that fails to import costs one warning line, never the
+tool. A plugin named with ``--plugin`` that fails to import, registers a
+duplicate name, calls ``sys.exit`` or ends its process is one error line and
+exit status 2: what was asked for cannot run. A variant whose signature cannot
+take ``(q, k, v, *, causal, scale)`` costs one warning line naming the plugin
+and the problem -- and only that variant: everything else still runs. A variant that returns the
 wrong shape or dtype is caught on its first call (`harness.measure.contract`):
 its sweep rows are errors saying so, and ``attnbench check`` fails it.
 """
@@ -18,6 +20,8 @@ import importlib
 import importlib.metadata
 import importlib.util
 import inspect
+import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -30,6 +34,7 @@ from variants.masks import NONE
 
 ENTRY_POINT_GROUP = "attnbench.variants"
 _discovered = False
+_origins: dict[str, str] = {}  # variant name -> the --plugin target that registered it
 
 
 class PluginError(Exception):
@@ -58,27 +63,74 @@ def _import_file(path: Path) -> ModuleType:
     return module
 
 
-def load_plugin(target: str) -> ModuleType:
+def load_plugin(target: str, *, probe: bool = True) -> ModuleType:
     """Import one plugin given as a ``.py`` path or a dotted module name; `PluginError` if it fails.
 
-    Variants it registers that break the contract are removed again, with a `PluginWarning`.
+    Variants it registers that break the contract are removed again, with a `PluginWarning`. ``probe``:
+    import it in a forked child first (`_ends_no_process`); a worker, whose death is already a row, skips that.
     """
     before = set(list_variants())
     try:
-        if target.endswith(".py") or "/" in target:
-            path = Path(target).resolve()
-            if not path.is_file():
-                raise PluginError(f"plugin {target}: no such file")
-            module = _import_file(path)
-        else:
-            module = importlib.import_module(target)
+        if probe:
+            _ends_no_process(target)
+        module = _import(target)
     except PluginError:
         raise
+    except SystemExit as exc:  # sys.exit() at import must not end the tool, silently, with status 0
+        raise PluginError(f"plugin {target}: called sys.exit({exc.code!r}) while being imported") from None
     except Exception as exc:  # any failure inside the plugin's own code is the plugin's problem
         raise PluginError(f"plugin {target}: {type(exc).__name__}: {_first_line(exc)}") from exc
     finally:
         _drop_broken(set(list_variants()) - before, target)
+    _origins.update(dict.fromkeys(set(list_variants()) - before, target))
     return module
+
+
+def plugins_for(variants: list[str] | set[str], plugins: list[str]) -> list[str]:
+    """Of ``plugins`` (loaded here), those that registered one of ``variants``: all a worker measuring them loads.
+
+    A plugin's side effects (a patched clock, a changed default dtype) then reach only its own variants. Where
+    a plugin was not loaded in this process (a Ray node's copy), what it registered is unknown: all of them."""
+    if not set(plugins) <= set(_origins.values()):
+        return list(plugins)
+    wanted = {_origins.get(name) for name in variants}
+    return [plugin for plugin in plugins if plugin in wanted]
+
+
+def _import(target: str) -> ModuleType:
+    if target.endswith(".py") or "/" in target:
+        path = Path(target).resolve()
+        if not path.is_file():
+            raise PluginError(f"plugin {target}: no such file")
+        return _import_file(path)
+    return importlib.import_module(target)
+
+
+def _ends_no_process(target: str) -> None:
+    """Import ``target`` first in a forked child, output discarded: a plugin that ends its process at import
+    (``os._exit``, a signal) ends the child, and is a `PluginError` here instead of a silent exit. Any other
+    failure is left to the real import, which says what it was."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: import, say so, and end without running any of the parent's exit handlers
+        os.close(read)
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        try:
+            _import(target)
+        except BaseException:  # noqa: BLE001 - the parent's own import reports it
+            pass
+        os.write(write, b"returned")
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        returned = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    if not returned:
+        code = os.waitstatus_to_exitcode(status)
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+        raise PluginError(f"plugin {target}: ended its process while being imported ({how})")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -131,14 +183,9 @@ def discover_entry_points() -> None:
             _drop_broken(set(list_variants()) - before, origin)
 
 
-def load_plugins(targets: list[str], *, entry_points: bool = True) -> list[ModuleType]:
-    """Entry points, then each target; a failing plugin is a `PluginWarning`, not an error."""
+def load_plugins(targets: list[str], *, entry_points: bool = True, probe: bool = True) -> list[ModuleType]:
+    """Entry points, then each target. An installed plugin that fails is a `PluginWarning` (it must never stop
+    the tool); a target named by the user that fails is a `PluginError`: what was asked for cannot run."""
     if entry_points:
         discover_entry_points()
-    modules = []
-    for target in targets:
-        try:
-            modules.append(load_plugin(target))
-        except PluginError as exc:
-            warnings.warn(str(exc), PluginWarning, stacklevel=2)
-    return modules
+    return [load_plugin(target, probe=probe) for target in targets]

@@ -24,18 +24,9 @@ import faulthandler
 import json
 import os
 import resource
-import signal
 import sys
 
-
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when the runner dies, so no worker outlives a killed sweep."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+from .reaper import die_with_parent
 
 
 def _limit_address_space(extra_bytes: int) -> None:
@@ -60,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     os.dup2(2, 1)  # stray prints from variants go to the log, not into the protocol
     sys.stdout = sys.stderr
     faulthandler.enable()  # a segfault leaves a Python traceback in the log
-    _die_with_parent()
+    die_with_parent()  # no worker outlives the process that started it
 
     from dataclasses import asdict
 
@@ -73,13 +64,15 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.allocator == "pinned":
         pin_allocator()
-    load_plugins(args.plugin)
+    state = torch_state()  # before any plugin: a plugin's import changes nothing for later requests either
+    load_plugins(args.plugin, probe=False)  # a plugin that ends this process at import is this worker's crash
     if args.memory_limit:
         _limit_address_space(args.memory_limit)
     protocol.write(json.dumps({"ready": os.getpid()}) + "\n")
 
     for line in sys.stdin:
         request = json.loads(line)
+        restore_torch_state(state)  # what a variant changed globally (default dtype, grad mode) reaches no other
         if "map" in request:  # an attention map for the report (harness.measure.attention_map)
             reply = attention_map(request["map"], causal=request.get("causal", False))
         elif "check" in request:  # one contract check (harness.verify.checks)
@@ -90,6 +83,26 @@ def main(argv: list[str] | None = None) -> int:
             reply = measure_case(case, max_time_s=request["max_time_s"], timing_only=timing_only, rounds=rounds).to_dict()
         protocol.write(json.dumps(reply) + "\n")
     return 0
+
+
+def torch_state() -> tuple:
+    """The process-wide torch settings a variant could change for every later call: (default dtype, grad mode,
+    intra-op threads, deterministic algorithms)."""
+    import torch
+
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    return torch.get_default_dtype(), torch.is_grad_enabled(), torch.get_num_threads(), deterministic
+
+
+def restore_torch_state(state: tuple) -> None:
+    import torch
+
+    dtype, grad, threads, deterministic = state
+    torch.set_default_dtype(dtype)
+    torch.set_grad_enabled(grad)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(deterministic)
 
 
 if __name__ == "__main__":
