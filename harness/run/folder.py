@@ -22,7 +22,17 @@ from ..measure.env import capture_env
 from ..measure.threads import thread_count
 from .client import worker_env
 from .files import write_text_atomic
-from .results import CASES_FILE, ENV_FILE, LOCK_FILE, RESULT_FILES, SWEEP_FILE, read_jsonl, repair_torn_tail
+from .results import (
+    CASES_FILE,
+    ENV_FILE,
+    LOCK_FILE,
+    RESULT_FILES,
+    SWEEP_FILE,
+    ResultsError,
+    read_json,
+    read_jsonl,
+    repair_torn_tail,
+)  # fmt: skip
 from .settings import FLAG_NAMES
 from .sweep import Sweep
 
@@ -83,10 +93,12 @@ def prepare_run_dir(run_dir: Path, cases: list[Case], sweep: Sweep, plugins: lis
         if not resume:
             raise RunError(f"{run_dir} already holds a sweep; add --resume to finish it, or choose another --out")
         try:
-            stored = json.loads((run_dir / SWEEP_FILE).read_text())
-        except (OSError, ValueError):
-            raise RunError(f"{run_dir} holds cases but no readable {SWEEP_FILE}: not a sweep to resume") from None
-        changes = _setting_changes(stored.get("sweep", {}), sweep)
+            stored = read_json(run_dir / SWEEP_FILE)
+        except (OSError, ResultsError):
+            stored = {}
+        if not (isinstance(stored.get("sweep"), dict) and isinstance(stored.get("definition"), dict)):
+            raise RunError(f"{run_dir} holds cases but no readable {SWEEP_FILE}: not a sweep to resume")
+        changes = _setting_changes(stored["sweep"], sweep)
         if stored.get("definition", {}).get("plugins") != plugins:
             changes.append(f"--plugin {stored.get('definition', {}).get('plugins')!r} -> {plugins!r}")
         if changes:
@@ -134,7 +146,7 @@ def write_env(run_dir: Path, sweep: Sweep, quiet: dict, *, resuming: bool, execu
     The machine and ceilings are this one's: on the Ray executor, the driver's (rows name their node)."""
     env_path = run_dir / ENV_FILE
     if resuming and env_path.is_file():
-        env = json.loads(env_path.read_text())
+        env = read_json(env_path)
         env.setdefault("resumes", []).append(
             {"quiet_check": quiet, "executor": executor, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         )

@@ -33,6 +33,7 @@ import pandas as pd
 from ..measure.plausible import impossible
 from ..measure.record import COLUMNS
 from ..measure.rounds import summarize_run
+from .damaged import distrust_damaged, storable
 from .files import replacing
 
 CASES_FILE = "cases.jsonl"
@@ -75,23 +76,28 @@ class JsonlWriter:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Records of a ``cases.jsonl``; a torn (unterminated, unparsable) last line is skipped with a warning."""
-    text = path.read_text(encoding="utf-8")
-    lines = text.split("\n")
+    """Records of a ``cases.jsonl``. A torn last line (no newline: the sweep was stopped mid-write) is skipped
+    with a warning; any other line that is not a JSON object with a ``case_id`` is a `ResultsError` naming it."""
+    data = path.read_bytes()
+    lines = data.split(b"\n")
     records = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
+        torn = number == len(lines)  # after the last newline: a write that never finished
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            is_last = number == len(lines) or all(not rest.strip() for rest in lines[number:])
-            if is_last:
+            record = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            if torn:
                 warnings.warn(
                     f"{path}: skipping a torn last line ({len(line)} bytes; the sweep was interrupted mid-write)", stacklevel=2
                 )
                 continue
-            raise ResultsError(f"{path}: line {number} is not valid JSON") from None
+            raise ResultsError(f"{path}: line {number} is not valid JSON (a damaged file?)") from None
+        if not isinstance(record, dict) or not isinstance(record.get("case_id"), str):
+            what = "has no case_id" if isinstance(record, dict) else f"is a JSON {type(record).__name__}, not a record"
+            raise ResultsError(f"{path}: line {number} {what} (a damaged file?)")
+        records.append(record)
     return records
 
 
@@ -118,12 +124,13 @@ def repair_torn_tail(path: Path) -> None:
 def with_all_columns(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` with every column of today's table, in order; a column an older run lacks is empty,
     except the shape columns, which an older run's rows imply: mask none or causal, as many key
-    heads as query heads, as many queries as keys."""
+    heads as query heads, as many queries as keys. An ``ok`` row without a valid timing (a damaged file)
+    becomes an error saying so (`harness.run.damaged`)."""
     implied = {"mask": lambda f: f["causal"].map({True: "causal", False: "none"}), "heads_kv": lambda f: f["heads"],
                "q_len": lambda f: f["seq_len"]}  # fmt: skip
     missing = {column: implied.get(column, lambda f: None) for column in COLUMNS if column not in frame.columns}
     frame = frame.assign(**missing) if missing and len(frame) else frame.assign(**dict.fromkeys(missing))
-    return frame[COLUMNS + [c for c in frame.columns if c not in COLUMNS]]
+    return distrust_damaged(frame[COLUMNS + [c for c in frame.columns if c not in COLUMNS]])
 
 
 def to_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
@@ -175,7 +182,7 @@ def consolidate(run_dir: Path) -> pd.DataFrame:
         if why:
             frame.loc[index, ["status", "reason"]] = ["error", why]
     with replacing(run_dir / PARQUET_FILE) as temporary:
-        frame.to_parquet(temporary, index=False)
+        storable(frame, COLUMNS).to_parquet(temporary, index=False)
     flat = frame.copy()
     # CSV has no lists: the raw samples and the rounds go in as JSON arrays, warnings joined.
     for column in LIST_COLUMNS:
@@ -214,9 +221,12 @@ def read_json(path: Path) -> dict:
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text())
-    except ValueError:
+        data = json.loads(path.read_bytes())
+    except ValueError:  # UnicodeDecodeError included
         raise ResultsError(f"{path}: not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ResultsError(f"{path}: a JSON {type(data).__name__}, not the object it should hold")
+    return data
 
 
 def load_env(path: str | Path) -> dict:
