@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write the report (HTML, Markdown, figures, tables) of one or more runs")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--out", help="report directory (default report/<run names>)")
-    p.add_argument("--baseline", default="sdpa", help="variant the speedup figure compares with (default sdpa)")
+    p.add_argument("--baseline", help="variant the speedup figure compares with (default sdpa, where it ran)")
 
     p = sub.add_parser("check", help="run the registry's contract and accuracy checks on one variant")
     p.add_argument("name", help="registered variant name")

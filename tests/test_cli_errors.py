@@ -69,6 +69,8 @@ BAD_SWEEPS = [
     (["--threads", "4096"], ["--threads 4096", "CPUs"]),
     (["--timeout", "inf"], ["--timeout", "'inf'"]),
     (["--timeout", "0"], ["--timeout", "'0'"]),
+    (["--timeout", "0.5"], ["--timeout 0.5: at least 2 s"]),
+    (["--q-len", "4"], ["--q-len 4 sets the queries of decode cases; this sweep has none"]),
     (["--max-time", "nan"], ["--max-time", "'nan'"]),
     (["--seq-lens", "99999999999999999999"], ["--seq-lens", "up to"]),
     (["--heads", "2.5"], ["--heads", "'2.5'"]),
@@ -141,6 +143,8 @@ def test_bad_output_paths_of_export_report_and_calibrate(tiny_run, tmp_path, cap
     assert_one_line_error(in_process(capsys, "report", run, "--out", str(existing)), "is a file")
     assert existing.read_text() == "keep me"
     assert_one_line_error(in_process(capsys, "calibrate", "--threads", "99999999999"), "--threads", "99999999999")
+    report = in_process(capsys, "report", run, "--baseline", "sdap", "--out", str(tmp_path / "r"))
+    assert_one_line_error(report, "--baseline sdap: no such variant", "they hold sdpa")
 
 
 def test_compare_of_runs_with_no_case_in_common(tiny_run, tmp_path):

@@ -104,6 +104,8 @@ def test_report_in_a_real_browser(tmp_path):
     run = synthetic_run(tmp_path / "run", {INJECTION: (2.0, 2.0), "linear": (1.0, 1.0)}, reason=INJECTION)
     index = build_report([run], tmp_path / "report")
     assert INJECTION not in index.read_text()  # escaped in the file itself
+    summary = (tmp_path / "report" / "summary.md").read_text()
+    assert INJECTION not in summary and "&lt;script&gt;alert(1)&lt;/script&gt;" in summary  # inert in a Markdown viewer
 
     console_errors, dialogs = [], []
     with sync_api.sync_playwright() as p:

@@ -36,7 +36,7 @@ from ..run.results import ResultsError, load_run
 from .figure_plan import Omitted, make_figures
 from .headline import findings_sections
 from .human import for_people
-from .text import markdown_table
+from .text import markdown_table, markdown_text
 
 FIGURE_CAPTIONS = {
     "time": "Time per call vs N (log-log): the median, with the interquartile range of the raw samples as a band.",
@@ -173,9 +173,9 @@ def _sections(tables: dict[str, pd.DataFrame], headline: pd.DataFrame, figures: 
 
 def _summary_markdown(runs: str, counts: str, tables: dict[str, pd.DataFrame], headline: pd.DataFrame,
                       findings: list[dict]) -> str:  # fmt: skip
-    parts = [f"# attnbench report: {runs}\n", f"{counts}\n", "\n## Findings\n"]
+    parts = [f"# attnbench report: {markdown_text(runs)}\n", f"{markdown_text(counts)}\n", "\n## Findings\n"]
     for finding in findings:
-        parts += [f"\n### {finding['title']}\n", markdown_table(finding["table"])]
+        parts += [f"\n### {markdown_text(finding['title'])}\n", markdown_table(finding["table"])]
     for title, table in (("Measurement quality", tables["quality"]),
                          ("Complexity fits (time ~ N^alpha, memory ~ N^beta)", headline),
                          ("Crossovers", tables["crossovers"]), ("Failures", tables["failures"])):  # fmt: skip
@@ -183,9 +183,17 @@ def _summary_markdown(runs: str, counts: str, tables: dict[str, pd.DataFrame], h
     return "\n".join(parts)
 
 
-def build_report(run_dirs: list[str | Path], out: str | Path, *, baseline: str = "sdpa") -> Path:
+DEFAULT_BASELINE = "sdpa"
+
+
+def build_report(run_dirs: list[str | Path], out: str | Path, *, baseline: str | None = None) -> Path:
     """Write the report for ``run_dirs`` into ``out``; returns the path of index.html."""
     frame, envs, maps = load_runs(run_dirs)
+    if baseline is None:  # the default: sdpa where it ran, and the speedup figure says when it did not
+        baseline = DEFAULT_BASELINE
+    elif baseline not in set(frame["variant"]):  # one asked for by name must be there
+        known = ", ".join(sorted(set(frame["variant"])))
+        raise ResultsError(f"--baseline {baseline}: no such variant in {', '.join(map(str, run_dirs))} (they hold {known})")
     out = Path(out)
     (out / "tables").mkdir(parents=True, exist_ok=True)
     fits = fit_table(frame)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,15 +16,21 @@ def cell_text(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
 
 
+def markdown_text(text: str) -> str:
+    """``text`` from the data (a reason, a variant's name) as inert Markdown: on one line, its HTML escaped,
+    so a viewer shows what was recorded and runs none of it."""
+    return html.escape(str(text), quote=False).replace("\r", " ").replace("\n", " ")
+
+
 def markdown_table(frame: pd.DataFrame) -> str:
     """A GitHub-flavoured Markdown table of ``frame`` ("_none_" when it is empty)."""
     if frame.empty:
         return "_none_\n"
 
     def cell(value: Any) -> str:
-        return cell_text(value).replace("|", "\\|").replace("\n", " ")
+        return markdown_text(cell_text(value)).replace("|", "\\|")
 
-    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines = ["| " + " | ".join(cell(c) for c in frame.columns) + " |", "|" + "---|" * len(frame.columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join(lines) + "\n"
 

@@ -80,6 +80,8 @@ class Sweep:
         return self.masks or tuple("causal" if c else "none" for c in self.causal)
 
 
+MIN_TIMEOUT_S = 2.0  # below it, even a trivial case (fork, first call, reference, a timing) times out
+
 # Every variant of the registry that runs eagerly on a GPU, xformers included where it is installed.
 GPU_EAGER = ("naive", "sdpa", "sdpa-flash", "sdpa-efficient", "sdpa-cudnn", "sdpa-math", "chunked-query", "chunked-online",
              "linear-elu", "performer-64", "performer-256", "nystrom-32", "nystrom-64", "linformer-128", "linformer-256",
@@ -199,6 +201,8 @@ def build_sweep(preset: str | None = None, config: str | Path | None = None, **o
     sweep = replace(sweep, **given, grids=grids)
     for grid in sweep.subgrids():
         check_combinations(grid)
+    if sweep.q_len != 1 and not any("decode" in grid.modes for grid in sweep.subgrids()):  # never silently ignored
+        raise SweepError(f"--q-len {sweep.q_len} sets the queries of decode cases; this sweep has none (add --mode decode)")
     return sweep
 
 
@@ -212,6 +216,9 @@ def check_combinations(sweep: Sweep) -> Sweep:
                 raise SweepError(f"--kv-heads {h_kv} does not divide --heads {h}: each query head reads one key head")
     if sweep.cuda_graphs and not any(device.startswith("cuda") for device in sweep.devices):
         raise SweepError(f"--cuda-graphs times CUDA graph replays; this sweep's devices are {', '.join(sweep.devices)}")
+    if sweep.timeout_s < MIN_TIMEOUT_S:
+        raise SweepError(f"--timeout {sweep.timeout_s:g}: at least {MIN_TIMEOUT_S:g} s (a case's worker starts, "
+                         "checks its first call against float64 and times it within it)")  # fmt: skip
     if "decode" in sweep.modes and sweep.q_len > min(sweep.seq_lens):
         raise SweepError(f"--q-len {sweep.q_len} is larger than N={min(sweep.seq_lens)}: decode queries follow the N keys")
     return sweep
