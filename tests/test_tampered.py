@@ -4,6 +4,7 @@ without a valid timing is an error, never starred, fitted, exported or called an
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -77,17 +78,19 @@ def test_a_json_file_that_is_not_an_object_is_one_line(run, tmp_path, capsys, na
 def test_a_row_without_a_valid_timing_is_an_error_nobody_stars(run, tmp_path, capsys, time, samples):
     copy = copy_of(run, tmp_path)
     frame = pd.read_parquet(copy / "results.parquet")
-    damaged = frame.index[frame["seq_len"] == 32][0]  # N=32 is damaged; N=64 stays as measured
-    frame.loc[damaged, "time_median_s"] = time
-    frame["time_samples_s"] = [samples if i == damaged else list(s) for i, s in frame["time_samples_s"].items()]
+    damaged = frame["seq_len"] == 32  # N=32 is damaged; N=64 is a sound ok row (whatever a busy machine made it)
+    frame["status"] = "ok"
+    frame["time_median_s"] = [time if bad else 2e-5 for bad in damaged]
+    frame["time_samples_s"] = [samples if bad else [2e-5] * 5 for bad in damaged]
     frame.to_parquet(copy / "results.parquet", index=False)
     code, out, _ = attnbench(capsys, "show", str(copy))
-    assert code == 0 and out.count("★") == 2 and "│ error " in out  # the N=64 column's star and the legend's
+    assert code == 0 and out.count("★") == 2 and re.search(r"│\s*error\s*│", out)  # N=64's star and the legend's
     code, out, _ = attnbench(capsys, "compare", str(run), str(copy))
     assert "not comparable" in out and "improvement" not in out.splitlines()[0]
     assert attnbench(capsys, "export", str(copy), "--out", str(tmp_path / "bench.json"))[0] == 0
     assert len(json.loads((tmp_path / "bench.json").read_text())["benchmarks"]) == 1
-    assert attnbench(capsys, "report", str(copy), "--out", str(tmp_path / "report"))[0] == 0
+    if time < 0:  # one report is enough: what it draws is tested with the degenerate runs
+        assert attnbench(capsys, "report", str(copy), "--out", str(tmp_path / "report"))[0] == 0
 
 
 def test_a_field_of_mixed_types_no_table_knows_is_kept_on_resume(run, tmp_path, capsys):
