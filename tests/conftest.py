@@ -1,6 +1,11 @@
-"""Shared fixtures: seeded inputs and the device list (CUDA cases skip without a GPU)."""
+"""Shared fixtures: seeded inputs, the device list (CUDA cases skip without a GPU), the command line."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -44,9 +49,12 @@ def runnable(name: str, device: str) -> variants.VariantSpec:
     return spec
 
 
-def call_or_skip(spec, *args, **kwargs):
-    """Call a variant; a case it declares unsupported skips with the variant's own reason."""
-    try:
-        return spec(*args, **kwargs)
-    except variants.Unsupported as exc:
-        pytest.skip(f"{spec.name}: {exc}")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_attnbench(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600):
+    """``attnbench ARGS`` as a user runs it: a fresh process (``python -m harness.cli``), this checkout first on
+    its path; ``env`` replaces the environment (PYTHONPATH is added), the inherited one when None."""
+    env = dict(os.environ if env is None else env, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, env=env)  # fmt: skip

@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
-
-
-def attnbench(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, timeout=120)
+from conftest import run_attnbench as attnbench
 
 
 def test_list_table_names_every_variant_and_availability():
@@ -39,7 +34,7 @@ def test_list_pattern():
     assert [r["name"] for r in rows] == ["sdpa", "sdpa-cudnn", "sdpa-efficient", "sdpa-flash", "sdpa-math"]
 
 
-@pytest.mark.parametrize("args", [["list", "nosuch*"], ["frobnicate"], ["list", "--jsn"]])
+@pytest.mark.parametrize("args", [["list", "nosuch*"], ["list", "--jsn"]])  # more: tests/test_cli_errors.py
 def test_bad_input_is_one_line_and_exit_2(args):
     result = attnbench(*args)
     assert result.returncode == 2

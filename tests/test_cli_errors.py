@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_attnbench
 
 from harness.cli import main
 
@@ -15,14 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def attnbench(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "harness.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-    )
+    return run_attnbench(*args, cwd=cwd, env={"PATH": "/usr/bin:/bin"}, timeout=120)  # a bare environment
 
 
 def in_process(capsys, *args: str) -> subprocess.CompletedProcess:

@@ -46,7 +46,7 @@ def test_bottom_right_mask_leaves_early_queries_of_a_tall_problem_no_key():
     ref = reference_attention(q, k, v, mask="causal-br")
     assert torch.equal(ref[:, :, :2], torch.zeros_like(ref[:, :, :2]))  # zeros, not NaN
     for name in [n for n in list_variants() if get_variant(n).exact and "causal-br" in get_variant(n).masks]:
-        if runnable(name, "cpu") and "float64" in get_variant(name).dtypes:
+        if get_variant(name).unavailable_reason("cpu") is None and "float64" in get_variant(name).dtypes:  # no skip
             out = get_variant(name)(q, k, v, mask="causal-br")
             assert torch.equal(out[:, :, :2], torch.zeros_like(out[:, :, :2])), name
 
@@ -87,7 +87,9 @@ def test_exact_variants_match_float64_under_every_declared_mask_with_grouped_hea
     if not runnable(name, "cpu"):
         pytest.skip(f"{name} does not run on this machine")
     result = check_masks(get_variant(name))
-    assert result.passed is not False, result.detail
+    if result.passed is None:  # it runs nowhere on this machine's CPU (xformers): said, not passed
+        pytest.skip(result.detail)
+    assert result.passed, result.detail
 
 
 @pytest.mark.parametrize("name", [

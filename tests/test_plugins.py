@@ -162,6 +162,24 @@ def test_contract_breakers_get_a_clear_line_and_the_rest_still_runs(tmp_path):
         assert check.returncode == 1 and needle in check.stdout
 
 
+def test_check_fails_a_variant_that_refuses_a_mask_it_declares_and_passes_one_that_serves_it():
+    refuser = attnbench("check", "test-refuses-sliding", "--plugin", str(PLUGINS / "refuser.py"))
+    assert refuser.returncode == 1, refuser.stdout
+    assert "refuses every mask it declares (sliding): sliding windows are not implemented yet" in refuser.stdout
+
+    from harness.run.plugins import load_plugins
+    from variants import unregister
+
+    load_plugins([str(PLUGINS / "refuser.py")])
+    try:
+        results = {r.name: r for r in check_variant("test-mask-keyword")}
+        assert results["masks and GQA"].passed, results["masks and GQA"].detail
+        assert all(r.passed is not False for r in results.values()), results
+    finally:
+        for name in ("test-refuses-sliding", "test-causal-keyword", "test-mask-keyword"):
+            unregister(name)
+
+
 @pytest.fixture
 def windowed_plugins():
     from harness.run.plugins import load_plugins
