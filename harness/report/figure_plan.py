@@ -92,7 +92,7 @@ def make_figures(
     out.mkdir(parents=True, exist_ok=True)
     ok = with_config(frame[frame["status"] == "ok"])
     figures: dict[str, Path | Omitted] = {}
-    colours = palette(frame["variant"].tolist())
+    colours = palette(frame)
     for name in [*NEEDS, "exponents"]:
         if ok.empty:
             figures[name] = Omitted("no case finished ok")

@@ -28,11 +28,35 @@ FIGURE_WIDTH_IN = 13.5  # the page's width at DPI: figures are shown at full wid
 EXPONENT_AXIS = (-0.5, 3.5)  # fitted exponents beyond these are drawn at the edge with their value
 
 
-def palette(variants: list[str]) -> dict[str, tuple]:
-    """One colour per variant name, stable for a given set of names."""
-    names = sorted(set(variants))
-    colours = sns.color_palette("tab10" if len(names) <= 10 else "husl", len(names))
-    return dict(zip(names, colours))
+# Colour says what kind of variant a line is; shades and markers tell the variants of a kind apart.
+KIND_SHADES = {"exact": "Blues", "approximation": "Oranges", "compiled": "Greens", "plugin": "Purples"}
+MARKERS = "osD^vP*XhpH<>d8"
+
+
+def kind_of(family: str, exact: bool) -> str:
+    """exact, approximation, compiled or plugin: the colour family a variant is drawn in."""
+    if family in ("compiled", "plugin"):
+        return family
+    return "exact" if exact else "approximation"
+
+
+def palette(frame: pd.DataFrame) -> dict[str, tuple]:
+    """One colour per variant of ``frame`` (its variant, family and exact columns): a shade of its kind's colour,
+    darkest first, stable for a given set of variants."""
+    kinds: dict[str, list[str]] = {}
+    for variant, family, exact in sorted(set(zip(frame["variant"], frame["family"].fillna("plugin"), frame["exact"]))):
+        kinds.setdefault(kind_of(family, bool(exact)), []).append(variant)
+    colours = {}
+    for kind, names in kinds.items():
+        names = sorted(set(names))
+        shades = sns.color_palette(KIND_SHADES[kind], len(names) + 2)[2:][::-1]  # the two palest are hard to see
+        colours.update(zip(names, shades))
+    return colours
+
+
+def markers(colours: dict) -> dict[str, str]:
+    """A marker per variant (the order of ``colours``' names), so that shades of one kind stay apart."""
+    return {name: MARKERS[i % len(MARKERS)] for i, name in enumerate(sorted(colours))}
 
 
 def discard_open_figures() -> None:
@@ -76,7 +100,8 @@ def _curves(data: pd.DataFrame, y: str, ylabel: str, colours: dict, **line) -> s
     """One log-log panel per configuration, one line per variant."""
     grid = sns.relplot(
         data=data, x="seq_len", y=y, hue="variant", col="config", col_wrap=_wrap(data), kind="line",
-        palette=colours, marker="o", **_panel_size(data["config"].nunique()), **line,
+        palette=colours, style="variant", markers=markers(colours), dashes=False, **_panel_size(data["config"].nunique()),
+        **line,
     )  # fmt: skip
     _loglog(grid, ylabel)
     return grid
@@ -116,7 +141,8 @@ def throughput_figure(ok: pd.DataFrame, colours: dict, ceilings: dict, path: Pat
         ceiling = ceilings.get((row["run_id"], row["device"]), {}).get("matmul_gflops", {}).get(row["dtype"])
         if ceiling:
             ax.axhline(ceiling, color="black", lw=1.0, ls="--")
-            ax.annotate(f"matmul ceiling {ceiling:.0f}", (0.02, 0.97), xycoords="axes fraction", va="top", fontsize=8)
+            ax.annotate(f"matmul ceiling {ceiling:.0f} GFLOP/s", (0.02, 0.97), xycoords="axes fraction", va="top",
+                        fontsize=8)  # fmt: skip
     return _save(grid.figure, path)
 
 
@@ -148,7 +174,7 @@ def tradeoff_figure(ok: pd.DataFrame, colours: dict, path: Path) -> Path:
     data = data.assign(label=data["config"] + "  (N=" + data["seq_len"].astype(str) + ")")
     grid = sns.relplot(
         data=data, x="time_median_s", y="rel_err", hue="variant", col="label", col_wrap=_wrap(data, "label"), kind="scatter",
-        palette=colours, s=70, **_panel_size(data["label"].nunique()),
+        palette=colours, style="variant", markers=markers(colours), s=70, **_panel_size(data["label"].nunique()),
     )  # fmt: skip
     grid.set(xscale="log", yscale="log")
     grid.set_axis_labels("time per call (s)", "relative error vs float64")
