@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 from .masks import CAUSAL, KINDS, Mask, parse_mask
+from .work import exact_flops
 
 ALL_MASKS = KINDS  # declare every mask kind
 __all__ = [
@@ -71,24 +72,6 @@ class Unsupported(NotImplementedError):
 
 class UnknownVariant(KeyError):
     """No variant is registered under a name; ``exc.args[0]`` names the closest ones."""
-
-
-def case_mask(case: Any) -> Mask:
-    """The mask of a case-like object (a harness ``Case``, or anything with ``causal``/``mask``)."""
-    return parse_mask(getattr(case, "mask", None), causal=getattr(case, "causal", False))
-
-
-def exact_flops(case: Any) -> float:
-    """Forward FLOPs of exact attention: QK^T and PV, 2·D each per visible query-key pair, per head.
-
-    ``case`` is anything with ``batch, heads, seq_len, head_dim`` and ``causal``
-    or ``mask`` (optionally ``q_len``, the query count when it differs from
-    N): a harness ``Case``. A mask counts only the pairs it leaves visible, so
-    a causal case does about half the work and ``sliding:W`` about N·W.
-    """
-    n_q = getattr(case, "q_len", None) or case.seq_len
-    pairs = case_mask(case).visible_pairs(n_q, case.seq_len)
-    return 4.0 * case.batch * case.heads * pairs * case.head_dim
 
 
 @dataclass(frozen=True, eq=False)
