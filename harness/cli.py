@@ -41,7 +41,7 @@ from .run.results import ResultsError, load_env, load_results
 from .run.runner import RunError, RunFailed, run_sweep
 from .run.settings import SweepError, normalize
 from .run.sweep import build_sweep, expand
-from .verify.checks import verdict_lines
+from .verify.checks import verdict
 
 # The report (matplotlib, seaborn), the comparison and the pytest-benchmark export are imported by the
 # commands that use them: ~0.7 s that `list`, `check` and a sweep without --report need not pay.
@@ -134,8 +134,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 1
     with tempfile.TemporaryDirectory(prefix="attnbench-check-") as scratch:
         results = run_checks(args.name, device, args.plugin, Path(scratch) / "worker.log")
-    print("\n".join(verdict_lines(args.name, device, results)))
-    return 0 if any(r["passed"] for r in results) and not any(r["passed"] is False for r in results) else 1
+    passed, lines = verdict(args.name, device, results)
+    print("\n".join(lines))
+    return 0 if passed else 1
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

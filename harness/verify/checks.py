@@ -272,8 +272,9 @@ def check_variant(name: str, *, device: str = "cpu") -> list[CheckResult]:
     return [run_check(name, check, device=device) for check in checks_for(spec)]
 
 
-def verdict_lines(name: str, device: str, results: list[dict]) -> list[str]:
-    """``attnbench check``'s output: a line per check (as `CheckResult` dicts), then the verdict."""
+def verdict(name: str, device: str, results: list[dict]) -> tuple[bool, list[str]]:
+    """``attnbench check``'s verdict and output: whether it passed (at least one check ran and none failed or
+    could not run), and a line per check (as `CheckResult` dicts) followed by the verdict in words."""
     marks = {True: "pass", False: "FAIL", None: "n/a "}
     lines = [f"{marks[r['passed']]}  {r['name']:18} {r['detail']}" for r in results]
     failed = [r["name"] for r in results if r["passed"] is False]
@@ -284,4 +285,4 @@ def verdict_lines(name: str, device: str, results: list[dict]) -> list[str]:
         lines.append(f"{name}: no check applies on {device}; nothing was verified")
     else:
         lines.append(f"{name}: every applicable check passed ({len(passed)} of {len(results)} ran)")
-    return lines
+    return bool(passed) and not failed, lines
