@@ -56,7 +56,7 @@ def _add_sweep_flags(p: argparse.ArgumentParser, *, with_grid: bool = True) -> N
     p.add_argument(
         "--rounds",
         help="independent rounds per case, each in a fresh worker process at another time of the sweep "
-        "(default 3; cases whose rounds disagree get up to twice as many)",
+        "(default 3; cases whose rounds disagree get up to two more)",
     )
     p.add_argument("--strict", action="store_true", help="refuse to run on a busy machine (the quiet check fails)")
     p.add_argument("--executor", choices=("local", "ray"), default="local", help="where cases run (default local)")

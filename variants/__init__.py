@@ -7,6 +7,7 @@ Third-party variants register the same way with `register`, from anywhere.
 # Imported for their @register side effects, in listing order.
 from . import chunked, compiled, linear, local, lowrank, naive, performer, sdpa, xformers_mea  # noqa: E402,F401
 from .registry import (
+    ALL_MASKS,
     DTYPES,
     UnknownVariant,
     Unsupported,
@@ -19,6 +20,7 @@ from .registry import (
 )
 
 __all__ = [
+    "ALL_MASKS",
     "DTYPES",
     "UnknownVariant",
     "Unsupported",

@@ -82,7 +82,7 @@ class VariantSpec:
     "O(N)") that the report compares with the fitted exponents. ``params`` are
     bound into every call, so a row's variant name alone reproduces it.
     ``randomized`` variants take a ``seed`` keyword. ``backend(q, k, v,
-    causal=..., scale=...)``, where given, names the kernel a dispatching
+    mask=..., scale=...)``, where given, names the kernel a dispatching
     variant actually runs for those inputs (e.g. SDPA's choice).
     ``delegate_checks`` leaves device and dtype checks to the function, for a
     wrapper whose library gives better reasons than the spec can (xformers);

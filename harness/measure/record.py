@@ -1,6 +1,6 @@
 """`Record`: one row of the results table, and so the table's schema.
 
-The field order is the column order (DESIGN.md "Results table"); `COLUMNS`
+The field order is the column order (docs/results.md lists them); `COLUMNS`
 is derived from it, so a new measurement is one new field here. A record
 carries everything the later stages need -- identity, the variant's declared
 complexity, statuses, statistics, raw samples -- so analysis and the report

@@ -60,8 +60,8 @@ class Sweep:
     input_scale: float = 1.0
     seed: int = 0
     timeout_s: float = 120.0
-    max_time_s: float = 1.0  # per-case cap on the timing loops (harness.timing), shared by its first `rounds` rounds
-    rounds: int = 3  # independent rounds per case (harness.measure.rounds); disagreeing cases get up to twice as many
+    max_time_s: float = 1.0  # per-case cap on the timing loops (harness.measure.timing), shared by its first `rounds` rounds
+    rounds: int = 3  # independent rounds per case (harness.measure.rounds); disagreeing cases get up to two more
     # Trims: "variant" or "variant:mode" -> largest N run; larger N are left out of the grid.
     max_seq_len: dict[str, int] = field(default_factory=dict)
     # Sub-grids, each a table of grid fields over this sweep's: the cases are their union (none: this grid).
