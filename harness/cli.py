@@ -103,10 +103,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print_results(load_results(out))
     print("\n".join(summary_lines(summary)))
     if args.report:
-        from .report.build import build_report
-
-        index = build_report([out], REPORT_ROOT / out.name)
-        print(f"report: {index}")
+        print(f"report: {_write_report([out], REPORT_ROOT / out.name, None)}")
     else:
         print(f"next: attnbench report {shlex.quote(str(out))}")
     failed = {s: n for s, n in summary.counts.items() if s in ("crash", "error", "timeout", "oom")}
@@ -176,18 +173,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_report(runs: list[Path], out: Path, baseline: str | None) -> Path:
+    """The report of ``runs`` in ``out``; a failure to write it (a full disk) is one line: the runs are intact."""
+    from .report.build import build_report
+
+    try:
+        return build_report(runs, out, baseline=baseline)
+    except OSError as exc:
+        again = " ".join(shlex.quote(str(r)) for r in runs)
+        raise RunFailed(f"cannot write the report to {out}: {exc.strerror}; the runs are intact: write it again "
+                        f"with attnbench report {again} --out {shlex.quote(str(out))}") from None  # fmt: skip
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     runs = [Path(r) for r in args.runs]
     out = Path(args.out) if args.out else REPORT_ROOT / "-".join(r.resolve().name for r in runs)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; a report is a directory")
-    try:
-        from .report.build import build_report
-
-        index = build_report(runs, out, baseline=args.baseline)
-    except OSError as exc:
-        raise UsageError(f"cannot write the report to {out}: {exc.strerror}") from None
-    print(f"report: {index}")
+    print(f"report: {_write_report(runs, out, args.baseline)}")
     print(f"summary: {out / 'summary.md'}")
     return 0
 

@@ -1,4 +1,5 @@
-"""A disk that fills at any write of a run, then is freed: one line, nothing finished lost, `--resume` finishes.
+"""A disk that fills at any write of a run or its report, then is freed: one line, nothing finished lost, `--resume`
+(or the report again) finishes.
 
 The disk is real: a small tmpfs mounted for the test (root only; skipped elsewhere), filled by a file that
 leaves ``free`` pages, so the first write past them fails with ENOSPC wherever in the run it falls.
@@ -82,3 +83,17 @@ def test_a_disk_full_at_each_write_then_freed_loses_nothing_and_resume_finishes(
     rounds = [(r["case_id"], len(r["round_medians_s"])) for r in records]  # a disturbed round is taken again
     assert records[: len(kept)] == kept and len({case for case, _ in rounds}) == 2 and len(rounds) == len(set(rounds))
     assert load_results(out)["status"].isin(["ok", "contended"]).all()  # measured (a busy machine may contend)
+
+
+def test_a_disk_full_while_writing_the_report_is_one_line_and_it_can_be_written_again(small_disk, tmp_path):
+    run = tmp_path / "run"
+    assert attnbench("sweep", *TINY, "--out", str(run)).returncode == 0
+    filler = fill(small_disk, 4)  # room for a table or two, not for the figures
+    full = attnbench("report", str(run), "--out", str(small_disk / "report"))
+    errors = [line for line in full.stderr.splitlines() if "error:" in line]
+    assert full.returncode == 1 and "Traceback" not in full.stderr, full.stderr
+    assert len(errors) == 1 and "cannot write the report" in errors[0] and "No space left on device" in errors[0]
+    filler.unlink()
+    again = attnbench("report", str(run), "--out", str(small_disk / "report"))
+    assert again.returncode == 0, again.stderr
+    assert (small_disk / "report" / "figures" / "time_vs_n.png").stat().st_size > 1000

@@ -99,6 +99,9 @@ def make_figures(
             continue
         try:
             figures[name] = _draw(name, ok, colours, ceilings, fits, baseline, out)
+        except OSError:  # a full disk is no fault of the data: the report fails, in one line, and can be written again
+            discard_open_figures()
+            raise
         except Exception as error:  # noqa: BLE001 — the report is written whatever one figure's data holds
             discard_open_figures()
             figures[name] = Omitted(f"could not be drawn ({type(error).__name__}: {error})")
