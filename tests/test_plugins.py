@@ -39,8 +39,8 @@ def test_plugin_file_is_listed_checked_and_swept(tmp_path):
     assert "pass  exact" in check.stdout and "pass  backward" in check.stdout
 
     out = tmp_path / "run"
-    sweep = attnbench("sweep", "--plugin", plugin, "--variants", "test-plugin-attn,sdpa", "--seq-lens", "32,64,128",
-                      "--heads", "2", "--max-time", "0.05", "--out", str(out), "--report", cwd=tmp_path)  # fmt: skip
+    sweep = attnbench("sweep", "--plugin", plugin, "--variants", "test-plugin-attn,sdpa", "--seq-lens", "32,64,128", "--heads",
+                      "2", "--max-time", "0.05", "--rounds", "1", "--out", str(out), "--report", cwd=tmp_path)  # fmt: skip
     assert sweep.returncode == 0, sweep.stderr
     frame = pd.read_parquet(out / "results.parquet")
     mine = frame[frame["variant"] == "test-plugin-attn"]
@@ -150,7 +150,7 @@ def test_contract_breakers_get_a_clear_line_and_the_rest_still_runs(tmp_path):
     # Output contracts are caught on the first call, in the worker: one error row each, with the reason.
     out = tmp_path / "run"
     sweep = attnbench("sweep", "--plugin", path, "--variants", "test-fine,test-bad-shape,test-bad-dtype",
-                      "--seq-lens", "32", "--heads", "1", "--max-time", "0.05", "--out", str(out))  # fmt: skip
+                      "--seq-lens", "32", "--heads", "1", "--max-time", "0.05", "--rounds", "1", "--out", str(out))  # fmt: skip
     assert sweep.returncode == 0, sweep.stderr
     rows = pd.read_parquet(out / "results.parquet").set_index("variant")
     assert rows.loc["test-fine", "status"] == "ok"

@@ -103,7 +103,7 @@ def test_crash_timeout_and_oom_are_rows_and_the_sweep_goes_on(tmp_path, cli_env)
     result = attnbench(
         [
             "sweep", "--plugin", PLUGIN, "--variants", "test-segfault,test-sleeper,test-hog,sdpa",
-            "--seq-lens", "32,64", "--heads", "1", "--max-time", "0.05", "--timeout", "5", "--out", str(out),
+            "--seq-lens", "32,64", "--heads", "1", "--max-time", "0.05", "--timeout", "5", "--rounds", "1", "--out", str(out),
         ],
         cli_env,
     )  # fmt: skip
