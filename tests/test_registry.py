@@ -141,3 +141,19 @@ def test_sdpa_reports_the_backend_that_runs():
         assert spec.backend(q, q, torch.randn(1, 2, 64, 16)) == "math"
     assert get_variant("sdpa-math").backend(q, q, q) == "math"
     assert variants.get_variant("sdpa-flash").backend(q, q, q) == "flash_attention"
+
+
+def test_only_the_name_and_exactness_are_required():
+    @register("test-bare", exact=True)
+    def bare(q, k, v, *, causal=False, scale=None):
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale)
+
+    try:
+        spec = get_variant("test-bare")
+        assert spec.family == "test_registry" and spec.time is None and spec.memory is None  # named after its module
+        q = torch.randn(1, 2, 8, 4)
+        assert torch.allclose(
+            spec(q, q, q, causal=True), torch.nn.functional.scaled_dot_product_attention(q, q, q, is_causal=True)
+        )
+    finally:
+        unregister("test-bare")

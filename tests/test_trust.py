@@ -75,8 +75,21 @@ def test_quiet_check_names_a_busy_machine():
     assert busy["busy"] and "run queue" in busy["busy"], busy
 
 
-SWEEP = ["sweep", "--variants", "naive,sdpa", "--seq-lens", "256,512", "--heads", "4", "--threads", "2", "--max-time", "0.3",
-         "--rounds", "1"]  # one round (and the extra ones a disturbed round earns): contention within a round is the subject
+SWEEP = [
+    "sweep",
+    "--variants",
+    "naive,sdpa",
+    "--seq-lens",
+    "256,512",
+    "--heads",
+    "4",
+    "--threads",
+    "2",
+    "--max-time",
+    "0.3",
+    "--rounds",
+    "1",
+]  # one round (and the extra ones a disturbed round earns): contention within a round is the subject
 
 
 def test_sweep_under_a_cpu_hog_is_never_silently_inflated(tmp_path):

@@ -10,15 +10,10 @@ original contract) or ``mask=`` (a `variants.masks.Mask`, for every mask it
 declares). Callers always pass ``mask=`` (a spec string or a Mask) or the
 ``causal=True`` shorthand; the spec hands the function the form it takes.
 
-`register` returns the function unchanged, so registrations stack: one
-implementation with a parameter becomes several named configurations
-(``performer-64``, ``performer-256``), each binding its ``params``.
-
-Callers go through the spec, never the bare function: ``get_variant(name)(q, k,
-v, causal=..., scale=..., seed=...)`` first enforces what the spec declares
-(device, dtype, causal, backward) by raising `Unsupported`, then calls the
-function with the spec's parameters bound. So a variant author declares support
-once and every caller -- tests, the runner, the report -- gets the same checks.
+`register` returns the function unchanged, so registrations stack (``performer-64``, ``performer-256``, each
+binding its ``params``). Callers go through the spec, never the bare function: ``get_variant(name)(q, k, v,
+mask=..., scale=..., seed=...)`` first enforces what the spec declares (device, dtype, mask, backward) by
+raising `Unsupported`, then calls the function with its parameters bound: declared once, checked for every caller.
 """
 
 from __future__ import annotations
@@ -104,8 +99,8 @@ class VariantSpec:
     fn: Callable[..., torch.Tensor]
     family: str
     exact: bool
-    time: str
-    memory: str
+    time: str | None  # declared classes, e.g. "O(N^2 d)"; None: fits say "no declared class"
+    memory: str | None
     devices: tuple[str, ...] = ("cpu", "cuda")
     dtypes: tuple[str, ...] = tuple(DTYPES)
     causal: bool = True
@@ -210,14 +205,18 @@ _REGISTRY: dict[str, VariantSpec] = {}
 def register(
     name: str,
     *,
-    family: str,
     exact: bool,
-    time: str,
-    memory: str,
+    family: str | None = None,
+    time: str | None = None,
+    memory: str | None = None,
     params: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
     """Register ``fn`` under ``name``; returns ``fn`` unchanged (so decorators stack).
+
+    Only the name and ``exact`` are required. ``family`` defaults to the defining module's name ("plugin"
+    for a ``--plugin`` file); ``time`` and ``memory`` are the declared classes the report's fits are held
+    to, and without them a variant is fitted and reported with no declared class.
 
     ``params`` are bound as keyword arguments on every call. Other ``options``
     are `VariantSpec` fields (devices, dtypes, causal, backward, requires,
@@ -253,7 +252,7 @@ def register(
         _REGISTRY[name] = VariantSpec(
             name=name,
             fn=bound,
-            family=family,
+            family=family or _family_of(fn),
             exact=exact,
             time=time,
             memory=memory,
@@ -265,6 +264,12 @@ def register(
         return fn
 
     return decorator
+
+
+def _family_of(fn: Callable[..., torch.Tensor]) -> str:
+    """A family named after the module defining ``fn``: "sdpa" for variants.sdpa, "plugin" for a --plugin file."""
+    module = getattr(fn, "__module__", None) or "plugin"
+    return "plugin" if module.startswith("attnbench_plugin_") or module == "__main__" else module.rsplit(".", 1)[-1]
 
 
 def _takes_mask(fn: Callable[..., torch.Tensor]) -> bool:

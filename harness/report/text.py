@@ -81,6 +81,8 @@ def variants_text(rows: list[dict[str, Any]]) -> str:
         {
             **r,
             "exact": "yes" if r["exact"] else "no",
+            "time": r["time"] or "-",  # no declared class
+            "memory": r["memory"] or "-",
             "masks": "all" if len(r["masks"]) == 6 else ",".join(r["masks"]),
             "devices": ",".join(r["devices"]),
             "params": ",".join(f"{k}={v}" for k, v in r["params"].items()) or "-",
