@@ -32,7 +32,7 @@ def fresh_process_ratios(name: str, n: int) -> tuple[list[float], list[float]]:
     code = (
         "import json\n"
         "from harness.measure.allocator import pin_allocator; pin_allocator()\n"
-        f"from harness.verify.selfcheck import paired_ratios; print(json.dumps(paired_ratios({name!r}, {n})))"
+        f"from harness.bench.selfcheck import paired_ratios; print(json.dumps(paired_ratios({name!r}, {n})))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr

@@ -32,7 +32,7 @@ A case noisier than the machine keeps most of its own variance; a quiet one
 is not credited with luck. Rounds of one sweep lie within minutes of each
 other; a rerun does not, and reads differently by more than the rounds'
 spread predicts: three back-to-back runs of a 20-case sweep on the 2-core VM
-(`harness.reprocheck`) differed by a run-level standard deviation of about
+(`harness.bench.reprocheck`) differed by a run-level standard deviation of about
 3.5 %, 1.6 times the rounds' own standard error, which no single run can
 measure. So the standard error of a row's time adds a run-level variance
 assumed equal to the rounds' (``RUN_LEVEL``): the interval covers what

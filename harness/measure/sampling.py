@@ -30,7 +30,7 @@ ROUND_TARGET_CI = 0.05  # and the median's interval one of several rounds stops 
 ROUND_TARGET_CI = 0.05  # and the median's interval one of several rounds stops at
 MIN_TIME_S = 0.02
 TARGET_CI = 0.025  # stop once the median's 95% interval is within +-2.5%
-TARGET_IQR_RATIO = 0.05  # torch.utils.benchmark's adaptive threshold, for comparisons (harness.verify.selfcheck)
+TARGET_IQR_RATIO = 0.05  # torch.utils.benchmark's adaptive threshold, for comparisons (harness.bench.selfcheck)
 SLOW_CALL_S = 1.0
 SLOW_CALL_SAMPLES = 3
 

@@ -1,6 +1,6 @@
 """Check the measurement core against independent references and print the figures.
 
-    python -m harness.verify.selfcheck [--device cpu|cuda]
+    python -m harness.bench.selfcheck [--device cpu|cuda]
 
 1. the harness timer's median over a reference timer's, same op, same
    threads, same process (alternating, so drifts in machine speed hit both):
@@ -109,7 +109,7 @@ def measured_peak_bytes(name: str, n: int, *, causal: bool = False, device: str 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.verify.selfcheck", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m harness.bench.selfcheck", description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():

@@ -1,6 +1,6 @@
 """Time to precision: the harness timer against ``torch.utils.benchmark`` on the same cases.
 
-    python -m harness.verify.timercheck [--rounds 3] [--threads N]
+    python -m harness.bench.timercheck [--rounds 3] [--threads N]
 
 For each case, in one process with the same threads and alternating which
 goes first: the wall time each timer takes to stop (warm-up included) --
@@ -61,7 +61,7 @@ def _theirs(call) -> tuple[float, float, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.verify.timercheck", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m harness.bench.timercheck", description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="alternating pairs per case (default 3)")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)

@@ -1,11 +1,11 @@
 """Print how well a sweep's numbers reproduce: A/A, A/B and the coverage of its stated intervals.
 
-    python -m harness.reprocheck [--out DIR] [--rounds 3] [--threshold 0.10]
+    python -m harness.bench.reprocheck [--out DIR] [--rounds 3] [--threshold 0.10]
 
 Runs one 20-case sweep (naive, sdpa, chunked-online, linear-elu and
 performer-64 at N = 256, 512, 1024, 2048; fp32 forward, B=1, H=8, D=64)
 three times back to back, then once more with each variant made 30 % slower
-on purpose (`harness.verify.plus30`), and prints:
+on purpose (`harness.bench.plus30`), and prints:
 
 - A/A: for each pair of the three identical runs, how many of the 20 cases
   `attnbench compare` calls a regression or an improvement (target: at most
@@ -36,11 +36,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from .analyze.compare import compare_runs
-from .run.results import load_results
-from .run.runner import run_sweep
-from .run.sweep import build_sweep
-from .verify import plus30
+from ..analyze.compare import compare_runs
+from ..run.results import load_results
+from ..run.runner import run_sweep
+from ..run.sweep import build_sweep
+from . import plus30
 
 VARIANTS = list(plus30.SLOWED)
 SEQ_LENS = "256,512,1024,2048"
@@ -84,7 +84,7 @@ def coverage(first: pd.DataFrame, later: pd.DataFrame, adjusted: bool) -> tuple[
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.reprocheck", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m harness.bench.reprocheck", description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="folder for the four runs (default: a temporary one)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threshold", type=float, default=0.10)

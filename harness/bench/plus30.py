@@ -1,4 +1,4 @@
-"""A plugin for `harness.reprocheck`'s A/B test: built-in variants made 30 % slower on purpose.
+"""A plugin for `harness.bench.reprocheck`'s A/B test: built-in variants made 30 % slower on purpose.
 
 Each ``<name>-plus30`` calls the built-in, then the built-in again on 30 % of
 the problem, and returns the first answer: the same output for 1.3 x the

@@ -1,6 +1,6 @@
 """Print the speed and memory ratios the built-in variants are held to.
 
-    python -m harness.verify.speedcheck [--seq-len 4096] [--rounds 7] [--threads N]
+    python -m harness.bench.speedcheck [--seq-len 4096] [--rounds 7] [--threads N]
 
 fp32, B=1, H=8, D=64, forward, non-causal. Variants are timed in interleaved
 rounds (each round calls every variant once, after one untimed warm-up call)
@@ -63,7 +63,7 @@ def peak_bytes(name: str, n: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.verify.speedcheck", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m harness.bench.speedcheck", description=__doc__.splitlines()[0])
     parser.add_argument("--seq-len", type=int, default=4096)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")

@@ -1,6 +1,6 @@
 """Print the figures masks, grouped heads and decoding are held to.
 
-    python -m harness.verify.workloadcheck [--rounds 7] [--threads N]
+    python -m harness.bench.workloadcheck [--rounds 7] [--threads N]
 
 1. A banded mask must skip hidden work: chunked-online with ``sliding:128``
    at N=4096 (fp32, B=1, H=8, D=64, forward) against the same call with no
@@ -56,7 +56,7 @@ def interleaved_medians(calls: dict[str, callable], rounds: int) -> dict[str, fl
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.verify.workloadcheck", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m harness.bench.workloadcheck", description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     args = parser.parse_args(argv)
