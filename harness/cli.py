@@ -208,8 +208,9 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     print(f"attnbench: warning: {message}", file=sys.stderr)
 
 
-class Terminated(Exception):
-    """SIGTERM arrived: unwind like Ctrl-C, so workers and their fork servers are ended on the way out."""
+class Terminated(BaseException):
+    """SIGTERM arrived: unwind like Ctrl-C (a BaseException, so no ``except Exception`` on the way swallows it),
+    ending workers and their fork servers on the way out."""
 
 
 def _terminate(signum, frame) -> None:

@@ -104,3 +104,13 @@ def test_a_field_of_mixed_types_no_table_knows_is_kept_on_resume(run, tmp_path, 
     assert code == 0, err
     table = pd.read_parquet(copy / "results.parquet").set_index("case_id")
     assert table["extra"].to_dict() == {cases[0]: "1", cases[1]: '"two"'}  # as JSON text: parquet holds one type
+
+
+def test_a_hand_edited_record_with_scalars_where_lists_belong_is_an_error_row(run, tmp_path, capsys):
+    copy = copy_of(run, tmp_path, tables=False)
+    records = [json.loads(line) for line in (copy / "cases.jsonl").read_text().splitlines()]
+    for record in records:
+        record["time_samples_s"], record["time_median_s"] = 5, [1e-5]  # a number for the list, a list for the number
+    (copy / "cases.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    code, out, err = attnbench(capsys, "show", str(copy))
+    assert code == 0 and "★" not in out.split("★ fastest")[0] and re.search(r"│\s*error\s*│", out), (out, err)

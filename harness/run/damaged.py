@@ -12,17 +12,19 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pandas as pd
 
 
 def _samples(value) -> list:
-    if value is None or isinstance(value, float | str):
-        return []
-    return list(value)
+    return list(value) if isinstance(value, list | tuple | np.ndarray) else []
 
 
 def _why_damaged(row) -> str | None:
-    time = pd.to_numeric(row["time_median_s"], errors="coerce")
+    try:
+        time = float(row["time_median_s"])
+    except (TypeError, ValueError):
+        time = math.nan
     if not (math.isfinite(time) and time > 0):
         return f"time_median_s is {row['time_median_s']!r}"
     samples = _samples(row["time_samples_s"])
@@ -47,5 +49,5 @@ def distrust_damaged(frame: pd.DataFrame) -> pd.DataFrame:
 def storable(frame: pd.DataFrame, known: list[str]) -> pd.DataFrame:
     """``frame`` with every column outside ``known`` that mixes types (a field a plugin or a hand edit added)
     written as JSON text, which parquet can hold."""
-    mixed = [c for c in frame.columns if c not in known and frame[c].map(lambda v: type(v).__name__).nunique() > 1]
+    mixed = [c for c in frame.columns if c not in known and frame[c].dropna().map(lambda v: type(v).__name__).nunique() > 1]
     return frame.assign(**{c: frame[c].map(lambda v: json.dumps(v, default=str)) for c in mixed})

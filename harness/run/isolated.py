@@ -49,15 +49,20 @@ class Errands:
 def write_attention_maps(run_dir: Path, cases: list[Case], plugins: list[str], timeout: float, memory_limit: int = 0) -> None:
     """``attention_maps.json``: exact softmax's and each swept variant's implied attention
     matrix (`harness.measure.attention_map`), computed on the CPU in a worker, non-causal and causal."""
-    workers: dict[tuple, Errands] = {}  # one worker per plugin (and one for the built-ins): no plugin reaches another's
-    maps: dict[str, dict] = {"non_causal": {}, "causal": {}}
+    groups: dict[tuple, list[str]] = {}  # one worker per plugin (and one for the built-ins): no plugin reaches another's
     for name in ["exact"] + sorted({c.variant for c in cases}):
-        own = tuple(plugins_for([name], plugins))
-        errands = workers.setdefault(own, Errands(list(own), run_dir / LOG_FILE, memory_limit, timeout))
-        for key, causal in (("non_causal", False), ("causal", True)):
-            maps[key][name] = errands.ask({"map": name, "causal": causal})
-    for errands in workers.values():
-        errands.close()
+        groups.setdefault(tuple(plugins_for([name], plugins)), []).append(name)
+    maps: dict[str, dict] = {"non_causal": {}, "causal": {}}
+    for own, names in groups.items():
+        errands = Errands(list(own), run_dir / LOG_FILE, memory_limit, timeout)
+        try:
+            for name in names:
+                for key, causal in (("non_causal", False), ("causal", True)):
+                    maps[key][name] = errands.ask({"map": name, "causal": causal})
+        finally:
+            errands.close()
+    order = lambda name: (name != "exact", name)  # noqa: E731 - exact first, then by name, whichever worker drew it
+    maps = {key: {name: by_name[name] for name in sorted(by_name, key=order)} for key, by_name in maps.items()}
     write_text_atomic(run_dir / MAPS_FILE, json.dumps(maps))
 
 

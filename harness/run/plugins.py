@@ -35,6 +35,7 @@ from variants.masks import NONE
 ENTRY_POINT_GROUP = "attnbench.variants"
 _discovered = False
 _origins: dict[str, str] = {}  # variant name -> the --plugin target that registered it
+_loaded: set[str] = set()  # the --plugin targets loaded in this process
 
 
 class PluginError(Exception):
@@ -83,6 +84,7 @@ def load_plugin(target: str, *, probe: bool = True) -> ModuleType:
     finally:
         _drop_broken(set(list_variants()) - before, target)
     _origins.update(dict.fromkeys(set(list_variants()) - before, target))
+    _loaded.add(target)
     return module
 
 
@@ -91,7 +93,7 @@ def plugins_for(variants: list[str] | set[str], plugins: list[str]) -> list[str]
 
     A plugin's side effects (a patched clock, a changed default dtype) then reach only its own variants. Where
     a plugin was not loaded in this process (a Ray node's copy), what it registered is unknown: all of them."""
-    if not set(plugins) <= set(_origins.values()):
+    if not set(plugins) <= _loaded:
         return list(plugins)
     wanted = {_origins.get(name) for name in variants}
     return [plugin for plugin in plugins if plugin in wanted]
@@ -124,9 +126,15 @@ def _ends_no_process(target: str) -> None:
         os.write(write, b"returned")
         os._exit(0)
     os.close(write)
-    with os.fdopen(read, "rb") as pipe:
-        returned = pipe.read()
-    _, status = os.waitpid(pid, 0)
+    try:
+        _, status = os.waitpid(pid, 0)  # first: a process the plugin started may hold the pipe open for long
+        os.set_blocking(read, False)
+        try:
+            returned = os.read(read, 64)
+        except BlockingIOError:
+            returned = b""
+    finally:
+        os.close(read)
     if not returned:
         code = os.waitstatus_to_exitcode(status)
         how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"

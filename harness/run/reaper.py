@@ -34,7 +34,11 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
 def children() -> list[int]:
     """The pids whose parent is this process (from /proc: a stray's parent is not known to us otherwise)."""
     me, found = os.getpid(), []
-    for entry in os.scandir("/proc"):
+    try:
+        entries = list(os.scandir("/proc"))
+    except OSError:  # no /proc (not Linux): nothing to find, and nothing was reparented here either
+        return []
+    for entry in entries:
         if entry.name.isdigit():
             try:
                 with open(f"/proc/{entry.name}/stat", "rb") as stat:

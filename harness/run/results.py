@@ -151,6 +151,8 @@ def to_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
             stacklevel=2,
         )
     rows = list(latest.values())
+    for row in rows:  # a hand-edited record: what is not a list where one belongs is none (the row is then distrusted)
+        row.update({c: [] for c in LIST_COLUMNS if c in row and not isinstance(row[c], list)})
     summarize_run(rows)
     return with_all_columns(pd.DataFrame.from_records(rows))
 
