@@ -142,7 +142,7 @@ def test_resume_with_other_settings_names_them(tmp_path):
 def test_workers_are_capped_and_leave_nothing_running(tmp_path):
     out, pidfile = tmp_path / "run", tmp_path / "child.pid"
     result = attnbench("sweep", "--plugin", GARBAGE, "--plugin", MISBEHAVING, "--variants", "test-spawner,test-chatty,test-hog",
-                       "--seq-lens", "32", "--heads", "1", "--max-time", "0.05", "--out", str(out),
+                       "--seq-lens", "32", "--heads", "1", "--max-time", "0.05", "--rounds", "1", "--out", str(out),
                        env={"ATTNBENCH_TEST_PIDFILE": str(pidfile)})  # fmt: skip
     assert result.returncode == 0, result.stderr
     # a variant's child process ends with its worker's process group

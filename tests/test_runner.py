@@ -136,7 +136,7 @@ def test_trimmed_quick_preset_end_to_end(tmp_path, cli_env):
     out = tmp_path / "quick"
     result = attnbench(
         ["sweep", "--preset", "quick", "--seq-lens", "64,128", "--variants", "naive,sdpa,linear-elu,performer-64",
-         "--max-time", "0.05", "--out", str(out)],
+         "--max-time", "0.05", "--rounds", "2", "--out", str(out)],  # two rounds: rounds at work, at two thirds the cost
         cli_env,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
