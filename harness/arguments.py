@@ -6,8 +6,7 @@ import argparse
 import importlib.metadata
 
 from .analyze.compare import METRICS
-from .run.settings import FLAG_NAMES
-from .run.sweep import SWEEP_FIELDS
+from .measure.fields import FIELDS
 
 
 def _version() -> str:
@@ -24,10 +23,8 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-# argparse attribute -> Sweep field: "--max-time" gives args.max_time for max_time_s (settings.FLAG_NAMES).
-SWEEP_FLAGS = {
-    FLAG_NAMES.get(f, "--" + f).removeprefix("--").replace("-", "_"): f for f in SWEEP_FIELDS if f not in ("max_seq_len", "grids")
-}
+# The sweep fields with a flag, each stored under its own name (args.max_time_s for --max-time).
+SWEEP_FLAGS = [f.name for f in FIELDS if f.option]
 
 
 def _plugin_flag(p: argparse.ArgumentParser) -> None:
@@ -39,46 +36,15 @@ def _add_sweep_flags(p: argparse.ArgumentParser, *, with_grid: bool = True) -> N
     p.add_argument("--out", help="run directory (default results/<preset>-<time>; sweep-<time> for a custom grid)")
     p.add_argument("--resume", action="store_true", help="finish a killed sweep in --out: run only unrecorded cases")
     _plugin_flag(p)
-    p.add_argument("--threads", help="torch threads per worker (default: torch's own)")
-    p.add_argument(
-        "--allocator",
-        help="pinned (default: malloc kept on the heap, a caching allocator's steady "
-        "state) or system (glibc's defaults, as in a plain Python process)",
-    )
-    p.add_argument(
-        "--cuda-graphs",
-        action="store_true",
-        default=None,
-        help="time CUDA cases as replays of a CUDA graph: the kernels without the host's launch gaps",
-    )
-    p.add_argument("--timeout", help="seconds per case before its worker is killed")
-    p.add_argument("--max-time", help="seconds per case for the timing loops' cap, shared by its first --rounds rounds")
-    p.add_argument(
-        "--rounds",
-        help="independent rounds per case, each in a fresh worker process at another time of the sweep "
-        "(default 3; cases whose rounds disagree get up to two more)",
-    )
     p.add_argument("--strict", action="store_true", help="refuse to run on a busy machine (the quiet check fails)")
     p.add_argument("--executor", choices=("local", "ray"), default="local", help="where cases run (default local)")
     p.add_argument("--ray-address", metavar="HOST:PORT", help="the Ray cluster's head (default: a local Ray instance)")
-    if not with_grid:
-        p.set_defaults(config=None, **dict.fromkeys(flag for flag in SWEEP_FLAGS if p.get_default(flag) is None))
-        return
-    p.add_argument("--config", help="sweep TOML file (keys: the Sweep fields)")
-    p.add_argument("--variants", help="comma-separated names, or 'all' (default: all available)")
-    p.add_argument("--seq-lens", help="128,256,512 or 128:8192:x2")
-    p.add_argument("--batch", help="comma-separated batch sizes")
-    p.add_argument("--heads", help="comma-separated head counts")
-    p.add_argument("--head-dim", help="comma-separated head dims")
-    p.add_argument("--dtype", help="comma-separated: float32,bfloat16,float16,float64")
-    p.add_argument("--causal", help="comma-separated: false,true (the older spelling of --mask none,causal)")
-    p.add_argument("--mask", help="comma-separated: none,causal,causal-br,sliding:W,document:K,prefix:P")
-    p.add_argument("--kv-heads", help="comma-separated key/value head counts, each dividing --heads (grouped-query)")
-    p.add_argument("--mode", help="comma-separated: fwd,fwd_bwd,decode")
-    p.add_argument("--q-len", help="queries of a decode case, at the end of the N keys (default 1)")
-    p.add_argument("--device", help="comma-separated: cpu,cuda")
-    p.add_argument("--input-scale", help="standard deviation of the Gaussian inputs")
-    p.add_argument("--seed", help="seed of inputs and random projections")
+    if with_grid:
+        p.add_argument("--config", help="sweep TOML file (keys: the Sweep fields)")
+    p.set_defaults(config=None, **dict.fromkeys(SWEEP_FLAGS))  # a flag not given is None: the preset's value stands
+    for f in FIELDS:  # the quick start takes how to measure, not what
+        if f.option and (with_grid or not f.workload):
+            p.add_argument(f.option, dest=f.name, help=f.help, **({"action": "store_true", "default": None} if f.switch else {}))
 
 
 def build_parser() -> argparse.ArgumentParser:

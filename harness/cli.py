@@ -30,6 +30,8 @@ from .arguments import SWEEP_FLAGS, build_parser
 from .measure.allocator import pin_allocator
 from .measure.ceilings import cache_path, calibrate
 from .measure.device import DeviceError, check_device, device_name
+from .measure.fields import BY_NAME
+from .measure.parsers import SweepError
 from .measure.record import MEASURED
 from .measure.threads import thread_count
 from .report.console import print_results
@@ -39,7 +41,6 @@ from .run.plugins import PluginError, load_plugins
 from .run.progress import Progress, summary_lines
 from .run.results import ResultsError, load_env, load_results
 from .run.runner import RunError, RunFailed, run_sweep
-from .run.settings import SweepError, normalize
 from .run.sweep import build_sweep, expand
 from .verify.checks import verdict
 
@@ -71,7 +72,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     device = check_device(args.device)
-    threads = torch.get_num_threads() if args.threads is None else normalize("threads", args.threads)
+    threads = torch.get_num_threads() if args.threads is None else BY_NAME["threads"].normalize(args.threads)
     pin_allocator()
     print(f"calibrating {device} ({device_name(device)}, {threads} threads)...", file=sys.stderr)
     with thread_count(threads):
@@ -86,7 +87,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def _sweep_from_args(args: argparse.Namespace):
     load_plugins(args.plugin)  # before the sweep is checked: plugin variants are valid names
-    overrides = {field: getattr(args, flag) for flag, field in SWEEP_FLAGS.items()}
+    overrides = {name: getattr(args, name) for name in SWEEP_FLAGS}
     sweep = build_sweep(args.preset, args.config, **overrides)
     if not expand(sweep):
         raise UsageError("the sweep has no cases: no requested variant is available on the requested devices")
@@ -95,7 +96,7 @@ def _sweep_from_args(args: argparse.Namespace):
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     sweep = _sweep_from_args(args)
-    custom = args.config or any(getattr(args, flag) is not None for flag in SWEEP_FLAGS)
+    custom = args.config or any(getattr(args, name) is not None for name in SWEEP_FLAGS)
     name = args.preset or ("sweep" if custom else "quick")  # a custom grid is not the quick preset's run
     out = Path(args.out) if args.out else RESULTS_ROOT / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     summary = run_sweep(sweep, out, resume=args.resume, plugins=args.plugin, progress=Progress(), strict=args.strict,

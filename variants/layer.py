@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .masks import NONE, Mask, parse_mask
 from .registry import get_variant
 
 
@@ -30,14 +31,14 @@ class SelfAttention(nn.Module):
         *,
         heads: int = 1,
         variant: str = "naive",
-        causal: bool = False,
+        mask: Mask | str = NONE,
         seed: int = 0,
     ) -> None:
         super().__init__()
         d_v = d_k if d_v is None else d_v
         if d_k % heads or d_v % heads:
             raise ValueError(f"heads={heads} must divide d_k={d_k} and d_v={d_v}")
-        self.heads, self.causal, self.seed = heads, causal, seed
+        self.heads, self.mask, self.seed = heads, parse_mask(mask), seed
         self.core = get_variant(variant)
         self.w_q = nn.Linear(d_model, d_k, bias=False)
         self.w_k = nn.Linear(d_model, d_k, bias=False)
@@ -51,8 +52,8 @@ class SelfAttention(nn.Module):
         """x (B, N, d_model) -> (B, N, d_v)."""
         B, N, _ = x.shape
         q, k, v = self._split(self.w_q(x)), self._split(self.w_k(x)), self._split(self.w_v(x))
-        out = self.core(q, k, v, causal=self.causal, seed=self.seed)  # (B, H, N, d_v/H)
+        out = self.core(q, k, v, mask=self.mask, seed=self.seed)  # (B, H, N, d_v/H)
         return out.transpose(1, 2).reshape(B, N, -1)  # (B, N, d_v)
 
     def extra_repr(self) -> str:
-        return f"variant={self.core.name!r}, heads={self.heads}, causal={self.causal}"
+        return f"variant={self.core.name!r}, heads={self.heads}, mask={self.mask.spec!r}"

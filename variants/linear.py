@@ -19,6 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .masks import CAUSAL, NONE, Mask
 from .registry import Unsupported, register
 
 
@@ -73,7 +74,7 @@ def kernel_flops(case: Any, features: int) -> float:
     params={"chunk": 64},
     flops=lambda case: kernel_flops(case, case.head_dim),
 )
-def linear_elu(q, k, v, *, causal: bool = False, scale: float | None = None, chunk: int = 64) -> torch.Tensor:
+def linear_elu(q, k, v, *, mask: Mask = NONE, scale: float | None = None, chunk: int = 64) -> torch.Tensor:
     """Linear attention with phi(x) = elu(x) + 1 (Katharopoulos et al. 2020).
 
     q, k: (B, H, N_q|N_kv, D); v: (B, H, N_kv, D_v) -> (B, H, N_q, D_v).
@@ -82,4 +83,4 @@ def linear_elu(q, k, v, *, causal: bool = False, scale: float | None = None, chu
     """
     if scale is not None:
         raise Unsupported("linear-elu has no softmax temperature; scale must be None")
-    return linear_attention(F.elu(q) + 1, F.elu(k) + 1, v, causal=causal, chunk=chunk)
+    return linear_attention(F.elu(q) + 1, F.elu(k) + 1, v, causal=mask == CAUSAL, chunk=chunk)

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from .common import made_once, softmax_scale
+from .masks import NONE, Mask
 from .registry import register
 
 PINV_ITERATIONS = 6  # Xiong et al.: six iterations reach the pseudo-inverse to within fp32 for attention
@@ -81,7 +82,7 @@ def nystrom_flops(case: Any, m: int) -> float:
           masks=("none",), flops=lambda case: nystrom_flops(case, 64))  # fmt: skip
 @register("nystrom-32", family="nystrom", exact=False, time="O(N m d)", memory="O(N m)", params={"landmarks": 32},
           masks=("none",), flops=lambda case: nystrom_flops(case, 32))  # fmt: skip
-def nystrom(q, k, v, *, causal: bool = False, scale: float | None = None, landmarks: int = 64,
+def nystrom(q, k, v, *, mask: Mask = NONE, scale: float | None = None, landmarks: int = 64,
             iterations: int = PINV_ITERATIONS) -> torch.Tensor:  # fmt: skip
     """Nyström attention with ``landmarks`` segment-mean landmarks (Xiong et al. 2021).
 
@@ -123,7 +124,7 @@ def linformer_flops(case: Any, rows: int) -> float:
           masks=("none",), randomized=True, flops=lambda case: linformer_flops(case, 256))  # fmt: skip
 @register("linformer-128", family="linformer", exact=False, time="O(N k d)", memory="O(N k)", params={"rows": 128},
           masks=("none",), randomized=True, flops=lambda case: linformer_flops(case, 128))  # fmt: skip
-def linformer(q, k, v, *, causal: bool = False, scale: float | None = None, seed: int = 0, rows: int = 256):
+def linformer(q, k, v, *, mask: Mask = NONE, scale: float | None = None, seed: int = 0, rows: int = 256):
     """Linformer attention: K and V projected along N to ``rows`` rows by one seeded averaging projection.
 
     q, k: (B, H, N_q|N_kv, D); v: (B, H, N_kv, D_v) -> (B, H, N_q, D_v).

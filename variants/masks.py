@@ -4,7 +4,7 @@ With query i in [0, N_q), key j in [0, N_kv) and o = N_kv - N_q (the offset
 that aligns the last query with the last key), query i sees key j when:
 
     none          always
-    causal        j <= i                     (top-left: what ``causal=True`` means)
+    causal        j <= i                     (top-left, as ``is_causal=True`` in SDPA)
     causal-br     j <= i + o                 (bottom-right, FlashAttention >= 2.1, decoding)
     sliding:W     i + o - W < j <= i + o     (the W most recent keys)
     document:K    K equal packed documents over the keys, causal within each:
@@ -120,33 +120,26 @@ NONE = Mask("none")
 CAUSAL = Mask("causal")
 
 
-def parse_mask(spec: str | Mask | None = None, *, causal: bool = False) -> Mask:
-    """A `Mask` from a spec ("none", "causal", "causal-br", "sliding:W", "document:K", "prefix:P"),
-    a `Mask`, or None; ``causal=True`` is shorthand for "causal". `MaskError` for anything else."""
+def parse_mask(spec: str | Mask | None = None) -> Mask:
+    """The one parser: a `Mask` from a spec ("none", "causal", "causal-br", "sliding:W", "document:K",
+    "prefix:P"), a `Mask` (returned as it is), or None ("none"). `MaskError` for anything else."""
     if isinstance(spec, Mask):
-        mask = spec
-    elif spec is None or spec == "none":
-        mask = NONE
-    elif not isinstance(spec, str):
+        return spec
+    if spec is None or spec == "none":
+        return NONE
+    if not isinstance(spec, str):
         raise MaskError(f"a mask is a spec string, got {spec!r}")
-    else:
-        kind, _, size = spec.strip().partition(":")
-        if kind not in KINDS:
-            raise MaskError(f"unknown mask {spec!r}; known: none, causal, causal-br, sliding:W, document:K, prefix:P")
-        if kind in SIZED:
-            letter = SIZED[kind]
-            if not size.isdigit() or int(size) < 1 or int(size) > 2**31 - 1:
-                raise MaskError(f"mask {spec!r}: {kind}:{letter} takes a positive integer {letter}")
-            mask = Mask(kind, int(size))
-        elif size:
-            raise MaskError(f"mask {spec!r}: {kind} takes no size")
-        else:
-            mask = Mask(kind)
-    if causal and mask != CAUSAL:
-        if mask != NONE:
-            raise MaskError(f"causal=True and mask {mask.spec!r} together: give the mask alone")
-        return CAUSAL
-    return mask
+    kind, _, size = spec.strip().partition(":")
+    if kind not in KINDS:
+        raise MaskError(f"unknown mask {spec!r}; known: none, causal, causal-br, sliding:W, document:K, prefix:P")
+    if kind in SIZED:
+        letter = SIZED[kind]
+        if not size.isdigit() or int(size) < 1 or int(size) > 2**31 - 1:
+            raise MaskError(f"mask {spec!r}: {kind}:{letter} takes a positive integer {letter}")
+        return Mask(kind, int(size))
+    if size:
+        raise MaskError(f"mask {spec!r}: {kind} takes no size")
+    return Mask(kind)
 
 
 def tile_rows(lo: torch.Tensor, hi: torch.Tensor, k0: int, k1: int) -> tuple[int, int, int, int]:

@@ -19,6 +19,7 @@ import torch
 
 from .common import made_once, softmax_scale
 from .linear import kernel_flops, linear_attention
+from .masks import CAUSAL, NONE, Mask
 from .registry import register
 
 
@@ -85,7 +86,7 @@ def _features(x: torch.Tensor, w: torch.Tensor, *, scale: float, shared: bool) -
     flops=lambda case: 2 * kernel_flops(case, 64),
 )
 def performer(
-    q, k, v, *, causal: bool = False, scale: float | None = None, seed: int = 0, features: int = 256, chunk: int = 64
+    q, k, v, *, mask: Mask = NONE, scale: float | None = None, seed: int = 0, features: int = 256, chunk: int = 64
 ) -> torch.Tensor:
     """FAVOR+ softmax attention with ``features`` positive orthogonal random features.
 
@@ -97,4 +98,4 @@ def performer(
     scale = softmax_scale(q, scale)  # exp(scale·q·k) = exp(y_q·y_k) with y = sqrt(scale)·x
     phi_q = _features(q, w, scale=scale, shared=False)  # (B, H, N_q, m)
     phi_k = _features(k, w, scale=scale, shared=True)  # (B, H, N_kv, m)
-    return linear_attention(phi_q, phi_k, v, causal=causal, chunk=chunk)
+    return linear_attention(phi_q, phi_k, v, causal=mask == CAUSAL, chunk=chunk)

@@ -5,10 +5,11 @@ A variant is a plain function over ``(B, H, N, D)`` tensors::
     @register("sdpa", family="sdpa", exact=True, time="O(N^2 d)", memory="O(N)", masks=ALL_MASKS, gqa=True)
     def sdpa(q, k, v, *, mask, scale=None) -> Tensor: ...
 
-A function takes ``causal=`` (a bool: the masks "none" and "causal" only, the
-original contract) or ``mask=`` (a `variants.masks.Mask`, for every mask it
-declares). Callers always pass ``mask=`` (a spec string or a Mask) or the
-``causal=True`` shorthand; the spec hands the function the form it takes.
+The contract is ``mask=`` (a `variants.masks.Mask`, one of the kinds the
+variant declares). Callers pass ``mask=`` (a Mask, or its spec string). A
+function written to the original contract, ``causal=`` (a bool: the masks
+"none" and "causal" only), still works: the spec hands each function the
+keyword its signature takes (`VariantSpec.keywords`), and nothing else does.
 
 `register` returns the function unchanged, so registrations stack (``performer-64``, ``performer-256``, each
 binding its ``params``). Callers go through the spec, never the bare function: ``get_variant(name)(q, k, v,
@@ -30,30 +31,16 @@ from typing import Any
 
 import torch
 
-from .masks import CAUSAL, KINDS, Mask, parse_mask
+from .masks import CAUSAL, KINDS, NONE, Mask, parse_mask
 from .work import exact_flops
 
 ALL_MASKS = KINDS  # declare every mask kind
-__all__ = [
-    "ALL_MASKS",
-    "Unsupported",
-    "UnknownVariant",
-    "VariantSpec",
-    "register",
-    "get_variant",
-    "list_variants",
-    "exact_flops",
-    "DTYPES",
-]
+__all__ = ["ALL_MASKS", "DTYPES", "Unsupported", "UnknownVariant", "VariantSpec", "register", "get_variant",
+           "list_variants", "exact_flops"]  # fmt: skip
 
 # The dtype names the registry understands, mapped to torch dtypes.
 DTYPES: Mapping[str, torch.dtype] = MappingProxyType(
-    {
-        "float64": torch.float64,
-        "float32": torch.float32,
-        "bfloat16": torch.bfloat16,
-        "float16": torch.float16,
-    }
+    {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 )
 
 
@@ -82,12 +69,12 @@ class VariantSpec:
     ``delegate_checks`` leaves device and dtype checks to the function, for a
     wrapper whose library gives better reasons than the spec can (xformers);
     the declared devices and dtypes then only drive listing and planning.
-    ``masks`` are the mask kinds served (`variants.masks`; default "none" and,
-    with ``causal``, "causal"); ``gqa`` says k and v with fewer heads than q
+    ``masks`` are the mask kinds served (`variants.masks`; default "none" and
+    "causal"); ``gqa`` says k and v with fewer heads than q
     are served as they are -- otherwise the spec repeats them to q's heads,
     a copy, and says so (``gqa_method``). ``skips_masked``: hidden key blocks
     cost nothing, so a banded mask makes the variant O(N·W·d).
-    ``reference`` (approximations only): the mask of the exact attention the
+    ``reference`` (approximations only): the `Mask` of the exact attention the
     variant approximates when a case asks for none -- e.g. "sliding:256" for a
     windowed approximation -- so its error against float64 (in sweeps and in
     ``attnbench check``) measures the approximation, not the window.
@@ -103,7 +90,6 @@ class VariantSpec:
     memory: str | None
     devices: tuple[str, ...] = ("cpu", "cuda")
     dtypes: tuple[str, ...] = tuple(DTYPES)
-    causal: bool = True
     backward: bool = True
     params: Mapping[str, Any] = field(default_factory=dict)
     requires: str | None = None
@@ -114,7 +100,7 @@ class VariantSpec:
     masks: tuple[str, ...] = ("none", "causal")
     gqa: bool = False
     skips_masked: bool = False
-    reference: str | None = None  # an approximation's exact counterpart: a mask spec (see below)
+    reference: Mask | None = None  # an approximation's exact counterpart (see above)
     tolerance: float | None = None  # the relative error against it that `attnbench check` allows
     takes_mask: bool = False  # the function takes mask= (set by register from its signature)
     doc: str = ""
@@ -147,10 +133,10 @@ class VariantSpec:
         reason = self.unavailable_reason()
         return {
             "name": self.name, "family": self.family, "exact": self.exact, "time": self.time, "memory": self.memory,
-            "devices": list(self.devices), "dtypes": list(self.dtypes), "causal": self.causal,
+            "devices": list(self.devices), "dtypes": list(self.dtypes),
             "masks": list(self.masks), "gqa": self.gqa_method,
             "backward": self.backward, "params": dict(self.params), "requires": self.requires,
-            "randomized": self.randomized, "reference": self.reference, "tolerance": self.tolerance,
+            "randomized": self.randomized, "reference": self.reference and self.reference.spec, "tolerance": self.tolerance,
             "available": reason is None, "unavailable_reason": reason, "doc": self.doc,
         }  # fmt: skip
 
@@ -180,23 +166,38 @@ class VariantSpec:
         k: torch.Tensor,
         v: torch.Tensor,
         *,
-        causal: bool = False,
-        mask: str | Mask | None = None,
+        mask: Mask | str | None = None,
         scale: float | None = None,
         seed: int = 0,
     ) -> torch.Tensor:
         """Run the variant: q (B, H, N_q, D), k (B, H_kv, N_kv, D), v (B, H_kv, N_kv, D_v) -> (B, H, N_q, D_v).
 
-        ``mask`` is a spec string ("sliding:256") or a `Mask`; ``causal=True`` means mask "causal".
+        ``mask`` is a `Mask` (or its spec string, "sliding:256"); none: "none".
         """
-        mask = parse_mask(mask, causal=causal)
+        mask = parse_mask(mask)
         self.check(q, k, v, mask=mask)
         if k.shape[1] != q.shape[1] and not self.gqa:
             groups = q.shape[1] // k.shape[1]
             k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)  # (B, H, N_kv, ·) copies
-        extra = {"seed": seed} if self.randomized else {}
+        return self.fn(q, k, v, **self.keywords(mask, scale, seed))
+
+    def keywords(self, mask: Mask, scale: float | None = None, seed: int = 0) -> dict[str, Any]:
+        """The keywords the function is called with: ``mask=``, or for a function written to the original
+        contract ``causal=`` (True for "causal"; the spec serves it no other mask), and ``seed`` if randomized."""
         masking = {"mask": mask} if self.takes_mask else {"causal": mask == CAUSAL}
-        return self.fn(q, k, v, scale=scale, **masking, **extra)
+        return {**masking, "scale": scale, **({"seed": seed} if self.randomized else {})}
+
+    def signature_problem(self) -> str | None:
+        """Why the function's signature cannot take the harness's call, or None. Inspects, never calls."""
+        keywords = self.keywords(NONE)
+        try:
+            inspect.signature(self.fn).bind(None, None, None, **keywords)
+        except TypeError as exc:
+            wanted = ", ".join(f"{k}=..." for k in keywords)
+            return f"its signature cannot take (q, k, v, {wanted}): {exc}"
+        except ValueError:  # no signature to inspect (a builtin): the call will tell
+            pass
+        return None
 
 
 _REGISTRY: dict[str, VariantSpec] = {}
@@ -219,29 +220,26 @@ def register(
     to, and without them a variant is fitted and reported with no declared class.
 
     ``params`` are bound as keyword arguments on every call. Other ``options``
-    are `VariantSpec` fields (devices, dtypes, causal, backward, requires,
-    randomized, flops, backend, masks, gqa, reference). A name registered twice
-    raises ``ValueError``.
+    are `VariantSpec` fields (devices, dtypes, backward, requires, randomized,
+    flops, backend, masks, gqa, reference); ``causal=False``, the original
+    contract's, is ``masks=("none",)``. A name registered twice raises ``ValueError``.
     """
     if not name or any(c.isspace() for c in name) or "," in name:
         raise ValueError(f"variant name must be non-empty with no spaces or commas: {name!r}")
-    unknown = set(options) - {f for f in VariantSpec.__dataclass_fields__} - {"fn", "name"}
+    unknown = set(options) - {f for f in VariantSpec.__dataclass_fields__} - {"fn", "name"} - {"causal"}
     if unknown:
         raise TypeError(f"register({name!r}): unknown option(s) {', '.join(sorted(unknown))}")
     if options.get("flops") is None and exact:
         options["flops"] = exact_flops
-    if "masks" in options:
-        unknown_kinds = set(options["masks"]) - set(KINDS)
-        if unknown_kinds:
-            raise ValueError(f"register({name!r}): unknown mask kind(s) {', '.join(sorted(unknown_kinds))}; known: {KINDS}")
-        options["masks"] = tuple(options["masks"])
-        options["causal"] = "causal" in options["masks"]
-    else:
-        options["masks"] = ("none", "causal") if options.get("causal", True) else ("none",)
+    causal = options.pop("causal", True)  # the original contract's declaration: masks none and causal, or none
+    options["masks"] = tuple(options.get("masks", ("none", "causal") if causal else ("none",)))
+    unknown_kinds = set(options["masks"]) - set(KINDS)
+    if unknown_kinds:
+        raise ValueError(f"register({name!r}): unknown mask kind(s) {', '.join(sorted(unknown_kinds))}; known: {KINDS}")
     if options.get("reference") is not None:
         if exact:
             raise ValueError(f"register({name!r}): reference= is for approximations; an exact variant declares masks=")
-        options["reference"] = parse_mask(options["reference"]).spec  # a MaskError names a bad spec
+        options["reference"] = parse_mask(options["reference"])  # a MaskError names a bad spec
     params = MappingProxyType(dict(params or {}))
 
     def decorator(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:

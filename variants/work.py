@@ -8,15 +8,15 @@ from .masks import Mask, parse_mask
 
 
 def case_mask(case: Any) -> Mask:
-    """The mask of a case-like object (a harness ``Case``, or anything with ``causal``/``mask``)."""
-    return parse_mask(getattr(case, "mask", None), causal=getattr(case, "causal", False))
+    """The mask of a case-like object (a harness ``Case``, or anything with a ``mask``: a Mask or its spec)."""
+    return parse_mask(getattr(case, "mask", None))
 
 
 def exact_flops(case: Any) -> float:
     """Forward FLOPs of exact attention: QK^T and PV, 2·D each per visible query-key pair, per head.
 
-    ``case`` is anything with ``batch, heads, seq_len, head_dim`` and ``causal``
-    or ``mask`` (optionally ``q_len``, the query count when it differs from
+    ``case`` is anything with ``batch, heads, seq_len, head_dim`` and ``mask``
+    (optionally ``q_len``, the query count when it differs from
     N): a harness ``Case``. A mask counts only the pairs it leaves visible, so
     a causal case does about half the work and ``sliding:W`` about N·W.
     """

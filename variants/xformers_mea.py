@@ -14,6 +14,7 @@ import re
 
 import torch
 
+from .masks import CAUSAL, NONE, Mask
 from .registry import Unsupported, register
 
 
@@ -56,14 +57,14 @@ def _condense(message: str) -> str:
     requires="xformers",
     delegate_checks=True,
 )
-def xformers_attention(q, k, v, *, causal: bool = False, scale: float | None = None) -> torch.Tensor:
+def xformers_attention(q, k, v, *, mask: Mask = NONE, scale: float | None = None) -> torch.Tensor:
     """``xformers.ops.memory_efficient_attention``; causal through its LowerTriangularMask.
 
     q, k: (B, H, N_q|N_kv, D); v: (B, H, N_kv, D_v) -> (B, H, N_q, D_v).
     Time O(N^2 d); memory O(N) (a fused kernel, no N x N tensor).
     """
     xops = _xformers_ops()
-    bias = xops.LowerTriangularMask() if causal else None
+    bias = xops.LowerTriangularMask() if mask == CAUSAL else None
     try:
         out = xops.memory_efficient_attention(
             q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_bias=bias, scale=scale

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+from variants.masks import Mask
+
 from .reference import reference_attention
 
 DEFAULT_MAX_ROWS = 1024
@@ -74,8 +76,7 @@ def measure_accuracy(
     k: torch.Tensor,
     v: torch.Tensor,
     *,
-    causal: bool = False,
-    mask: str | None = None,
+    mask: Mask | str | None = None,
     scale: float | None = None,
     max_rows: int = DEFAULT_MAX_ROWS,
     seed: int = 0,
@@ -94,7 +95,7 @@ def measure_accuracy(
     with torch.no_grad():
         for start in range(0, len(rows), per_chunk):
             part = rows[start : start + per_chunk]
-            ref = reference_attention(q, k, v, causal=causal, mask=mask, scale=scale, rows=part)  # (B, H, r, D_v)
+            ref = reference_attention(q, k, v, mask=mask, scale=scale, rows=part)  # (B, H, r, D_v)
             totals.add(out[:, :, part.to(out.device)], ref)
     rel, max_abs, cosine = totals.result()
     return Accuracy(rel, max_abs, cosine, len(rows))

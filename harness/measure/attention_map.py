@@ -16,6 +16,7 @@ import math
 import torch
 
 from variants import Unsupported, get_variant
+from variants.masks import NONE, Mask
 
 from .contract import aliases_input, contract_violation
 from .reference import reference_attention
@@ -37,16 +38,16 @@ def structured_qk(n: int = MAP_N, d: int = MAP_D, seed: int = 0) -> tuple[torch.
     return q.float().view(1, 1, n, d), k.float().view(1, 1, n, d)
 
 
-def attention_map(variant: str, *, causal: bool = False, n: int = MAP_N, seed: int = 0) -> dict:
+def attention_map(variant: str, *, mask: Mask = NONE, n: int = MAP_N, seed: int = 0) -> dict:
     """{"status": "ok", "matrix": n x n list} or {"status": "unsupported"|"error", "reason": ...}."""
     q, k = structured_qk(n, seed=seed)
     identity = torch.eye(n).view(1, 1, n, n)  # V = I, so the output is the attention matrix
     try:
         if variant == "exact":
-            matrix = reference_attention(q, k, identity, causal=causal)
+            matrix = reference_attention(q, k, identity, mask=mask)
         else:
             with torch.inference_mode():
-                matrix = get_variant(variant)(q, k, identity, causal=causal, seed=seed)
+                matrix = get_variant(variant)(q, k, identity, mask=mask, seed=seed)
     except Unsupported as exc:
         return {"status": "unsupported", "reason": str(exc)}
     except Exception as exc:  # a broken variant is a fact for the report, not a reason to stop

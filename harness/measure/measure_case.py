@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict
 from time import perf_counter  # bound before any plugin loads
 from typing import Any
 
 import torch
 
 from variants import Unsupported, get_variant
-from variants.masks import parse_mask
+from variants.masks import NONE, Mask
 
 from .accuracy import DEFAULT_MAX_ROWS, measure_accuracy
 from .allocator import allocator_state, pin_allocator
@@ -52,14 +51,14 @@ def record_for(case: Case, status: str = "ok", reason: str = "") -> Record:
         name = device_name(case.device)
     except (RuntimeError, AssertionError):  # a CUDA case read on a machine without CUDA
         name = None
-    identity = {**asdict(case), "heads_kv": case.n_heads_kv, "q_len": case.n_q}
+    identity = {**case.to_dict(), "heads_kv": case.n_heads_kv, "q_len": case.n_q}
     return Record(**identity, **described, case_id=case.case_id, device_name=name, status=status, reason=reason)
 
 
-def reference_mask(spec, case: Case) -> str:
+def reference_mask(spec, case: Case) -> Mask:
     """The mask of the float64 reference a case's error is measured against: the case's own, or, for an
     approximation that declares ``reference=`` (e.g. "sliding:256") run without a mask, that one."""
-    return spec.reference if spec.reference and case.mask == "none" else case.mask
+    return spec.reference if spec.reference is not None and case.mask == NONE else case.mask
 
 
 def declared_classes(spec, case: Case) -> dict[str, str]:
@@ -73,7 +72,7 @@ def declared_classes(spec, case: Case) -> dict[str, str]:
     if case.mode == "decode":
         time = "O(N d)" if (declared_exponent(time) or 0) >= 2 else time
         memory = "O(N)" if (declared_exponent(memory) or 0) >= 2 else memory
-    elif spec.skips_masked and case.mask.startswith("sliding:"):
+    elif spec.skips_masked and case.mask.kind == "sliding":
         time = "O(N W d)"
     return {"declared_time": time, "declared_memory": memory}
 
@@ -122,7 +121,7 @@ def _accuracy(record: Record, spec, case: Case, out: torch.Tensor, pristine, row
     beyond what the variant's kind allows (`harness.measure.contract.too_wrong`)."""
     against = reference_mask(spec, case)
     acc = measure_accuracy(out, *pristine, mask=against, max_rows=rows, seed=case.seed)
-    record.err_reference = against if against != case.mask else None
+    record.err_reference = against.spec if against != case.mask else None
     wrong = too_wrong(acc.rel_err, case.torch_dtype, spec.exact, spec.tolerance)
     if wrong:
         record.status, record.reason, record.rel_err = "error", f"{case.variant}: {wrong}", acc.rel_err
@@ -231,7 +230,7 @@ def measure_case(
             if spec.backend is not None and not timing_only:
                 # Asked with the inputs the timed call gets: a dispatcher (SDPA) picks by requires_grad too.
                 asked = tuple(t.detach().requires_grad_(case.mode == "fwd_bwd") for t in pristine)
-                record.backend = spec.backend(*asked, mask=parse_mask(case.mask))
+                record.backend = spec.backend(*asked, mask=case.mask)
             if case.mode == "fwd_bwd" and compiled_graphs():  # something compiles here: its backward may compile
                 first_s += _clocked(timed, case.device)[1]  # on the first gradient call, which belongs to compile_s, not warm-up
             compiled, graphs = compiled_graphs() - graphs, compiled_graphs()

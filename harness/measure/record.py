@@ -30,8 +30,7 @@ class Record:
     device_name: str | None = None
     dtype: str
     mode: str
-    causal: bool
-    mask: str = "none"  # a variants.masks spec; causal is True when it is "causal"
+    mask: str = "none"  # a variants.masks spec ("none", "causal", "sliding:256", ...)
     batch: int
     heads: int
     heads_kv: int | None = None  # key/value heads (grouped-query attention); None in a Case: as many as heads

@@ -19,8 +19,7 @@ def reference_attention(
     k: torch.Tensor,
     v: torch.Tensor,
     *,
-    causal: bool = False,
-    mask: str | Mask | None = None,
+    mask: Mask | str | None = None,
     scale: float | None = None,
     rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
@@ -28,12 +27,11 @@ def reference_attention(
 
     q: (B, H, N_q, D); k, v: (B, H_kv, N_kv, D|D_v), H_kv dividing H (query head
     h reads key head h // (H / H_kv)) -> (B, H, R, D_v) float64, R = N_q or
-    len(rows). ``mask``: a `variants.masks` spec or Mask (``causal=True``: "causal",
-    top-left); a query that sees no key gets zeros. Time O(R·N_kv·(D + D_v));
+    len(rows). ``mask``: a `variants.masks.Mask` (or its spec); a query that sees no key gets zeros. Time O(R·N_kv·(D + D_v));
     memory O(B·H·R·N_kv). Differentiable (float64 gradients are the reference
     for the variants' backward passes).
     """
-    mask = parse_mask(mask, causal=causal)
+    mask = parse_mask(mask)
     scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
     B, H, n_q, D = q.shape
     H_kv, n_kv = k.shape[1], k.shape[2]

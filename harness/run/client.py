@@ -18,7 +18,6 @@ import signal
 import threading
 import time
 from collections import deque
-from dataclasses import asdict
 from pathlib import Path
 
 from ..measure.allocator import malloc_env
@@ -95,7 +94,7 @@ class Worker:
     def run(self, case: Case, max_time_s: float, timeout: float, round_index: int = 0, rounds: int = 1) -> dict | None:
         """The case's record (round 0: the whole measurement; later rounds: timing only), or None when it
         overran ``timeout`` (the worker is then killed)."""
-        request = {"case": asdict(case), "max_time_s": max_time_s, "round": round_index, "rounds": rounds}
+        request = {"case": case.to_dict(), "max_time_s": max_time_s, "round": round_index, "rounds": rounds}
         return self.ask(request, timeout)
 
     def ask(self, message: dict, timeout: float) -> dict | None:

@@ -28,7 +28,6 @@ import socket
 import tempfile
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict
 from pathlib import Path
 
 from ..measure.case import Case
@@ -141,7 +140,7 @@ class RayExecutor:
                 started(case)
                 idle.remove(slot)
                 last[slot] = (case.variant, case.device)
-                ref = slot.measure.remote(asdict(case), max_time_s, timeout_s, round_index, rounds)
+                ref = slot.measure.remote(case.to_dict(), max_time_s, timeout_s, round_index, rounds)
                 running[ref] = (slot, case, utc_now())
             if not running:
                 yield from self._unserved(queue)

@@ -13,15 +13,16 @@ import shlex
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import MISSING, fields
 from pathlib import Path
 
 from ..measure.case import Case
 from ..measure.ceilings import calibrate
 from ..measure.env import capture_env
+from ..measure.fields import BY_NAME
 from ..measure.threads import thread_count
 from .client import worker_env
 from .files import write_text_atomic
+from .legacy import upgrade_sweep
 from .results import (
     CASES_FILE,
     ENV_FILE,
@@ -33,7 +34,6 @@ from .results import (
     read_jsonl,
     repair_torn_tail,
 )  # fmt: skip
-from .settings import FLAG_NAMES
 from .sweep import Sweep
 
 
@@ -65,15 +65,17 @@ def _refuse_foreign_results(run_dir: Path) -> None:
 def _setting_changes(stored: dict, sweep: Sweep) -> list[str]:
     """'--timeout 120 -> 30' for every sweep setting a resume would change.
 
-    A setting the stored sweep lacks (it predates the setting) had its default.
+    The stored settings are read in today's fields (`harness.run.legacy`); one
+    the stored sweep lacks (it predates the setting) had its default.
     """
+    stored = upgrade_sweep(stored)
     current = json.loads(json.dumps(sweep.to_dict()))  # tuples as lists, as stored
-    defaults = json.loads(json.dumps({f.name: f.default for f in fields(Sweep) if f.default is not MISSING}))
+    defaults = json.loads(json.dumps(Sweep().to_dict()))
     changes = []
     for name, value in current.items():
         before = stored.get(name, defaults.get(name))
         if before != value:
-            changes.append(f"{FLAG_NAMES.get(name, '--' + name.replace('_', '-'))} {before!r} -> {value!r}")
+            changes.append(f"{BY_NAME[name].what} {before!r} -> {value!r}")
     return changes
 
 

@@ -57,8 +57,8 @@ def write_attention_maps(run_dir: Path, cases: list[Case], plugins: list[str], t
         errands = Errands(list(own), run_dir / LOG_FILE, memory_limit, timeout)
         try:
             for name in names:
-                for key, causal in (("non_causal", False), ("causal", True)):
-                    maps[key][name] = errands.ask({"map": name, "causal": causal})
+                for key, mask in (("non_causal", "none"), ("causal", "causal")):
+                    maps[key][name] = errands.ask({"map": name, "mask": mask})
         finally:
             errands.close()
     order = lambda name: (name != "exact", name)  # noqa: E731 - exact first, then by name, whichever worker drew it

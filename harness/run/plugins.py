@@ -7,7 +7,7 @@ with no flag; one that fails to import costs one warning line, never the
 tool. A plugin named with ``--plugin`` that fails to import, registers a
 duplicate name, calls ``sys.exit`` or ends its process is one error line and
 exit status 2: what was asked for cannot run. A variant whose signature cannot
-take ``(q, k, v, *, causal, scale)`` costs one warning line naming the plugin
+take ``(q, k, v, *, mask, scale)`` (or the original ``causal=``) costs one warning line naming the plugin
 and the problem -- and only that variant: everything else still runs. A variant that returns the
 wrong shape or dtype is caught on its first call (`harness.measure.contract`):
 its sweep rows are errors saying so, and ``attnbench check`` fails it.
@@ -19,7 +19,6 @@ import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
-import inspect
 import os
 import signal
 import sys
@@ -27,10 +26,7 @@ import warnings
 from pathlib import Path
 from types import ModuleType
 
-import torch
-
 from variants import get_variant, list_variants, unregister
-from variants.masks import NONE
 
 ENTRY_POINT_GROUP = "attnbench.variants"
 _discovered = False
@@ -145,30 +141,9 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [""])[0]
 
 
-def signature_problem(name: str) -> str | None:
-    """Why a registered variant's signature cannot take the harness's call, or None.
-
-    Inspects, never calls: plugin code runs only where a crash is contained (a
-    sweep's worker) or was asked for (``attnbench check``). Wrong output
-    shapes and dtypes are caught there, on the first call of each case.
-    """
-    spec = get_variant(name)
-    q = torch.zeros(())
-    masking = {"mask": NONE} if spec.takes_mask else {"causal": False}
-    keywords = {**masking, "scale": None, **({"seed": 0} if spec.randomized else {})}
-    try:
-        inspect.signature(spec.fn).bind(q, q, q, **keywords)
-    except TypeError as exc:
-        wanted = ", ".join(f"{k}=..." for k in keywords)
-        return f"its signature cannot take (q, k, v, {wanted}): {exc}"
-    except ValueError:  # no signature to inspect (a builtin): the call will tell
-        pass
-    return None
-
-
 def _drop_broken(names: set[str], origin: str) -> None:
     for name in sorted(names):
-        problem = signature_problem(name)
+        problem = get_variant(name).signature_problem()  # inspects, never calls: plugin code runs in a worker
         if problem:
             unregister(name)
             warnings.warn(f"plugin {origin}: variant {name!r} left out: {problem}", PluginWarning, stacklevel=3)

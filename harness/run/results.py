@@ -35,6 +35,7 @@ from ..measure.record import COLUMNS
 from ..measure.rounds import summarize_run
 from .damaged import distrust_damaged, storable
 from .files import replacing
+from .legacy import upgrade_rows
 
 CASES_FILE = "cases.jsonl"
 PARQUET_FILE = "results.parquet"
@@ -122,14 +123,12 @@ def repair_torn_tail(path: Path) -> None:
 
 
 def with_all_columns(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with every column of today's table, in order; a column an older run lacks is empty,
-    except the shape columns, which an older run's rows imply: mask none or causal, as many key
-    heads as query heads, as many queries as keys. An ``ok`` row without a valid timing (a damaged file)
-    becomes an error saying so (`harness.run.damaged`)."""
-    implied = {"mask": lambda f: f["causal"].map({True: "causal", False: "none"}), "heads_kv": lambda f: f["heads"],
-               "q_len": lambda f: f["seq_len"]}  # fmt: skip
-    missing = {column: implied.get(column, lambda f: None) for column in COLUMNS if column not in frame.columns}
-    frame = frame.assign(**missing) if missing and len(frame) else frame.assign(**dict.fromkeys(missing))
+    """``frame`` with every column of today's table, in order: an older run's columns read as today's
+    (`harness.run.legacy`), a column it still lacks empty. An ``ok`` row without a valid timing (a damaged
+    file) becomes an error saying so (`harness.run.damaged`)."""
+    frame = upgrade_rows(frame)
+    missing = [column for column in COLUMNS if column not in frame.columns]
+    frame = frame.assign(**dict.fromkeys(missing))
     return distrust_damaged(frame[COLUMNS + [c for c in frame.columns if c not in COLUMNS]])
 
 

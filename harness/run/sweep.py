@@ -1,18 +1,19 @@
 """Sweep definitions: presets, TOML files and flags, expanded to a list of `Case`s.
 
 A `Sweep` is the grid variants x devices x seq_lens x batch x heads x
-heads_kv x head_dim x dtype x mask x mode; a preset or a TOML file gives
-one, flags override its fields. ``causal = [false, true]`` is the older
-spelling of ``masks = ["none", "causal"]``; a decode case's "causal" is
-bottom-right ("causal-br"), its queries being the last of the sequence.
-``max_seq_len`` trims the grid for slow variants at large N (per variant,
-optionally per mode), so a preset's time budget holds.
+heads_kv x head_dim x dtype x mask x mode; its fields, their defaults,
+flags, TOML keys and checks are the rows of `harness.measure.fields`. A
+preset or a TOML file gives one, flags override its fields. A decode case's
+"causal" is bottom-right ("causal-br"), its queries being the last of the
+sequence. ``max_seq_len`` trims the grid for slow variants at large N (per
+variant, optionally per mode), so a preset's time budget holds.
 
 TOML keys are the `Sweep` field names::
 
     variants = ["naive", "sdpa"]      # or "all"
     seq_lens = "128:8192:x2"          # or [128, 256]
     dtypes = ["float32"]
+    masks = ["none", "sliding:256"]   # causal = [false, true] is the older spelling of ["none", "causal"]
     [max_seq_len]
     naive = 4096
 """
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import field, make_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,54 +31,39 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-import torch
-
 from variants import get_variant, list_variants
+from variants.masks import CAUSAL, NONE, Mask
 
 from ..measure.case import Case
-from .settings import SweepError, normalize
+from ..measure.fields import BY_NAME, CASE_FIELDS, SWEEP_FIELDS, normalize_settings, plain
+from ..measure.parsers import SweepError
 
 
-@dataclass(frozen=True)
-class Sweep:
-    """A grid of cases. ``variants == ("all",)`` means every variant available on the device."""
-
-    variants: tuple[str, ...] = ("all",)
-    devices: tuple[str, ...] = ("cpu",)
-    seq_lens: tuple[int, ...] = (128, 256, 512, 1024, 2048, 4096)
-    batch: tuple[int, ...] = (1,)
-    heads: tuple[int, ...] = (8,)
-    head_dim: tuple[int, ...] = (64,)
-    dtypes: tuple[str, ...] = ("float32",)
-    causal: tuple[bool, ...] = (False,)
-    masks: tuple[str, ...] = ()  # variants.masks specs; empty: from ``causal``
-    heads_kv: tuple[int, ...] = ()  # key/value heads, each dividing every ``heads``; empty: as many as heads
-    modes: tuple[str, ...] = ("fwd",)
-    q_len: int = 1  # queries of a decode case
-    threads: int = field(default_factory=torch.get_num_threads)
-    allocator: str = "pinned"  # harness.measure.allocator: "pinned" or "system"
-    cuda_graphs: bool = False  # CUDA cases timed as CUDA graph replays (harness.measure.cuda_timing)
-    input_scale: float = 1.0
-    seed: int = 0
-    timeout_s: float = 120.0
-    max_time_s: float = 1.0  # per-case cap on the timing loops (harness.measure.timing), shared by its first `rounds` rounds
-    rounds: int = 3  # independent rounds per case (harness.measure.rounds); disagreeing cases get up to two more
-    # Trims: "variant" or "variant:mode" -> largest N run; larger N are left out of the grid.
-    max_seq_len: dict[str, int] = field(default_factory=dict)
-    # Sub-grids, each a table of grid fields over this sweep's: the cases are their union (none: this grid).
-    grids: tuple[dict[str, Any], ...] = ()
-
+class _SweepMethods:
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The sweep as JSON data (``sweep.json``): masks as their specs, tuples as lists."""
+        return {f.name: plain(getattr(self, f.name)) for f in SWEEP_FIELDS}
 
     def subgrids(self) -> list[Sweep]:
         """The grids whose union is the sweep: each sub-grid over this sweep, or the sweep itself."""
         return [replace(self, **grid, grids=()) for grid in self.grids] or [self]
 
-    @property
-    def mask_specs(self) -> tuple[str, ...]:
-        """The grid's masks: ``masks``, or "none"/"causal" from ``causal``."""
-        return self.masks or tuple("causal" if c else "none" for c in self.causal)
+
+def _default(value: Any):
+    """A field's default: a callable is a factory (threads: torch's count now), a dict a fresh copy per sweep."""
+    if callable(value):
+        return field(default_factory=value)
+    if isinstance(value, dict):
+        return field(default_factory=lambda: dict(value))
+    return field(default=value)
+
+
+# A grid of cases, one field per row of `harness.measure.fields.FIELDS` (its alias rows aside).
+# ``variants == ("all",)`` means every variant available on the device.
+Sweep = make_dataclass("Sweep", [(f.name, Any, _default(f.default)) for f in SWEEP_FIELDS], bases=(_SweepMethods,),
+                       frozen=True)  # fmt: skip
+Sweep.__module__ = __name__  # where it is defined, for pickling (Ray) and reprs
+Sweep.__doc__ = "A grid of cases; its fields are the rows of `harness.measure.fields.FIELDS`."
 
 
 MIN_TIMEOUT_S = 2.0  # below it, even a trivial case (fork, first call, reference, a timing) times out
@@ -87,6 +73,7 @@ GPU_EAGER = ("naive", "sdpa", "sdpa-flash", "sdpa-efficient", "sdpa-cudnn", "sdp
              "linear-elu", "performer-64", "performer-256", "nystrom-32", "nystrom-64", "linformer-128", "linformer-256",
              "xformers")  # fmt: skip
 
+SLIDING_256 = Mask("sliding", 256)
 PRESETS: dict[str, Sweep] = {
     # Every variant available on the device, N = 128..4096, forward fp32: ~2.5 minutes on 2 CPU cores.
     "quick": Sweep(),
@@ -99,7 +86,7 @@ PRESETS: dict[str, Sweep] = {
     "default": Sweep(
         seq_lens=(128, 256, 512, 1024, 2048, 4096, 8192),
         dtypes=("float32", "bfloat16"),
-        causal=(False, True),
+        masks=(NONE, CAUSAL),
         modes=("fwd", "fwd_bwd"),
         max_time_s=0.5,
         max_seq_len={
@@ -119,11 +106,11 @@ PRESETS: dict[str, Sweep] = {
         head_dim=(128,),
         max_time_s=0.3,
         grids=(
-            {"modes": ("decode",), "masks": ("causal",), "batch": (1, 8), "seq_lens": tuple(2**i for i in range(10, 17))},
-            {"modes": ("fwd",), "masks": ("sliding:256", "document:8", "prefix:256"), "seq_lens": (1024, 2048, 4096)},
+            {"modes": ("decode",), "masks": (CAUSAL,), "batch": (1, 8), "seq_lens": tuple(2**i for i in range(10, 17))},
+            {"modes": ("fwd",), "masks": (SLIDING_256, Mask("document", 8), Mask("prefix", 256)), "seq_lens": (1024, 2048, 4096)},
             {
                 "modes": ("fwd",),
-                "masks": ("sliding:256",),
+                "masks": (SLIDING_256,),
                 "seq_lens": (8192, 16384),
                 "variants": ("chunked-query", "chunked-online"),
             },
@@ -147,27 +134,11 @@ PRESETS: dict[str, Sweep] = {
     "full": Sweep(
         seq_lens=tuple(2**i for i in range(7, 17)),
         dtypes=("float32", "bfloat16"),
-        causal=(False, True),
+        masks=(NONE, CAUSAL),
         modes=("fwd", "fwd_bwd"),
         timeout_s=600.0,
     ),
 }
-
-
-SWEEP_FIELDS = [f.name for f in fields(Sweep)]
-GRID_FIELDS = ["variants", "devices", "seq_lens", "batch", "heads", "heads_kv", "head_dim", "dtypes", "causal", "masks",
-               "modes", "q_len", "max_seq_len"]  # fmt: skip
-
-
-def normalize_grids(value: Any) -> tuple[dict[str, Any], ...]:
-    """``grids`` from TOML (``[[grids]]`` tables): each key a grid field, each value validated."""
-    if not isinstance(value, (list, tuple)) or not all(isinstance(grid, dict) for grid in value):
-        raise SweepError("grids must be a list of tables ([[grids]] in TOML), each of grid fields")
-    for grid in value:
-        unknown = sorted(set(grid) - set(GRID_FIELDS))
-        if unknown:
-            raise SweepError(f"unknown grid key {unknown[0]!r}; a grid sets: {', '.join(GRID_FIELDS)}")
-    return tuple({key: normalize(key, v) for key, v in grid.items()} for grid in value)
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
@@ -181,21 +152,18 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise SweepError(f"config {path} is not UTF-8 text (byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise SweepError(f"malformed TOML in {path}: {exc}") from None
-    unknown = sorted(set(data) - set(SWEEP_FIELDS))
-    if unknown:
-        raise SweepError(f"unknown key {unknown[0]!r} in {path}; known keys: {', '.join(SWEEP_FIELDS)}")
-    return {key: normalize_grids(value) if key == "grids" else normalize(key, value) for key, value in data.items()}
+    return normalize_settings(data, str(path))
 
 
 def build_sweep(preset: str | None = None, config: str | Path | None = None, **overrides: Any) -> Sweep:
-    """The preset (default ``quick``), then the TOML file's settings, then the overrides (flags)."""
+    """The preset (default ``quick``), then the TOML file's settings, then the overrides (flags, by field name)."""
     name = preset or "quick"
     if name not in PRESETS:
         raise SweepError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
     sweep = PRESETS[name]
     if config is not None:
         sweep = replace(sweep, **load_toml(config))
-    given = {key: normalize(key, value) for key, value in overrides.items() if value is not None}
+    given = normalize_settings({key: value for key, value in overrides.items() if value is not None}, "the flags")
     # A flag overrides its field in every sub-grid too: what the user typed wins.
     grids = tuple({k: v for k, v in grid.items() if k not in given} for grid in sweep.grids)
     sweep = replace(sweep, **given, grids=grids)
@@ -208,8 +176,6 @@ def build_sweep(preset: str | None = None, config: str | Path | None = None, **o
 
 def check_combinations(sweep: Sweep) -> Sweep:
     """``sweep``, or a `SweepError` for settings that are valid alone but not together."""
-    if sweep.masks and sweep.causal != (False,):
-        raise SweepError("--causal and --mask together: write the causal mask as --mask causal")
     for h_kv in sweep.heads_kv:
         for h in sweep.heads:
             if h % h_kv:
@@ -224,12 +190,16 @@ def check_combinations(sweep: Sweep) -> Sweep:
     return sweep
 
 
+def _decoding(mask: Mask, mode: str) -> Mask:
+    """A decode case's causal mask is bottom-right: its queries are the last of the sequence."""
+    return Mask("causal-br") if mode == "decode" and mask == CAUSAL else mask
+
+
 def variants_for(sweep: Sweep, device: str) -> list[str]:
     """The sweep's variants on ``device``; "all" means those whose spec can run there and serves one of the
     grid's masks (a variant that serves none of them would give only ``unsupported`` rows)."""
     if sweep.variants == ("all",):
-        kinds = {spec.partition(":")[0] for spec in sweep.mask_specs}
-        kinds |= {"causal-br"} if "decode" in sweep.modes and "causal" in kinds else set()  # decode's causal
+        kinds = {_decoding(mask, mode).kind for mask in sweep.masks for mode in sweep.modes} | {m.kind for m in sweep.masks}
         return [n for n in list_variants()
                 if get_variant(n).unavailable_reason(device) is None and kinds & set(get_variant(n).masks)]  # fmt: skip
     return list(sweep.variants)
@@ -246,20 +216,22 @@ def expand(sweep: Sweep) -> list[Case]:
     return sorted(cases, key=lambda c: first[(c.device, c.variant)])  # stable: each grid's order kept within a group
 
 
+# The grid axes a case varies over within one variant and device, N innermost (each curve's points in a row).
+AXES = [f for f in CASE_FIELDS if f.grid and f.name not in ("variants", "devices", "seq_lens")] + [BY_NAME["seq_lens"]]
+# The sweep-wide values every case takes as they are.
+SCALARS = [f for f in CASE_FIELDS if not f.grid and f.name not in ("q_len", "cuda_graphs")]
+
+
 def _expand_grid(sweep: Sweep) -> Iterator[Case]:
     for device in sweep.devices:
         for variant in variants_for(sweep, device):
-            grid = itertools.product(sweep.dtypes, sweep.modes, sweep.mask_specs, sweep.batch, sweep.heads,
-                                     sweep.heads_kv or (None,), sweep.head_dim, sweep.seq_lens)  # fmt: skip
-            for dtype, mode, mask, batch, heads, heads_kv, head_dim, n in grid:
-                limit = sweep.max_seq_len.get(f"{variant}:{mode}", sweep.max_seq_len.get(variant))
-                if limit is not None and n > limit:
+            scalars = {f.case: getattr(sweep, f.name) for f in SCALARS}
+            for values in itertools.product(*(getattr(sweep, f.name) or (None,) for f in AXES)):
+                case = dict(zip((f.case for f in AXES), values))
+                limit = sweep.max_seq_len.get(f"{variant}:{case['mode']}", sweep.max_seq_len.get(variant))
+                if limit is not None and case["seq_len"] > limit:
                     continue
-                decoding = mode == "decode"
-                yield Case(
-                    variant=variant, seq_len=n, device=device, dtype=dtype, mode=mode,
-                    mask="causal-br" if decoding and mask == "causal" else mask,
-                    batch=batch, heads=heads, heads_kv=heads_kv, head_dim=head_dim, q_len=sweep.q_len if decoding else None,
-                    threads=sweep.threads, input_scale=sweep.input_scale, seed=sweep.seed, allocator=sweep.allocator,
-                    cuda_graphs=sweep.cuda_graphs and device.startswith("cuda"),
-                )  # fmt: skip
+                decoding = case["mode"] == "decode"
+                case["mask"] = _decoding(case["mask"], case["mode"])
+                yield Case(variant=variant, device=device, **case, **scalars, q_len=sweep.q_len if decoding else None,
+                           cuda_graphs=sweep.cuda_graphs and device.startswith("cuda"))  # fmt: skip

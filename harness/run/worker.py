@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from dataclasses import asdict
 
+    from variants.masks import parse_mask
+
     from ..measure.allocator import pin_allocator
     from ..measure.attention_map import attention_map
     from ..measure.case import Case
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         request = json.loads(line)
         restore_torch_state(state)  # what a variant changed globally (default dtype, grad mode) reaches no other
         if "map" in request:  # an attention map for the report (harness.measure.attention_map)
-            reply = attention_map(request["map"], causal=request.get("causal", False))
+            reply = attention_map(request["map"], mask=parse_mask(request.get("mask")))
         elif "check" in request:  # one contract check (harness.verify.checks)
             reply = asdict(run_check(request["check"], request["which"], device=request["device"]))
         else:

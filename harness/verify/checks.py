@@ -5,7 +5,7 @@
 The registry-parametrized test suite asserts the same functions, so a plugin
 author sees exactly what the project's own variants are held to:
 
-- contract: the call accepts (q, k, v, causal=, scale=) and returns (B, H, N_q, D_v)
+- contract: the call accepts (q, k, v, mask=, scale=) and returns (B, H, N_q, D_v)
   in q's dtype and device, finite;
 - input-preserving: q, k, v unchanged, in value and in version counter;
 - deterministic: the same inputs (and seed) give the same output;
@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from variants import Unsupported, VariantSpec, get_variant
+from variants.masks import CAUSAL, NONE, Mask
 
 from ..measure.accuracy import relative_error
 from ..measure.case import seeded_qkv
@@ -47,16 +48,16 @@ class CheckResult:
 
 
 def check_contract(spec: VariantSpec, *, n_q: int = 33, n_kv: int = 47, d: int = 16, d_v: int = 8,
-                   causal: bool = False, device: str = "cpu") -> CheckResult:  # fmt: skip
+                   mask: Mask = NONE, device: str = "cpu") -> CheckResult:  # fmt: skip
     """Shape, dtype, device, finiteness; inputs untouched."""
     q, k, v = seeded_qkv(n_q, n_kv, d=d, d_v=d_v, device=device)
     before = [(t.clone(), t._version) for t in (q, k, v)]
     try:
-        out = spec(q, k, v, causal=causal)
+        out = spec(q, k, v, mask=mask)
     except Unsupported as exc:
         return CheckResult("contract", None, str(exc))
     except TypeError as exc:
-        return CheckResult("contract", False, f"the call (q, k, v, causal=..., scale=...) failed: {exc}")
+        return CheckResult("contract", False, f"the call (q, k, v, mask=..., scale=...) failed: {exc}")
     problem = contract_violation(out, q, k, v)
     if problem:
         return CheckResult("contract", False, problem)
@@ -80,14 +81,14 @@ def check_deterministic(spec: VariantSpec, *, n: int = 64, device: str = "cpu") 
 
 
 def exact_error(spec: VariantSpec, *, n_q: int, n_kv: int | None = None, d: int = 64, d_v: int | None = None,
-                causal: bool = False, mask: str | None = None, heads: int = 2, heads_kv: int | None = None,
+                mask: Mask | str | None = None, heads: int = 2, heads_kv: int | None = None,
                 dtype: torch.dtype = torch.float32, device: str = "cpu", scale: float | None = None,
                 input_scale: float = 2.0, seed: int = 0) -> float:  # fmt: skip
     """Relative error against float64 attention; raises `Unsupported` where the variant does."""
     q, k, v = seeded_qkv(n_q, n_kv, heads=heads, heads_kv=heads_kv, d=d, d_v=d_v, dtype=dtype, device=device,
                          seed=seed, scale=input_scale)  # fmt: skip
-    out = spec(q, k, v, causal=causal, mask=mask, scale=scale)
-    return relative_error(out, reference_attention(q, k, v, causal=causal, mask=mask, scale=scale))
+    out = spec(q, k, v, mask=mask, scale=scale)
+    return relative_error(out, reference_attention(q, k, v, mask=mask, scale=scale))
 
 
 # (N_q, N_kv, D_v): tiny, past the usual 128/256 block sizes and 512 windows, N_q != N_kv both ways, D_v != D.
@@ -95,9 +96,9 @@ EXACT_SHAPES = [(7, 7, None), (257, 257, None), (100, 160, None), (300, 517, Non
                 (1030, 1030, None)]  # fmt: skip
 
 
-def _case_label(dtype: torch.dtype, n_q: int, n_kv: int, d_v: int | None, causal: bool) -> str:
+def _case_label(dtype: torch.dtype, n_q: int, n_kv: int, d_v: int | None, mask: Mask) -> str:
     dv = f" D_v={d_v}" if d_v else ""
-    return f"{str(dtype).removeprefix('torch.')} N_q={n_q} N_kv={n_kv}{dv}{' causal' if causal else ''}"
+    return f"{str(dtype).removeprefix('torch.')} N_q={n_q} N_kv={n_kv}{dv}{'' if mask == NONE else ' ' + mask.spec}"
 
 
 def check_exact(spec: VariantSpec, *, device: str = "cpu") -> CheckResult:
@@ -106,17 +107,17 @@ def check_exact(spec: VariantSpec, *, device: str = "cpu") -> CheckResult:
     skipped, failures, misaligned_only = [], [], True
     for dtype in (torch.float32, torch.bfloat16):
         for n_q, n_kv, d_v in EXACT_SHAPES:
-            for causal in (False, True):
+            for mask in (NONE, CAUSAL):
                 try:
-                    err = exact_error(spec, n_q=n_q, n_kv=n_kv, d_v=d_v, causal=causal, dtype=dtype, device=device)
+                    err = exact_error(spec, n_q=n_q, n_kv=n_kv, d_v=d_v, mask=mask, dtype=dtype, device=device)
                 except Unsupported as exc:
                     skipped.append(str(exc))
                     continue
                 key = str(dtype).removeprefix("torch.")
                 worst[key] = max(worst.get(key, 0.0), err)
                 if not err <= TOLERANCE[dtype]:  # NaN fails too
-                    failures.append(f"{_case_label(dtype, n_q, n_kv, d_v, causal)}: {err:.1e} > {TOLERANCE[dtype]:.0e}")
-                    misaligned_only &= causal and n_q != n_kv
+                    failures.append(f"{_case_label(dtype, n_q, n_kv, d_v, mask)}: {err:.1e} > {TOLERANCE[dtype]:.0e}")
+                    misaligned_only &= mask == CAUSAL and n_q != n_kv
     if not worst:
         return CheckResult("exact", None, skipped[0] if skipped else "no case ran")
     if failures:
@@ -127,8 +128,8 @@ def check_exact(spec: VariantSpec, *, device: str = "cpu") -> CheckResult:
     return CheckResult("exact", True, "largest relative error " + ", ".join(f"{k} {e:.1e}" for k, e in worst.items()))
 
 
-MASK_SPECS = {"none": "none", "causal": "causal", "causal-br": "causal-br", "sliding": "sliding:16",
-              "document": "document:3", "prefix": "prefix:20"}  # fmt: skip
+MASK_SPECS = {"none": NONE, "causal": CAUSAL, "causal-br": Mask("causal-br"), "sliding": Mask("sliding", 16),
+              "document": Mask("document", 3), "prefix": Mask("prefix", 20)}  # fmt: skip
 # Square; N_q != N_kv both ways (N_q > N_kv leaves the first queries no key under bottom-right masks); decode.
 MASK_SHAPES = [(64, 64), (300, 517), (517, 300), (1, 300)]
 
@@ -172,14 +173,14 @@ def check_masks(spec: VariantSpec, *, device: str = "cpu") -> CheckResult:
     return CheckResult("masks and GQA", True, f"{', '.join(spec.masks)}: largest relative error {worst:.1e}")
 
 
-def gradient_error(spec: VariantSpec, *, n_q: int, n_kv: int, causal: bool, device: str = "cpu") -> dict[str, float]:
+def gradient_error(spec: VariantSpec, *, n_q: int, n_kv: int, mask: Mask, device: str = "cpu") -> dict[str, float]:
     """Relative error of dq, dk, dv against float64 autograd through exact attention."""
     q, k, v = seeded_qkv(n_q, n_kv, d=32, device=device, seed=5, scale=1.5)
     grad_out = seeded_qkv(n_q, d=32, device=device, seed=6)[0]
     leaves = [t.clone().requires_grad_() for t in (q, k, v)]
-    grads = torch.autograd.grad(spec(*leaves, causal=causal), leaves, grad_out)
+    grads = torch.autograd.grad(spec(*leaves, mask=mask), leaves, grad_out)
     exact = [t.detach().double().requires_grad_() for t in (q, k, v)]
-    ref_grads = torch.autograd.grad(reference_attention(*exact, causal=causal), exact, grad_out.double())
+    ref_grads = torch.autograd.grad(reference_attention(*exact, mask=mask), exact, grad_out.double())
     return {f"d{name}": relative_error(g, r) for name, g, r in zip("qkv", grads, ref_grads)}
 
 
@@ -193,9 +194,9 @@ def check_backward(spec: VariantSpec, *, device: str = "cpu") -> CheckResult:
         if spec.exact:
             worst = 0.0
             for n_q, n_kv in ((65, 65), (65, 130), (130, 65)):
-                for causal in (False, True):
-                    _inference_call(spec, n_q, n_kv, device, causal=causal)
-                    worst = max(worst, *gradient_error(spec, n_q=n_q, n_kv=n_kv, causal=causal, device=device).values())
+                for mask in (NONE, CAUSAL):
+                    _inference_call(spec, n_q, n_kv, device, mask=mask)
+                    worst = max(worst, *gradient_error(spec, n_q=n_q, n_kv=n_kv, mask=mask, device=device).values())
             ok = worst <= GRAD_TOLERANCE
             return CheckResult("backward", ok, f"largest gradient error {worst:.1e} (tolerance {GRAD_TOLERANCE:.0e})")
         _inference_call(spec, 97, 97, device)
@@ -219,7 +220,7 @@ ACCURACY_SHAPES = [(1024, 1024), (300, 517)]
 def check_accuracy(spec: VariantSpec, *, device: str = "cpu") -> CheckResult:
     """An approximation's error against float64 at long shapes (under its declared reference mask): finite,
     reported, and within its declared ``tolerance`` if it has one."""
-    against = f"exact attention under {spec.reference}" if spec.reference else "exact attention"
+    against = f"exact attention under {spec.reference.spec}" if spec.reference else "exact attention"
     errors: dict[str, float] = {}
     for n_q, n_kv in ACCURACY_SHAPES:
         try:
@@ -239,7 +240,7 @@ def check_accuracy(spec: VariantSpec, *, device: str = "cpu") -> CheckResult:
 
 CHECKS = {
     "contract": lambda spec, device: check_contract(spec, device=device),
-    "contract (causal)": lambda spec, device: check_contract(spec, causal=True, device=device),
+    "contract (causal)": lambda spec, device: check_contract(spec, mask=CAUSAL, device=device),
     "deterministic": lambda spec, device: check_deterministic(spec, device=device),
     "exact": lambda spec, device: check_exact(spec, device=device),
     "masks and GQA": lambda spec, device: check_masks(spec, device=device),

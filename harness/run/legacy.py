@@ -1,0 +1,48 @@
+"""Run folders written by earlier versions, read as today's: the one place that knows older spellings.
+
+Before the mask was a dimension of its own, a run recorded ``causal`` (true or
+false): in each row of ``cases.jsonl`` and, as a list, in ``sweep.json`` (at
+its top and in each of its grids). Today that is the mask "causal" or "none".
+Rows from before grouped-query heads and decode queries imply as many key heads
+as query heads and as many queries as keys. Each reader of a run folder
+(the results table, ``--resume``) goes through here, so an old folder loads,
+reports and resumes as if written today, and a case keeps its id
+(`harness.measure.case.Case.case_id` hashes the first release's ``causal``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+
+def _masks_of(causal: Any) -> list[str]:
+    flags = causal if isinstance(causal, list) else [causal]
+    return ["causal" if flag else "none" for flag in flags]
+
+
+def upgrade_sweep(stored: dict[str, Any]) -> dict[str, Any]:
+    """``sweep.json``'s settings in today's fields: ``causal`` becomes ``masks`` (its top and its grids)."""
+    upgraded = dict(stored)
+    causal = upgraded.pop("causal", None)
+    if causal is not None and not upgraded.get("masks"):
+        upgraded["masks"] = _masks_of(causal)
+    if isinstance(upgraded.get("grids"), list):
+        upgraded["grids"] = [upgrade_sweep(grid) if isinstance(grid, dict) else grid for grid in upgraded["grids"]]
+    return upgraded
+
+
+# Columns an older run's rows lack, and what those rows imply.
+IMPLIED = {"heads_kv": lambda f: f["heads"], "q_len": lambda f: f["seq_len"]}
+
+
+def upgrade_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The results table in today's columns: a ``causal`` column becomes the mask where a row has none, and
+    goes; a shape column an older run lacks is implied by its other columns."""
+    if "causal" in frame.columns:
+        from_causal = frame["causal"].map({True: "causal", False: "none"})
+        mask = frame["mask"].fillna(from_causal) if "mask" in frame.columns else from_causal
+        frame = frame.drop(columns="causal").assign(mask=mask)
+    implied = {column: imply(frame) for column, imply in IMPLIED.items() if column not in frame.columns and len(frame)}
+    return frame.assign(**implied) if implied else frame
