@@ -28,9 +28,9 @@ def test_sampled_reference_rows_are_the_full_reference_rows():
     q, k, v = make_inputs(case)
     rows = sample_rows(1024, 256, seed=0)
     assert rows is not None and len(rows) == 256 and len(set(rows.tolist())) == 256
-    for causal in (False, True):
-        full = reference_attention(q, k, v, causal=causal)
-        part = reference_attention(q, k, v, causal=causal, rows=rows)
+    for mask in ("none", "causal"):
+        full = reference_attention(q, k, v, mask=mask)
+        part = reference_attention(q, k, v, mask=mask, rows=rows)
         assert torch.allclose(part, full[:, :, rows], rtol=0, atol=1e-12)
 
 
@@ -38,15 +38,15 @@ def test_sampled_reference_rows_are_the_full_reference_rows():
 def test_sampled_error_agrees_with_full_error(name):
     case = Case(name, 1024, heads=4)
     q, k, v = make_inputs(case)
-    out = get_variant(name)(q, k, v, causal=True)
-    full = measure_accuracy(out, q, k, v, causal=True, max_rows=1024)
+    out = get_variant(name)(q, k, v, mask="causal")
+    full = measure_accuracy(out, q, k, v, mask="causal", max_rows=1024)
     assert full.rows == 1024
-    half = measure_accuracy(out, q, k, v, causal=True, max_rows=512, seed=3)
+    half = measure_accuracy(out, q, k, v, mask="causal", max_rows=512, seed=3)
     assert half.rows == 512
     # A sample estimates the full error; its spread shrinks as 1/sqrt(rows).
     assert abs(half.rel_err - full.rel_err) / full.rel_err < 0.15
     # Chunked references (small chunk_bytes) give exactly the unchunked numbers.
-    chunked = measure_accuracy(out, q, k, v, causal=True, max_rows=1024, chunk_bytes=1 << 16)
+    chunked = measure_accuracy(out, q, k, v, mask="causal", max_rows=1024, chunk_bytes=1 << 16)
     assert chunked.rel_err == pytest.approx(full.rel_err, rel=1e-9)
     assert chunked.max_abs_err == pytest.approx(full.max_abs_err, rel=1e-9)
 
@@ -55,12 +55,12 @@ def test_naive_flops_are_4_b_h_n2_d():
     case = Case("naive", 1024, batch=2, heads=8, head_dim=64)
     assert case_flops(case) == 4 * 2 * 8 * 1024**2 * 64
     # causal: query i sees i + 1 keys, N(N+1)/2 visible pairs in all
-    assert case_flops(Case("naive", 1024, causal=True)) == 4 * 8 * (1024 * 1025 // 2) * 64
+    assert case_flops(Case("naive", 1024, mask="causal")) == 4 * 8 * (1024 * 1025 // 2) * 64
     assert case_flops(Case("naive", 1024, mode="fwd_bwd")) == 3.5 * 4 * 8 * 1024**2 * 64
 
 
 def test_measure_case_fills_every_measured_column():
-    r = measure_case(Case("sdpa", 256, heads=2, causal=True), max_time_s=0.5)
+    r = measure_case(Case("sdpa", 256, heads=2, mask="causal"), max_time_s=0.5)
     assert r.status == "ok", r.reason
     assert r.backend == "flash_attention"
     assert 0 < r.time_min_s <= r.time_p20_s <= r.time_median_s <= r.time_p80_s

@@ -46,7 +46,7 @@ def test_over_budget_names_the_class_and_the_budget():
 
 
 def test_growth_stops_skip_larger_n_of_the_failed_configuration_only():
-    cases = [Case("naive", n, threads=1) for n in (256, 512, 1024)] + [Case("naive", 1024, causal=True, threads=1)]
+    cases = [Case("naive", n, threads=1) for n in (256, 512, 1024)] + [Case("naive", 1024, mask="causal", threads=1)]
     stops = GrowthStops(cases, recorded=[{"case_id": cases[1].case_id, "seq_len": 512, "status": "oom"}])
     assert stops.reason(cases[2]) == "not run: the same configuration was oom at N=512"
     assert stops.reason(cases[0]) is None  # smaller N still run (a resume may lack one)

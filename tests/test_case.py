@@ -12,7 +12,7 @@ def test_id_is_a_stable_content_hash():
     a = Case("sdpa", 1024, threads=2)
     assert a.case_id == Case("sdpa", 1024, threads=2).case_id
     assert len(a.case_id) == 16
-    assert a.case_id != Case("sdpa", 1024, threads=2, causal=True).case_id
+    assert a.case_id != Case("sdpa", 1024, threads=2, mask="causal").case_id
     assert a.case_id != Case("sdpa", 1024, threads=1).case_id
     assert a.case_id != Case("sdpa", 1024, threads=2, seed=1).case_id
 
@@ -32,7 +32,7 @@ def test_id_is_a_stable_content_hash():
     ],
 )
 def test_bad_fields_name_the_field(kwargs, field):
-    with pytest.raises(ValueError, match=rf"^Case\.{field} must be"):
+    with pytest.raises(ValueError, match=rf"^Case\.{field}\b"):
         Case("naive", **kwargs)
 
 

@@ -100,8 +100,8 @@ def test_malformed_toml(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "text, needle",
-    [('variants = [["naive"]]\n', "expected names"), ("variants = 5\n", "expected names"),
-     ('dtypes = [1]\n', "expected names"), ("seed = 1.5\n", "--seed"), ("timeout_s = 1e999\n", "--timeout"),
+    [('variants = [["naive"]]\n', "expected variant names"), ("variants = 5\n", "expected variant names"),
+     ('dtypes = [1]\n', "unknown dtype 1"), ("seed = 1.5\n", "--seed"), ("timeout_s = 1e999\n", "--timeout"),
      ("max_seq_len = 3\n", "max_seq_len"), ("grids = 3\n", "grids must be a list of tables"),
      ('[[grids]]\nthreads = 1\n', "unknown grid key 'threads'"), ('[[grids]]\nmasks = ["sliding:0"]\n', "--mask")],
 )  # fmt: skip

@@ -53,7 +53,7 @@ def test_flex_is_exact_in_bf16_and_when_decoding_and_compiles_once_across_length
     assert ((flex(q, k, v, mask="causal-br").double() - ref).norm() / ref.norm()).item() < 1e-5
     q, k, v = (t.bfloat16() for t in seeded_qkv(200, heads=4, d=16, seed=2))
     ref = reference_attention(q, k, v, mask="causal")
-    assert ((flex(q, k, v, causal=True).double() - ref).norm() / ref.norm()).item() < 2e-2
+    assert ((flex(q, k, v, mask="causal").double() - ref).norm() / ref.norm()).item() < 2e-2
 
 
 @pytest.mark.parametrize("name, masks", [("flex", list(MASK_SPECS.values())), ("naive-compiled", ["sliding:16"])])

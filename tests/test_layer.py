@@ -8,18 +8,19 @@ from conftest import DEVICES, rel_err, runnable
 
 from variants import Unsupported, get_variant, list_variants
 from variants.layer import SelfAttention
+from variants.masks import CAUSAL, NONE
 
 EXACT = [n for n in list_variants() if get_variant(n).exact]
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("mask", [NONE, CAUSAL], ids=["full", "causal"])
 @pytest.mark.parametrize("name", EXACT)
-def test_every_exact_core_gives_the_same_layer_output(name, causal, device):
+def test_every_exact_core_gives_the_same_layer_output(name, mask, device):
     runnable(name, device)
     torch.manual_seed(0)
-    baseline = SelfAttention(48, 32, heads=2, variant="naive", causal=causal).to(device)
-    layer = SelfAttention(48, 32, heads=2, variant=name, causal=causal).to(device)
+    baseline = SelfAttention(48, 32, heads=2, variant="naive", mask=mask).to(device)
+    layer = SelfAttention(48, 32, heads=2, variant=name, mask=mask).to(device)
     layer.load_state_dict(baseline.state_dict())
     x = torch.randn(3, 50, 48, device=device)
     try:

@@ -30,7 +30,8 @@ def imported_modules(path: Path) -> set[str]:
         if isinstance(node, ast.ImportFrom):
             base = package.rsplit(".", node.level - 1)[0] if node.level else ""
             name = ".".join(part for part in (base, node.module or "") if part)
-            found.add(name)
+            # "from . import parsers" imports the module harness.<stage>.parsers, not the package
+            found.update([name] if node.module else [f"{name}.{alias.name}" for alias in node.names])
         elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
     return {name for name in found if name.startswith("harness.")}

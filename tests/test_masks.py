@@ -11,7 +11,7 @@ from harness.measure.measure_case import case_bytes
 from harness.measure.reference import reference_attention
 from harness.verify.checks import check_masks
 from variants import Unsupported, exact_flops, get_variant, list_variants
-from variants.masks import MaskError, parse_mask, tile_rows
+from variants.masks import NONE, MaskError, parse_mask, tile_rows
 
 # 4 queries over 6 keys: o = N_kv - N_q = 2, so bottom-right masks align query i with key i + 2.
 BY_HAND = {
@@ -120,7 +120,7 @@ def test_work_model_counts_visible_pairs_and_decode_bytes():
     assert exact_flops(banded) == 4 * 8 * window * 64
     assert exact_flops(full) == 4 * 8 * 4096 * 4096 * 64
     decode = Case("sdpa", 32768, batch=4, heads=8, heads_kv=2, head_dim=128, mode="decode", threads=1)
-    assert decode.q_len == 1 and decode.mask == "none"
+    assert decode.q_len == 1 and decode.mask == NONE
     # K and V read once (B·H_kv·N·D each), q read and the output written (B·H·1·D each), fp32.
     assert case_bytes(decode) == 4 * (2 * 4 * 2 * 32768 * 128 + 2 * 4 * 8 * 1 * 128)
 

@@ -17,8 +17,8 @@ def _peak(name: str, n: int, **case_kwargs) -> int:
     q, k, v = make_inputs(case)
     spec = get_variant(name)
     with torch.inference_mode():
-        spec(q, k, v, causal=case.causal)
-        return peak_memory(lambda: spec(q, k, v, causal=case.causal), case.device).peak_bytes
+        spec(q, k, v, mask=case.mask)
+        return peak_memory(lambda: spec(q, k, v, mask=case.mask), case.device).peak_bytes
 
 
 def test_naive_peak_is_scores_plus_probabilities_plus_output():

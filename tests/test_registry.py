@@ -86,7 +86,7 @@ def test_declared_support_is_enforced(scratch):
     with pytest.raises(Unsupported, match="dtype=float32"):
         get_variant("t-fp64")(x, x, x)
     with pytest.raises(Unsupported, match="causal"):
-        get_variant("t-nocausal")(x, x, x, causal=True)
+        get_variant("t-nocausal")(x, x, x, mask="causal")
     with pytest.raises(Unsupported, match="backward"):
         get_variant("t-nograd")(x.requires_grad_(), x, x)
     with torch.no_grad():  # forward-only use of a requires_grad tensor is fine
@@ -110,11 +110,11 @@ def test_seed_reaches_only_randomized_variants(scratch):
 
 def test_exact_flops_model():
     class Case:
-        batch, heads, seq_len, head_dim, causal = 2, 8, 1024, 64, False
+        batch, heads, seq_len, head_dim, mask = 2, 8, 1024, 64, "none"
 
     spec = get_variant("naive")
     assert spec.flops(Case) == 4 * 2 * 8 * 1024 * 1024 * 64
-    Case.causal = True  # query i sees i + 1 keys: N(N+1)/2 visible pairs
+    Case.mask = "causal"  # query i sees i + 1 keys: N(N+1)/2 visible pairs
     assert spec.flops(Case) == 4 * 2 * 8 * (1024 * 1025 // 2) * 64
     for name in list_variants():
         assert get_variant(name).flops is not None, name
@@ -153,7 +153,7 @@ def test_only_the_name_and_exactness_are_required():
         assert spec.family == "test_registry" and spec.time is None and spec.memory is None  # named after its module
         q = torch.randn(1, 2, 8, 4)
         assert torch.allclose(
-            spec(q, q, q, causal=True), torch.nn.functional.scaled_dot_product_attention(q, q, q, is_causal=True)
+            spec(q, q, q, mask="causal"), torch.nn.functional.scaled_dot_product_attention(q, q, q, is_causal=True)
         )
     finally:
         unregister("test-bare")

@@ -16,7 +16,7 @@ def test_masks_kv_heads_and_decode_are_grid_dimensions():
     assert len(cases) == 3 * 2 * 2 * 2  # masks x kv heads x modes x N
     decode = [c for c in cases if c.mode == "decode"]
     assert {c.q_len for c in decode} == {1} and {c.q_len for c in cases if c.mode == "fwd"} == {None}
-    assert Counter(c.mask for c in decode) == {"none": 4, "causal-br": 4, "sliding:16": 4}  # decode's causal: bottom-right
+    assert Counter(c.mask.spec for c in decode) == {"none": 4, "causal-br": 4, "sliding:16": 4}  # decode's causal: bottom-right
     assert {c.heads_kv for c in cases} == {1, 2}
 
 
@@ -28,7 +28,7 @@ def test_subgrids_expand_to_their_union_and_flags_override_every_grid(tmp_path):
         '[[grids]]\nmasks = ["sliding:32"]\nseq_lens = [128]\nvariants = ["sdpa"]\n'
     )
     cases = expand(build_sweep(config=config))
-    assert Counter((c.variant, c.mode, c.mask) for c in cases) == {
+    assert Counter((c.variant, c.mode, c.mask.spec) for c in cases) == {
         ("naive", "decode", "none"): 4, ("sdpa", "decode", "none"): 4, ("sdpa", "fwd", "sliding:32"): 1,
     }  # fmt: skip
     assert [c.variant for c in cases] == sorted((c.variant for c in cases), key=["naive", "sdpa"].index)  # grouped
@@ -41,8 +41,8 @@ def test_a_sweep_recorded_before_masks_grids_and_kv_heads_resumes_unchanged():
     stored = json.loads(json.dumps(sweep.to_dict()))
     for newer in ("masks", "heads_kv", "q_len", "grids"):
         del stored[newer]  # what a sweep.json written before them holds
+    stored["causal"] = [False, True]
     assert _setting_changes(stored, sweep) == []
     assert _setting_changes(stored, build_sweep(variants="naive", seq_lens="64,128", masks="sliding:8", threads="1")) == [
-        "--causal [False, True] -> [False]",
-        "--mask [] -> ['sliding:8']",
+        "--mask ['none', 'causal'] -> ['sliding:8']",
     ]

@@ -23,6 +23,7 @@ from harness.verify.checks import (
 )
 from variants import Unsupported, get_variant, list_variants
 from variants.linear import linear_attention
+from variants.masks import CAUSAL, NONE
 
 
 def grid(names: list[str]) -> list:
@@ -65,47 +66,47 @@ def error_or_skip(fn, **kwargs):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("mask", [NONE, CAUSAL], ids=["full", "causal"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "q{}-kv{}-d{}-dv{}".format(*s))
 @pytest.mark.parametrize("name", grid(ALL))
-def test_well_formed_and_inputs_untouched(name, shape, causal, device):
+def test_well_formed_and_inputs_untouched(name, shape, mask, device):
     n_q, n_kv, d, d_v = shape
     spec = runnable(name, device)
-    passed_or_skip(check_contract(spec, n_q=n_q, n_kv=n_kv, d=d, d_v=d_v, causal=causal, device=device))
+    passed_or_skip(check_contract(spec, n_q=n_q, n_kv=n_kv, d=d, d_v=d_v, mask=mask, device=device))
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
-@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("mask", [NONE, CAUSAL], ids=["full", "causal"])
 @pytest.mark.parametrize("n", [1, 7, 257, 1024])
 @pytest.mark.parametrize("name", grid(EXACT))
-def test_exact_matches_float64(name, n, causal, dtype, device):
+def test_exact_matches_float64(name, n, mask, dtype, device):
     # Input scale 2 gives peaked attention (logit std ~4), which exercises the
     # running-max rescaling that unit-scale, nearly uniform attention would not.
     spec = runnable(name, device)
-    err = error_or_skip(exact_error, spec=spec, n_q=n, causal=causal, dtype=dtype, device=device, seed=n)
+    err = error_or_skip(exact_error, spec=spec, n_q=n, mask=mask, dtype=dtype, device=device, seed=n)
     assert err <= TOLERANCE[dtype]
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("mask", [NONE, CAUSAL], ids=["full", "causal"])
 @pytest.mark.parametrize("shape", SHAPES[1:], ids=lambda s: "q{}-kv{}-d{}-dv{}".format(*s))
 @pytest.mark.parametrize("name", grid(EXACT))
-def test_exact_ragged_shapes_and_scale(name, shape, causal, device):
+def test_exact_ragged_shapes_and_scale(name, shape, mask, device):
     n_q, n_kv, d, d_v = shape
     spec = runnable(name, device)
-    err = error_or_skip(exact_error, spec=spec, n_q=n_q, n_kv=n_kv, d=d, d_v=d_v, causal=causal, device=device,
+    err = error_or_skip(exact_error, spec=spec, n_q=n_q, n_kv=n_kv, d=d, d_v=d_v, mask=mask, device=device,
                         scale=0.3, input_scale=1.0, seed=3)  # fmt: skip
     assert err <= TOLERANCE[torch.float32]
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("mask", [NONE, CAUSAL], ids=["full", "causal"])
 @pytest.mark.parametrize("lengths", [(257, 257), (65, 130), (130, 65)], ids=lambda s: "q{}-kv{}".format(*s))
 @pytest.mark.parametrize("name", grid(EXACT_GRAD))
-def test_exact_gradients_match_float64(name, lengths, causal, device):
+def test_exact_gradients_match_float64(name, lengths, mask, device):
     spec = runnable(name, device)
-    errors = error_or_skip(gradient_error, spec=spec, n_q=lengths[0], n_kv=lengths[1], causal=causal, device=device)
+    errors = error_or_skip(gradient_error, spec=spec, n_q=lengths[0], n_kv=lengths[1], mask=mask, device=device)
     assert max(errors.values()) <= GRAD_TOLERANCE, errors
 
 
@@ -139,7 +140,7 @@ def test_performer_error_falls_with_more_features():
     assert err256 < err64, (err64, err256)
 
 
-@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("mask", [NONE, CAUSAL], ids=["full", "causal"])
 @pytest.mark.parametrize("lengths", [(100, 100), (37, 150), (150, 37), (1, 1)], ids=str)
 def test_linear_core_matches_quadratic_form(lengths, causal):
     """The chunked prefix sums equal the O(N^2) definition sum_j phi_q·phi_k v_j / sum_j phi_q·phi_k."""

@@ -140,9 +140,9 @@ def normalize_settings(raw: dict[str, Any], where: str = "the settings") -> dict
         if field is None:
             raise SweepError(f"unknown key {key!r} in {where}; known keys: {', '.join(BY_NAME)}")
         target = field.alias_of or key
-        if target in settings:
-            a, b = BY_NAME[target], field
-            raise SweepError(f"{a.what} and {b.what} together: write it once, as {a.what}")
+        if target in settings:  # a field and its older spelling
+            older = next(f for f in FIELDS if f.alias_of == target and f.name in raw)
+            raise SweepError(f"{older.what} and {BY_NAME[target].what} together: write it once, as {BY_NAME[target].what}")
         settings[target] = field.normalize(value)
     return settings
 

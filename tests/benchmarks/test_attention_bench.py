@@ -1,4 +1,4 @@
-"""pytest-benchmark suite, parametrized from the registry: every variant x N x causal.
+"""pytest-benchmark suite, parametrized from the registry: every variant x N x mask (none, causal).
 
     pytest tests/benchmarks --benchmark-only            benchmark (add --benchmark-json/-autosave/-compare)
     pytest                                              the default run: each case executed once, untimed
@@ -17,27 +17,28 @@ import torch
 from harness.measure.case import seeded_qkv
 from harness.run.plugins import load_plugins
 from variants import Unsupported, get_variant, list_variants
+from variants.masks import CAUSAL, NONE
 
 load_plugins([p for p in os.environ.get("ATTNBENCH_PLUGINS", "").split(os.pathsep) if p])
 
 SEQ_LENS = [256, 1024]
 
 
-@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("mask", [NONE, CAUSAL], ids=["full", "causal"])
 @pytest.mark.parametrize("n", SEQ_LENS, ids=lambda n: f"N{n}")
 @pytest.mark.parametrize("name", list_variants())
-def test_attention_forward(benchmark, name, n, causal):
+def test_attention_forward(benchmark, name, n, mask):
     spec = get_variant(name)
     reason = spec.unavailable_reason("cpu")
     if reason:
         pytest.skip(f"{name}: {reason}")
     q, k, v = seeded_qkv(n, d=64, heads=8)
-    benchmark.group = f"cpu float32 fwd {'causal' if causal else 'full'} N={n}"
-    benchmark.extra_info.update({"variant": name, "seq_len": n, "causal": causal})
+    benchmark.group = f"cpu float32 fwd {'full' if mask == NONE else mask.spec} N={n}"
+    benchmark.extra_info.update({"variant": name, "seq_len": n, "mask": mask.spec})
 
     def call():
         with torch.inference_mode():
-            return spec(q, k, v, causal=causal)
+            return spec(q, k, v, mask=mask)
 
     try:
         call()  # untimed: an unsupported case skips before the benchmark starts
