@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from variants import UnknownVariant, Unsupported, get_variant, list_variants
+from variants.plugins import PluginError, load_plugins
 
 from .arguments import SWEEP_FLAGS, build_parser
 from .measure.allocator import pin_allocator
@@ -37,7 +38,6 @@ from .measure.threads import thread_count
 from .report.console import print_results
 from .report.text import ceilings_text, comparison_text, variants_text
 from .run.isolated import run_checks
-from .run.plugins import PluginError, load_plugins
 from .run.progress import Progress, summary_lines
 from .run.results import ResultsError, load_env, load_results
 from .run.runner import RunError, RunFailed, run_sweep

@@ -82,8 +82,8 @@ def test_a_worker_slot_skips_what_its_own_measurements_say_cannot_fit(tmp_path):
     from pathlib import Path
 
     from harness.run.executor import WorkerSlot
-    from harness.run.plugins import load_plugins
     from variants import list_variants, unregister
+    from variants.plugins import load_plugins
 
     plugin = str(Path(__file__).resolve().parent / "plugins" / "misbehaving.py")
     before = set(list_variants())

@@ -116,7 +116,7 @@ def test_a_call_the_host_cannot_feed_fast_enough_is_flagged_launch_bound():
 
 def test_cuda_graphs_are_asked_for_cuda_cases_only():
     from harness.measure.timing import time_callable
-    from harness.run.settings import SweepError
+    from harness.measure.parsers import SweepError
     from harness.run.sweep import build_sweep
 
     with pytest.raises(ValueError, match="true only on a CUDA device"):

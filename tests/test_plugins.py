@@ -167,8 +167,8 @@ def test_check_fails_a_variant_that_refuses_a_mask_it_declares_and_passes_one_th
     assert refuser.returncode == 1, refuser.stdout
     assert "refuses every mask it declares (sliding): sliding windows are not implemented yet" in refuser.stdout
 
-    from harness.run.plugins import load_plugins
     from variants import unregister
+    from variants.plugins import load_plugins
 
     load_plugins([str(PLUGINS / "refuser.py")])
     try:
@@ -182,8 +182,8 @@ def test_check_fails_a_variant_that_refuses_a_mask_it_declares_and_passes_one_th
 
 @pytest.fixture
 def windowed_plugins():
-    from harness.run.plugins import load_plugins
     from variants import unregister
+    from variants.plugins import load_plugins
 
     load_plugins([str(PLUGINS / "windowed.py")])
     yield

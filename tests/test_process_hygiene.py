@@ -4,6 +4,7 @@ its own, a double-forked daemon) whether it finished, was terminated or killed; 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -71,15 +72,7 @@ def test_nothing_a_variant_started_outlives_the_sweep(tmp_path, end):
                 os.kill(pid, signal.SIGKILL)
 
 
-README_PLUGIN = """\
-import torch
-from variants import register
-
-
-@register("my-attn", family="mine", exact=True, time="O(N^2 d)", memory="O(N^2)")
-def my_attention(q, k, v, *, causal=False, scale=None):
-    return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale)
-"""
+README_PLUGIN = re.search(r"```python\n(.*?@register.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)  # its plugin
 
 
 def test_workers_import_nothing_from_the_working_directory(tmp_path):

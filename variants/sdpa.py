@@ -10,7 +10,8 @@ Masks: "causal" is ``is_causal=True``; every other mask but "none" is a dense
 boolean ``attn_mask`` (N_q, N_kv), which PyTorch's fused CPU kernels take and
 its CUDA flash kernel does not (it then falls back, or a pinned flash backend
 says why not). Grouped-query heads go through ``enable_gqa``: K and V are
-not copied.
+not copied. Score modifications: ALiBi and a relative-position bias are a float
+``attn_mask`` (H, N_q, N_kv); a soft cap is not a bias and SDPA cannot express it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from .common import zero_empty_rows
 from .masks import NONE, Mask
 from .registry import ALL_MASKS, Unsupported, register
+from .score_mods import NO_MOD, ScoreMod
+
+BIASES = ("none", "alibi", "rel-bias")  # softcap is not a bias: SDPA has no way to express it
 
 _BACKENDS = {
     "math": SDPBackend.MATH,
@@ -34,44 +38,54 @@ _BACKENDS = {
 }
 
 
-def _arguments(q, k, mask: Mask) -> dict:
-    """SDPA's masking and grouping keywords for ``mask`` and the heads of q and k."""
-    dense = None if mask.kind in ("none", "causal") else mask.dense(q.shape[2], k.shape[2], device=q.device)
-    return {"attn_mask": dense, "is_causal": mask.kind == "causal", "enable_gqa": q.shape[1] != k.shape[1]}
+def _arguments(q, k, mask: Mask, score_mod: ScoreMod = NO_MOD) -> dict:
+    """SDPA's masking and grouping keywords for ``mask``, ``score_mod`` and the heads of q and k.
+
+    A bias modification (ALiBi, a relative-position bias) is a float ``attn_mask`` (H, N_q, N_kv) with the
+    hidden keys at -inf, as Transformers passes ALiBi: real memory, which the case's peak records.
+    """
+    n_q, n_kv, grouped = q.shape[2], k.shape[2], q.shape[1] != k.shape[1]
+    if score_mod.is_bias:
+        bias = score_mod.bias(q.shape[1], torch.arange(n_q, device=q.device), n_q, n_kv, dtype=q.dtype)  # (H, N_q, N_kv)
+        if mask.kind != "none":
+            bias = bias.masked_fill(~mask.dense(n_q, n_kv, device=q.device), float("-inf"))
+        return {"attn_mask": bias[None], "is_causal": False, "enable_gqa": grouped}  # (1, H, N_q, N_kv): 4-D, as flash wants
+    dense = None if mask.kind in ("none", "causal") else mask.dense(n_q, n_kv, device=q.device)
+    return {"attn_mask": dense, "is_causal": mask.kind == "causal", "enable_gqa": grouped}
 
 
-def chosen_backend(q, k, v, *, mask: Mask = NONE, scale: float | None = None) -> str:
+def chosen_backend(q, k, v, *, mask: Mask = NONE, scale: float | None = None, score_mod: ScoreMod = NO_MOD) -> str:
     """The backend default dispatch picks for these inputs ("flash_attention", "math", ...)."""
-    a = _arguments(q, k, mask)
+    a = _arguments(q, k, mask, score_mod)
     choice = torch._fused_sdp_choice(q, k, v, a["attn_mask"], 0.0, a["is_causal"], scale=scale, enable_gqa=a["enable_gqa"])
     return SDPBackend(choice).name.lower()
 
 
-def _sdpa(q, k, v, mask: Mask, scale: float | None) -> torch.Tensor:
-    out = F.scaled_dot_product_attention(q, k, v, scale=scale, **_arguments(q, k, mask))  # (B, H, N_q, D_v)
+def _sdpa(q, k, v, mask: Mask, scale: float | None, score_mod: ScoreMod) -> torch.Tensor:
+    out = F.scaled_dot_product_attention(q, k, v, scale=scale, **_arguments(q, k, mask, score_mod))  # (B, H, N_q, D_v)
     return zero_empty_rows(out, mask, q.shape[2], k.shape[2])
 
 
 @register("sdpa", family="sdpa", exact=True, time="O(N^2 d)", memory="O(N)", backend=chosen_backend, masks=ALL_MASKS,
-          gqa=True)  # fmt: skip
-def sdpa(q, k, v, *, mask: Mask, scale: float | None = None) -> torch.Tensor:
+          gqa=True, score_mods=BIASES)  # fmt: skip
+def sdpa(q, k, v, *, mask: Mask, scale: float | None = None, score_mod: ScoreMod = NO_MOD) -> torch.Tensor:
     """``F.scaled_dot_product_attention`` with PyTorch's default kernel choice.
 
     q: (B, H, N_q, D); k, v: (B, H_kv, N_kv, D|D_v) -> (B, H, N_q, D_v).
     Time O(N^2 d). Memory O(N) when a fused kernel runs and no dense mask is
     needed; the math fallback, and a dense mask, are O(N^2).
     """
-    return _sdpa(q, k, v, mask, scale)
+    return _sdpa(q, k, v, mask, scale, score_mod)
 
 
-def _pinned(backend: str, q, k, v, *, mask: Mask, scale: float | None = None) -> torch.Tensor:
+def _pinned(backend: str, q, k, v, *, mask: Mask, scale: float | None = None, score_mod: ScoreMod = NO_MOD) -> torch.Tensor:
     """SDPA restricted to one backend; `Unsupported` with PyTorch's reasons if it cannot run."""
     # PyTorch explains a refused backend only through warnings: record them
     # (about 1 us a call, against the 8 us sdpa_kernel itself costs).
     with warnings.catch_warnings(record=True) as caught, sdpa_kernel(_BACKENDS[backend]):
         warnings.simplefilter("always")
         try:
-            return _sdpa(q, k, v, mask, scale)
+            return _sdpa(q, k, v, mask, scale, score_mod)
         except RuntimeError as exc:
             if "No available kernel" not in str(exc):
                 raise
@@ -93,6 +107,7 @@ def _register_pinned(backend: str, devices: tuple[str, ...], memory: str) -> Non
         backend=lambda *a, **kw: _BACKENDS[backend].name.lower(),
         masks=ALL_MASKS,
         gqa=True,
+        score_mods=BIASES,
     )(fn)
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..measure.complexity import declared_exponent
+from ..measure.labels import config_label
 from ..measure.record import MEASURED
 from .fits import agrees, crossovers, fit_power_law, implausible
 
@@ -35,17 +36,10 @@ def with_config(frame: pd.DataFrame) -> pd.DataFrame:
     """
     if "config" in frame.columns:
         return frame
-    varying = [c for c in CONFIG_COLUMNS if frame[c].nunique(dropna=False) > 1]
-    mask = frame["mask"].astype(str).map(lambda m: "" if m == "none" else f" {m}")
-    label = frame["device"].astype(str) + " " + frame["dtype"].astype(str) + " " + frame["mode"].astype(str) + mask
-    for column in ("batch", "heads", "heads_kv", "q_len", "head_dim"):
-        if column in varying and not (column == "q_len" and (frame["mode"] != "decode").any()):  # q_len is N elsewhere
-            label = label + f" · {column}=" + frame[column].astype(str)
-    if "device_name" in varying:
-        label = label + " · " + frame["device_name"].astype(str)
-    if "run_id" in varying:
-        label = frame["run_id"].astype(str) + " · " + label
-    return frame.assign(config=label)
+    shown = [c for c in CONFIG_COLUMNS if c in frame and c not in ("device", "dtype", "mode", "mask")
+             and frame[c].nunique(dropna=False) > 1 and not (c == "q_len" and (frame["mode"] != "decode").any())]  # fmt: skip
+    # (q_len is N outside decoding: it varies with the curve, not between curves)
+    return frame.assign(config=[config_label(row, shown) for row in frame.to_dict("records")])
 
 
 def _ok(frame: pd.DataFrame) -> pd.DataFrame:

@@ -12,6 +12,7 @@ from variants import DTYPES
 from variants.masks import CAUSAL, NONE, Mask
 
 from .fields import CASE_FIELDS, plain
+from .labels import case_label
 
 # The fields of the first release: hashed always. A field added since is hashed only when it differs from its
 # default, so every case an older run recorded keeps its id, and that run still resumes.
@@ -115,10 +116,9 @@ class Case:
         return DTYPES[self.dtype]
 
     def label(self) -> str:
-        """Short human name: 'sdpa N=1024 float32 fwd causal cpu', 'naive N=4096 q=1 H_kv=2 ... decode ...'."""
-        extra = (f" q={self.q_len}" if self.q_len else "") + (f" H_kv={self.heads_kv}" if self.heads_kv else "")
-        mask = "" if self.mask == NONE else f" {self.mask.spec}"
-        return f"{self.variant} N={self.seq_len}{extra} {self.dtype} {self.mode}{mask} {self.device}"
+        """Short human name: 'sdpa N=1024 cpu float32 fwd causal', 'naive N=4096 cpu float32 decode causal-br · q_len=1
+        · heads_kv=2' (`case_label`)."""
+        return case_label(self.to_dict(), [name for name in ("q_len", "heads_kv") if getattr(self, name)])
 
 
 def configuration(case: Case) -> tuple:

@@ -12,6 +12,7 @@ import math
 import torch
 
 from variants.masks import Mask, parse_mask
+from variants.score_mods import ScoreMod, parse_score_mod
 
 
 def reference_attention(
@@ -20,18 +21,21 @@ def reference_attention(
     v: torch.Tensor,
     *,
     mask: Mask | str | None = None,
+    score_mod: ScoreMod | str | None = None,
     scale: float | None = None,
     rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """softmax(q k^T · scale) v in float64 under ``mask``, for all query rows or the positions in ``rows``.
+    """softmax(score_mod(q k^T · scale)) v in float64 under ``mask``, for all query rows or the positions in ``rows``.
 
     q: (B, H, N_q, D); k, v: (B, H_kv, N_kv, D|D_v), H_kv dividing H (query head
     h reads key head h // (H / H_kv)) -> (B, H, R, D_v) float64, R = N_q or
-    len(rows). ``mask``: a `variants.masks.Mask` (or its spec); a query that sees no key gets zeros. Time O(R·N_kv·(D + D_v));
-    memory O(B·H·R·N_kv). Differentiable (float64 gradients are the reference
-    for the variants' backward passes).
+    len(rows). ``mask``: a `variants.masks.Mask` (or its spec); a query that
+    sees no key gets zeros. ``score_mod``: a `variants.score_mods.ScoreMod` (or
+    its spec), applied to the scaled scores before the mask. Time
+    O(R·N_kv·(D + D_v)); memory O(B·H·R·N_kv). Differentiable (float64
+    gradients are the reference for the variants' backward passes).
     """
-    mask = parse_mask(mask)
+    mask, score_mod = parse_mask(mask), parse_score_mod(score_mod)
     scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
     B, H, n_q, D = q.shape
     H_kv, n_kv = k.shape[1], k.shape[2]
@@ -40,7 +44,8 @@ def reference_attention(
     # Each group's G query heads stacked as rows against its one key head: K and V are never
     # expanded to H heads (a broadcast matmul would copy them G times, in float64).
     qd = q.to(torch.float64)[:, :, index].reshape(B, H_kv, G * R, D)  # (B, H_kv, G·R, D)
-    scores = (qd @ k.to(torch.float64).transpose(-1, -2) * scale).view(B, H_kv, G, R, n_kv)  # (B, H_kv, G, R, N_kv)
+    scores = (qd @ k.to(torch.float64).transpose(-1, -2) * scale).view(B, H, R, n_kv)  # head h = group·G + g
+    scores = score_mod.apply(scores, index, n_q, n_kv).view(B, H_kv, G, R, n_kv)  # (B, H_kv, G, R, N_kv)
     visible = mask.dense(n_q, n_kv, rows=index, device=q.device)  # (R, N_kv)
     probs = torch.softmax(scores.masked_fill(~visible, float("-inf")), dim=-1)
     probs = probs.masked_fill(~visible.any(-1, keepdim=True), 0.0)  # no visible key: zeros, not NaN

@@ -27,7 +27,7 @@ def _benchmark(row: dict) -> dict:
         shape += f"-kv{int(row['heads_kv'])}"
     if int(row["q_len"]) != int(row["seq_len"]):
         shape += f"-q{int(row['q_len'])}"
-    params = {"seq_len": int(row["seq_len"]), "dtype": row["dtype"], "mode": row["mode"], "causal": bool(row["causal"]),
+    params = {"seq_len": int(row["seq_len"]), "dtype": row["dtype"], "mode": row["mode"],
               "device": row["device"], "batch": int(row["batch"]), "heads": int(row["heads"]),
               "head_dim": int(row["head_dim"]), "mask": row["mask"], "heads_kv": int(row["heads_kv"]),
               "q_len": int(row["q_len"])}  # fmt: skip

@@ -8,6 +8,8 @@ from typing import Any
 
 import pandas as pd
 
+from ..measure.labels import case_label
+
 
 def cell_text(value: Any, digits: int = 4) -> str:
     """One cell as text: floats to ``digits`` significant digits, missing values empty."""
@@ -52,11 +54,12 @@ def comparison_text(table: pd.DataFrame, metric: str, threshold: float, adjusted
     def value(x: float) -> str:
         return "-" if pd.isna(x) else f"{x * scale:.4g}"
 
+    varying = [c for c in ("heads_kv", "q_len") if len(table) and table[c].nunique() > 1]
+    varying = [c for c in varying if c != "q_len" or (table["mode"] == "decode").all()]  # q_len is N elsewhere
     shown = [
         {
             "verdict": r["verdict"],
-            "variant": r["variant"],
-            "case": f"{r['device']} {r['dtype']} {r['mode']}{'' if r['mask'] == 'none' else ' ' + r['mask']} N={r['seq_len']}",
+            "case": case_label(r, varying),
             f"base {unit}": value(r["base"]),
             f"new {unit}": value(r["new"]),
             "new/base": "-" if pd.isna(r["ratio"]) else f"{r['ratio']:.3f}",

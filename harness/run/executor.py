@@ -15,12 +15,13 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
+from variants.plugins import plugins_for
+
 from ..measure.case import Case, configuration
 from ..measure.measure_case import record_for
 from .budget import over_budget, worker_memory_limit
 from .client import Worker, WorkerDied, process_env
 from .forkserver import ForkServer, ForkServerDied
-from .plugins import plugins_for
 
 Skip = Callable[[Case], "str | None"]  # why not to run a case (a smaller N failed), or None
 Started = Callable[[Case], None]  # told when a case is handed to a worker

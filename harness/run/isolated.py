@@ -11,13 +11,13 @@ import json
 from pathlib import Path
 
 from variants import get_variant
+from variants.plugins import plugins_for
 
 from ..measure.case import Case
 from ..verify.checks import checks_for
 from .budget import worker_memory_limit
 from .client import Worker, WorkerDied
 from .files import write_text_atomic
-from .plugins import plugins_for
 from .results import LOG_FILE, MAPS_FILE
 
 

@@ -33,8 +33,9 @@ def upgrade_sweep(stored: dict[str, Any]) -> dict[str, Any]:
     return upgraded
 
 
-# Columns an older run's rows lack, and what those rows imply.
-IMPLIED = {"heads_kv": lambda f: f["heads"], "q_len": lambda f: f["seq_len"]}
+# Columns an older run's rows lack, and the column whose value they imply: as many key heads as query heads,
+# as many queries as keys.
+IMPLIED = {"heads_kv": "heads", "q_len": "seq_len"}
 
 
 def upgrade_rows(frame: pd.DataFrame) -> pd.DataFrame:
@@ -44,5 +45,5 @@ def upgrade_rows(frame: pd.DataFrame) -> pd.DataFrame:
         from_causal = frame["causal"].map({True: "causal", False: "none"})
         mask = frame["mask"].fillna(from_causal) if "mask" in frame.columns else from_causal
         frame = frame.drop(columns="causal").assign(mask=mask)
-    implied = {column: imply(frame) for column, imply in IMPLIED.items() if column not in frame.columns and len(frame)}
+    implied = {column: frame[source] for column, source in IMPLIED.items() if column not in frame and source in frame}
     return frame.assign(**implied) if implied else frame

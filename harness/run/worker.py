@@ -56,13 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     from dataclasses import asdict
 
     from variants.masks import parse_mask
+    from variants.plugins import load_plugins
 
     from ..measure.allocator import pin_allocator
     from ..measure.attention_map import attention_map
     from ..measure.case import Case
     from ..measure.measure_case import measure_case
     from ..verify.checks import run_check
-    from .plugins import load_plugins
 
     if args.allocator == "pinned":
         pin_allocator()

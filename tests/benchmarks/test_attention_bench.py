@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from harness.measure.case import seeded_qkv
-from harness.run.plugins import load_plugins
 from variants import Unsupported, get_variant, list_variants
 from variants.masks import CAUSAL, NONE
+from variants.plugins import load_plugins
 
 load_plugins([p for p in os.environ.get("ATTNBENCH_PLUGINS", "").split(os.pathsep) if p])
 

@@ -26,7 +26,7 @@ import warnings
 from pathlib import Path
 from types import ModuleType
 
-from variants import get_variant, list_variants, unregister
+from .registry import get_variant, list_variants, unregister
 
 ENTRY_POINT_GROUP = "attnbench.variants"
 _discovered = False

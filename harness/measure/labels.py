@@ -1,0 +1,28 @@
+"""The one way a case and a configuration are named, in the terminal, the tables, the figures and comparisons.
+
+Pure data in, text out: a case's fields (`harness.measure.case.Case.to_dict`) or a results row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+
+def config_label(row: Mapping[str, Any], shown: Iterable[str] = ()) -> str:
+    """The one name of a configuration, from a case's fields or a results row: "cpu float32 fwd causal", then
+    for each column in ``shown`` (those that vary where the name is read) " · heads=16", the device's
+    name as it is, and a run id first ("run-a · cpu ...")."""
+    mask = "" if row["mask"] == "none" else f" {row['mask']}"
+    label = f"{row['device']} {row['dtype']} {row['mode']}{mask}"
+    for column in shown:
+        if column == "run_id":
+            label = f"{row[column]} · {label}"
+        else:
+            label += f" · {row[column]}" if column == "device_name" else f" · {column}={row[column]}"
+    return label
+
+
+def case_label(row: Mapping[str, Any], shown: Iterable[str] = ()) -> str:
+    """The one name of a case: its variant and N, then its `config_label`: "sdpa N=1024 cpu float32 fwd causal"."""
+    return f"{row['variant']} N={row['seq_len']} {config_label(row, shown)}"

@@ -1,0 +1,137 @@
+"""Score modifications as a small vocabulary of spec strings: what a model does to a score before softmax.
+
+With s = q·k·scale the scaled score of query i and key j, o = N_kv - N_q (the
+offset that aligns the last query with the last key), h the query head (0-based)
+and H the heads:
+
+    none          s
+    alibi         s - m_h·|i + o - j|        slopes m_h (Press et al. 2022; BLOOM's build_alibi_tensor)
+    softcap:C     C·tanh(s / C)              C > 0 (Gemma 2: after scaling, before masking)
+    rel-bias:R    s + b[h, clip(j - i - o, -R, R)]   a seeded (H, 2R + 1) table standing for a learned one
+
+A case has one mask and one score modification; the mask still decides which
+keys a query sees. ``alibi`` and ``rel-bias`` add a bias that depends only on
+(h, i, j): `ScoreMod.bias` gives it as a tensor, for a dense kernel (naive, the
+reference, SDPA's float ``attn_mask``) or one tile of a blocked one.
+``softcap`` is not a bias: `ScoreMod.apply` applies every kind to a block of scores.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+KINDS = ("none", "alibi", "softcap", "rel-bias")
+SIZED = {"softcap": "C", "rel-bias": "R"}  # kinds that take a size, and its letter
+REL_BIAS_SEED = 0  # the table is the same for every case of a given H and R: a stand-in for learned weights
+
+
+class ScoreModError(ValueError):
+    """A score-modification spec that names none; the message is one line saying why."""
+
+
+def alibi_slopes(heads: int) -> torch.Tensor:
+    """ALiBi's per-head slopes, float64 (heads,): 2^(-8h/H) for h = 1..H when H is a power of two; otherwise
+    those of the largest power of two P below H, then every other slope of 2P (2^(-4h/P), h = 1, 3, 5, ...)."""
+    p = 2 ** math.floor(math.log2(heads))
+    slopes = [2.0 ** (-8.0 * h / p) for h in range(1, p + 1)]
+    slopes += [2.0 ** (-4.0 * h / p) for h in range(1, 2 * (heads - p), 2)]
+    return torch.tensor(slopes, dtype=torch.float64)
+
+
+def rel_bias_table(heads: int, radius: int) -> torch.Tensor:
+    """The seeded relative-position bias table, float64 (heads, 2·radius + 1), standard normal entries."""
+    gen = torch.Generator().manual_seed(REL_BIAS_SEED)
+    return torch.randn(heads, 2 * radius + 1, generator=gen, dtype=torch.float64)
+
+
+@dataclass(frozen=True)
+class ScoreMod:
+    """One score modification: a kind from `KINDS` and, for softcap and rel-bias, its size."""
+
+    kind: str = "none"
+    size: float | None = None
+
+    @property
+    def spec(self) -> str:
+        """The string form, e.g. "softcap:50" (the results table's ``score_mod`` column)."""
+        return self.kind if self.size is None else f"{self.kind}:{self.size:g}"
+
+    def __str__(self) -> str:
+        return self.spec
+
+    @property
+    def is_bias(self) -> bool:
+        """Whether the modification adds a bias that depends only on (head, query, key)."""
+        return self.kind in ("alibi", "rel-bias")
+
+    def bias(self, heads: int, rows: torch.Tensor, n_q: int, n_kv: int, keys: torch.Tensor | None = None,
+             dtype: torch.dtype = torch.float32) -> torch.Tensor:  # fmt: skip
+        """The additive bias (heads, R, K) for query positions ``rows`` (R,) and key positions ``keys`` (K,; all
+        n_kv when None), on the rows' device, in ``dtype``. Only for `is_bias` kinds."""
+        keys = torch.arange(n_kv, device=rows.device) if keys is None else keys.to(rows.device)
+        distance = keys[None, :] - (rows[:, None] + (n_kv - n_q))  # (R, K): j - (i + o)
+        if self.kind == "alibi":
+            slopes = alibi_slopes(heads).to(rows.device)
+            out = -slopes[:, None, None] * distance.abs()[None]  # (H, R, K)
+        elif self.kind == "rel-bias":
+            radius = int(self.size)
+            table = rel_bias_table(heads, radius).to(rows.device)  # (H, 2R + 1)
+            out = table[:, (distance.clamp(-radius, radius) + radius)]  # (H, R, K)
+        else:
+            raise ScoreModError(f"{self.spec} is not a bias")
+        return out.to(dtype)
+
+    def apply(self, scores: torch.Tensor, rows: torch.Tensor, n_q: int, n_kv: int,
+              keys: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        """``scores`` (..., H, R, K) of query positions ``rows`` against keys ``keys`` (all when None), modified
+        (a new tensor; autograd flows through it)."""
+        if self.kind == "none":
+            return scores
+        if self.kind == "softcap":
+            return self.size * torch.tanh(scores / self.size)
+        return scores + self.bias(scores.shape[-3], rows, n_q, n_kv, keys, scores.dtype)
+
+    def apply_grouped(self, scores: torch.Tensor, positions: torch.Tensor, n_q: int, n_kv: int, heads: int,
+                      keys: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        """`apply` on scores (B, H_kv, R·G, K) in `variants.common.group_queries` order: row r is query position
+        ``positions[r // G]`` (R,) of query head r % G of its key head's group of G = heads / H_kv."""
+        if not self.is_bias:
+            return self.apply(scores, positions, n_q, n_kv, keys)
+        B, H_kv, RG, K = scores.shape
+        bias = self.bias(heads, positions, n_q, n_kv, keys, scores.dtype)  # (H, R, K), head h = group·G + g
+        return scores + bias.view(H_kv, heads // H_kv, -1, K).transpose(1, 2).reshape(H_kv, RG, K)
+
+
+NO_MOD = ScoreMod("none")
+
+
+def parse_score_mod(spec: str | ScoreMod | None = None) -> ScoreMod:
+    """The one parser: a `ScoreMod` from a spec ("none", "alibi", "softcap:C", "rel-bias:R"), a `ScoreMod` (as it
+    is), or None ("none"). `ScoreModError` for anything else: C is a finite number above 0, R an integer >= 1."""
+    if isinstance(spec, ScoreMod):
+        return spec
+    if spec is None or spec == "none":
+        return NO_MOD
+    if not isinstance(spec, str):
+        raise ScoreModError(f"a score modification is a spec string, got {spec!r}")
+    kind, _, size = spec.strip().partition(":")
+    if kind not in KINDS:
+        raise ScoreModError(f"unknown score modification {spec!r}; known: none, alibi, softcap:C, rel-bias:R")
+    if kind == "softcap":
+        try:
+            cap = float(size)
+        except ValueError:
+            cap = math.nan
+        if not (math.isfinite(cap) and cap > 0):
+            raise ScoreModError(f"score modification {spec!r}: softcap:C takes a finite number C above 0")
+        return ScoreMod(kind, cap)
+    if kind == "rel-bias":
+        if not size.isdigit() or not 1 <= int(size) <= 2**20:
+            raise ScoreModError(f"score modification {spec!r}: rel-bias:R takes an integer R from 1 to {2**20}")
+        return ScoreMod(kind, float(int(size)))
+    if size:
+        raise ScoreModError(f"score modification {spec!r}: {kind} takes no size")
+    return ScoreMod(kind)
