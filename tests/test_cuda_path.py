@@ -115,8 +115,8 @@ def test_a_call_the_host_cannot_feed_fast_enough_is_flagged_launch_bound():
 
 
 def test_cuda_graphs_are_asked_for_cuda_cases_only():
-    from harness.measure.timing import time_callable
     from harness.measure.parsers import SweepError
+    from harness.measure.timing import time_callable
     from harness.run.sweep import build_sweep
 
     with pytest.raises(ValueError, match="true only on a CUDA device"):
