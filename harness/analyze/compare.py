@@ -34,7 +34,7 @@ from ..measure.rounds import t975
 from ..measure.stats import summarize
 
 METRICS = {"time": "time_median_s", "memory": "peak_mem_bytes"}
-KEY = ["case_id", "variant", "device", "dtype", "mode", "mask", "heads_kv", "q_len", "seq_len"]
+KEY = ["case_id", "variant", "device", "dtype", "mode", "mask", "score_mod", "heads_kv", "q_len", "seq_len"]
 TIME_COLUMNS = ["time_unadjusted_s", "canary_ref_s", "time_log_se", "time_log_dof", "time_ci_low_s",
                 "time_ci_high_s", "time_samples_s"]  # fmt: skip
 

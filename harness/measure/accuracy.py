@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from variants.masks import Mask
+from variants.score_mods import ScoreMod
 
 from .reference import reference_attention
 
@@ -77,12 +78,13 @@ def measure_accuracy(
     v: torch.Tensor,
     *,
     mask: Mask | str | None = None,
+    score_mod: ScoreMod | str | None = None,
     scale: float | None = None,
     max_rows: int = DEFAULT_MAX_ROWS,
     seed: int = 0,
     chunk_bytes: int = CHUNK_BYTES,
 ) -> Accuracy:
-    """Error of ``out`` (B, H, N_q, D_v) against float64 attention of q, k, v (under ``mask``) on the same rows.
+    """Error of ``out`` (B, H, N_q, D_v) against float64 attention of q, k, v (under ``mask`` and ``score_mod``) on the same rows.
 
     The reference is built ``chunk_bytes`` of float64 scores at a time, so its
     memory stays bounded at any N.
@@ -95,7 +97,7 @@ def measure_accuracy(
     with torch.no_grad():
         for start in range(0, len(rows), per_chunk):
             part = rows[start : start + per_chunk]
-            ref = reference_attention(q, k, v, mask=mask, scale=scale, rows=part)  # (B, H, r, D_v)
+            ref = reference_attention(q, k, v, mask=mask, score_mod=score_mod, scale=scale, rows=part)  # (B, H, r, D_v)
             totals.add(out[:, :, part.to(out.device)], ref)
     rel, max_abs, cosine = totals.result()
     return Accuracy(rel, max_abs, cosine, len(rows))

@@ -10,6 +10,7 @@ import torch
 
 from variants import DTYPES
 from variants.masks import CAUSAL, NONE, Mask
+from variants.score_mods import NO_MOD, ScoreMod
 
 from .fields import CASE_FIELDS, plain
 from .labels import case_label
@@ -31,7 +32,8 @@ class Case:
     models have). ``seq_len`` is N, the keys; ``q_len`` the queries (default N;
     ``decode`` defaults to 1: queries at the end of an N-key cache).
     ``heads_kv`` (default ``heads``) divides ``heads``: grouped-query heads.
-    ``mask`` is a `variants.masks.Mask` (its spec string is parsed here).
+    ``mask`` is a `variants.masks.Mask` and ``score_mod`` a
+    `variants.score_mods.ScoreMod` (their spec strings are parsed here).
     ``mode`` is ``fwd``, ``fwd_bwd`` (forward plus backward of a fixed upstream
     gradient) or ``decode`` (forward). ``threads`` defaults to torch's current
     count, recorded so the id pins it. ``allocator``: "pinned" (malloc kept on
@@ -55,6 +57,7 @@ class Case:
     input_scale: float = 1.0
     seed: int = 0
     mask: Mask = NONE
+    score_mod: ScoreMod = NO_MOD
     heads_kv: int | None = None
     q_len: int | None = None
     allocator: str = "pinned"

@@ -19,6 +19,7 @@ import torch
 
 from variants import DTYPES
 from variants.masks import NONE
+from variants.score_mods import NO_MOD
 
 from . import parsers as p
 from .allocator import ALLOCATORS
@@ -99,6 +100,8 @@ FIELDS: tuple[Field, ...] = (
           case="dtype", flag="--dtype"),
     Field("masks", p.mask, (NONE,), "comma-separated: none,causal,causal-br,sliding:W,document:K,prefix:P",
           grid=True, case="mask", flag="--mask"),
+    Field("score_mods", p.score_mod, (NO_MOD,), "comma-separated: none,alibi,softcap:C,rel-bias:R (before the mask)",
+          grid=True, case="score_mod", flag="--score-mod"),
     Field("causal", p.causal_mask, None, "comma-separated: false,true (the older spelling of --mask none,causal)",
           grid=True, alias_of="masks"),
     Field("heads_kv", p.positive_int, (), "comma-separated key/value head counts, each dividing --heads (grouped-query)",

@@ -10,11 +10,11 @@ from typing import Any
 
 
 def config_label(row: Mapping[str, Any], shown: Iterable[str] = ()) -> str:
-    """The one name of a configuration, from a case's fields or a results row: "cpu float32 fwd causal", then
+    """The one name of a configuration, from a case's fields or a results row: "cpu float32 fwd causal alibi", then
     for each column in ``shown`` (those that vary where the name is read) " · heads=16", the device's
     name as it is, and a run id first ("run-a · cpu ...")."""
-    mask = "" if row["mask"] == "none" else f" {row['mask']}"
-    label = f"{row['device']} {row['dtype']} {row['mode']}{mask}"
+    modified = [row[c] for c in ("mask", "score_mod") if row.get(c, "none") not in ("none", None)]
+    label = " ".join([row["device"], row["dtype"], row["mode"], *modified])
     for column in shown:
         if column == "run_id":
             label = f"{row[column]} · {label}"

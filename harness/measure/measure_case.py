@@ -120,7 +120,7 @@ def _accuracy(record: Record, spec, case: Case, out: torch.Tensor, pristine, row
     """The first call's error against float64 (`harness.measure.accuracy`); ``record`` an ``error`` when it is
     beyond what the variant's kind allows (`harness.measure.contract.too_wrong`)."""
     against = reference_mask(spec, case)
-    acc = measure_accuracy(out, *pristine, mask=against, max_rows=rows, seed=case.seed)
+    acc = measure_accuracy(out, *pristine, mask=against, score_mod=case.score_mod, max_rows=rows, seed=case.seed)
     record.err_reference = against.spec if against != case.mask else None
     wrong = too_wrong(acc.rel_err, case.torch_dtype, spec.exact, spec.tolerance)
     if wrong:
@@ -230,7 +230,7 @@ def measure_case(
             if spec.backend is not None and not timing_only:
                 # Asked with the inputs the timed call gets: a dispatcher (SDPA) picks by requires_grad too.
                 asked = tuple(t.detach().requires_grad_(case.mode == "fwd_bwd") for t in pristine)
-                record.backend = spec.backend(*asked, mask=case.mask)
+                record.backend = spec.backend(*asked, mask=case.mask, score_mod=case.score_mod)
             if case.mode == "fwd_bwd" and compiled_graphs():  # something compiles here: its backward may compile
                 first_s += _clocked(timed, case.device)[1]  # on the first gradient call, which belongs to compile_s, not warm-up
             compiled, graphs = compiled_graphs() - graphs, compiled_graphs()

@@ -15,6 +15,7 @@ from typing import Any
 
 from variants import get_variant
 from variants.masks import CAUSAL, NONE, MaskError, parse_mask
+from variants.score_mods import ScoreModError, parse_score_mod
 
 from .device import DeviceError, check_device, cpu_count
 
@@ -103,6 +104,13 @@ def mask(value: Any, what: str):
     try:
         return parse_mask(value)
     except MaskError as exc:
+        raise SweepError(f"{what}: {exc}") from None
+
+
+def score_mod(value: Any, what: str):
+    try:
+        return parse_score_mod(value)
+    except ScoreModError as exc:
         raise SweepError(f"{what}: {exc}") from None
 
 

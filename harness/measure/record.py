@@ -31,6 +31,7 @@ class Record:
     dtype: str
     mode: str
     mask: str = "none"  # a variants.masks spec ("none", "causal", "sliding:256", ...)
+    score_mod: str = "none"  # a variants.score_mods spec ("none", "alibi", "softcap:50", "rel-bias:32")
     batch: int
     heads: int
     heads_kv: int | None = None  # key/value heads (grouped-query attention); None in a Case: as many as heads

@@ -43,7 +43,7 @@ def workload(case: Case, inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
     """The calls of ``case`` on ``inputs`` (the case's q, k, v)."""
     spec = get_variant(case.variant)
     q, k, v = inputs
-    kwargs = {"mask": case.mask, "seed": case.seed}
+    kwargs = {"mask": case.mask, "score_mod": case.score_mod, "seed": case.seed}
     last: list = [None]
 
     def on(*tensors: torch.Tensor) -> torch.Tensor:
@@ -98,7 +98,9 @@ def follows_inputs(w: Workload, case: Case, before: torch.Tensor) -> str | None:
             "it did not follow its inputs (a stale or cached answer?)"
         )
     if get_variant(case.variant).exact:  # held to float64 on a few rows: cheaper than another call
-        error = measure_accuracy(refilled, *fresh, mask=case.mask, max_rows=CHECK_ROWS, seed=case.seed).rel_err
+        error = measure_accuracy(
+            refilled, *fresh, mask=case.mask, score_mod=case.score_mod, max_rows=CHECK_ROWS, seed=case.seed
+        ).rel_err
         wrong = too_wrong(error, case.torch_dtype, True, None)
         return f"after its inputs were refilled in place, its {wrong}: it did not follow its inputs" if wrong else None
     expected = w.on(*(t.clone() for t in fresh))

@@ -36,6 +36,8 @@ def upgrade_sweep(stored: dict[str, Any]) -> dict[str, Any]:
 # Columns an older run's rows lack, and the column whose value they imply: as many key heads as query heads,
 # as many queries as keys.
 IMPLIED = {"heads_kv": "heads", "q_len": "seq_len"}
+# Dimensions added since, and the value every row recorded before them had.
+SINCE = {"score_mod": "none"}
 
 
 def upgrade_rows(frame: pd.DataFrame) -> pd.DataFrame:
@@ -46,4 +48,5 @@ def upgrade_rows(frame: pd.DataFrame) -> pd.DataFrame:
         mask = frame["mask"].fillna(from_causal) if "mask" in frame.columns else from_causal
         frame = frame.drop(columns="causal").assign(mask=mask)
     implied = {column: frame[source] for column, source in IMPLIED.items() if column not in frame and source in frame}
+    implied |= {column: value for column, value in SINCE.items() if column not in frame and len(frame)}
     return frame.assign(**implied) if implied else frame

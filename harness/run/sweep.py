@@ -197,11 +197,12 @@ def _decoding(mask: Mask, mode: str) -> Mask:
 
 def variants_for(sweep: Sweep, device: str) -> list[str]:
     """The sweep's variants on ``device``; "all" means those whose spec can run there and serves one of the
-    grid's masks (a variant that serves none of them would give only ``unsupported`` rows)."""
+    grid's masks and one of its score modifications (else it would give only ``unsupported`` rows)."""
     if sweep.variants == ("all",):
         kinds = {_decoding(mask, mode).kind for mask in sweep.masks for mode in sweep.modes} | {m.kind for m in sweep.masks}
-        return [n for n in list_variants()
-                if get_variant(n).unavailable_reason(device) is None and kinds & set(get_variant(n).masks)]  # fmt: skip
+        mods = {m.kind for m in sweep.score_mods}
+        return [n for n in list_variants() if get_variant(n).unavailable_reason(device) is None
+                and kinds & set(get_variant(n).masks) and mods & set(get_variant(n).score_mods)]  # fmt: skip
     return list(sweep.variants)
 
 
