@@ -17,7 +17,8 @@ from harness.measure.case import Case, seeded_qkv
 from harness.measure.compilation import compiled_graphs
 from harness.measure.measure_case import measure_case
 from harness.measure.reference import reference_attention
-from harness.verify.checks import MASK_SPECS, exact_error
+from harness.verify.dimensions import MASK_SPECS
+from harness.verify.yardstick import exact_error
 from variants import Unsupported, get_variant, register, unregister
 from variants.compiled import block_mask
 from variants.masks import parse_mask

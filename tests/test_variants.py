@@ -12,15 +12,8 @@ import torch
 from conftest import DEVICES, make_qkv, rel_err, runnable
 
 from harness.measure.reference import reference_attention
-from harness.verify.checks import (
-    GRAD_TOLERANCE,
-    TOLERANCE,
-    check_backward,
-    check_contract,
-    check_deterministic,
-    exact_error,
-    gradient_error,
-)
+from harness.verify.checks import check_backward, check_contract, check_deterministic, gradient_error
+from harness.verify.yardstick import GRAD_TOLERANCE, TOLERANCE, exact_error
 from variants import Unsupported, get_variant, list_variants
 from variants.linear import linear_attention
 from variants.masks import CAUSAL, NONE

@@ -73,16 +73,14 @@ class ScoreMod:
         n_kv when None), on the rows' device, in ``dtype``. Only for `is_bias` kinds."""
         keys = torch.arange(n_kv, device=rows.device) if keys is None else keys.to(rows.device)
         distance = keys[None, :] - (rows[:, None] + (n_kv - n_q))  # (R, K): j - (i + o)
-        if self.kind == "alibi":
-            slopes = alibi_slopes(heads).to(rows.device)
-            out = -slopes[:, None, None] * distance.abs()[None]  # (H, R, K)
-        elif self.kind == "rel-bias":
+        if self.kind == "alibi":  # built in ``dtype``: the (H, R, K) result is the only tensor of its size
+            slopes = alibi_slopes(heads).to(device=rows.device, dtype=dtype)
+            return distance.abs().to(dtype)[None] * -slopes[:, None, None]  # (H, R, K)
+        if self.kind == "rel-bias":
             radius = int(self.size)
-            table = rel_bias_table(heads, radius).to(rows.device)  # (H, 2R + 1)
-            out = table[:, (distance.clamp(-radius, radius) + radius)]  # (H, R, K)
-        else:
-            raise ScoreModError(f"{self.spec} is not a bias")
-        return out.to(dtype)
+            table = rel_bias_table(heads, radius).to(device=rows.device, dtype=dtype)  # (H, 2R + 1)
+            return table[:, distance.clamp(-radius, radius) + radius]  # (H, R, K)
+        raise ScoreModError(f"{self.spec} is not a bias")
 
     def apply(self, scores: torch.Tensor, rows: torch.Tensor, n_q: int, n_kv: int,
               keys: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip

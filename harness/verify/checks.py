@@ -11,7 +11,9 @@ author sees exactly what the project's own variants are held to:
 - deterministic: the same inputs (and seed) give the same output;
 - exact variants: within dtype tolerance of float64 attention (fp32 1e-5,
   bf16 2e-2), causal and not, N_q != N_kv where supported; under every mask
-  they declare, with grouped-query heads, including queries that see no key;
+  they declare, with grouped-query heads, including queries that see no key,
+  and every score modification they declare under each of those masks
+  (`harness.verify.dimensions`);
 - backward: exact variants' gradients within 1e-4 of float64 gradients;
   approximations' gradients finite;
 - accuracy (approximations): finite, and its error against float64 attention
@@ -22,29 +24,18 @@ author sees exactly what the project's own variants are held to:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from variants import Unsupported, VariantSpec, get_variant
 from variants.masks import CAUSAL, NONE, Mask
+from variants.score_mods import NO_MOD, ScoreMod
 
 from ..measure.accuracy import relative_error
 from ..measure.case import seeded_qkv
 from ..measure.contract import contract_violation
 from ..measure.reference import reference_attention
-
-TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float64: 1e-10}
-GRAD_TOLERANCE = 1e-4
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """One check's outcome; ``passed`` is None when the variant declared it unsupported."""
-
-    name: str
-    passed: bool | None
-    detail: str
+from .dimensions import check_masks, check_score_mods
+from .yardstick import GRAD_TOLERANCE, TOLERANCE, CheckResult, exact_error
 
 
 def check_contract(spec: VariantSpec, *, n_q: int = 33, n_kv: int = 47, d: int = 16, d_v: int = 8,
@@ -78,17 +69,6 @@ def check_deterministic(spec: VariantSpec, *, n: int = 64, device: str = "cpu") 
     if torch.equal(first, second):
         return CheckResult("deterministic", True, "identical output for identical inputs and seed")
     return CheckResult("deterministic", False, f"two calls differ by {relative_error(first, second):.2e} (relative)")
-
-
-def exact_error(spec: VariantSpec, *, n_q: int, n_kv: int | None = None, d: int = 64, d_v: int | None = None,
-                mask: Mask | str | None = None, heads: int = 2, heads_kv: int | None = None,
-                dtype: torch.dtype = torch.float32, device: str = "cpu", scale: float | None = None,
-                input_scale: float = 2.0, seed: int = 0) -> float:  # fmt: skip
-    """Relative error against float64 attention; raises `Unsupported` where the variant does."""
-    q, k, v = seeded_qkv(n_q, n_kv, heads=heads, heads_kv=heads_kv, d=d, d_v=d_v, dtype=dtype, device=device,
-                         seed=seed, scale=input_scale)  # fmt: skip
-    out = spec(q, k, v, mask=mask, scale=scale)
-    return relative_error(out, reference_attention(q, k, v, mask=mask, scale=scale))
 
 
 # (N_q, N_kv, D_v): tiny, past the usual 128/256 block sizes and 512 windows, N_q != N_kv both ways, D_v != D.
@@ -128,59 +108,15 @@ def check_exact(spec: VariantSpec, *, device: str = "cpu") -> CheckResult:
     return CheckResult("exact", True, "largest relative error " + ", ".join(f"{k} {e:.1e}" for k, e in worst.items()))
 
 
-MASK_SPECS = {"none": NONE, "causal": CAUSAL, "causal-br": Mask("causal-br"), "sliding": Mask("sliding", 16),
-              "document": Mask("document", 3), "prefix": Mask("prefix", 20)}  # fmt: skip
-# Square; N_q != N_kv both ways (N_q > N_kv leaves the first queries no key under bottom-right masks); decode.
-MASK_SHAPES = [(64, 64), (300, 517), (517, 300), (1, 300)]
-
-
-def check_masks(spec: VariantSpec, *, device: str = "cpu") -> CheckResult:
-    """Every declared mask, with 4 query heads over 2 key heads, within fp32 tolerance of float64.
-
-    A shape the variant refuses under every mask it declares is a limit of its shapes, not of its masks, and is
-    passed over; refusing a declared mask at a shape where another declared mask runs fails the check (a
-    variant must serve what it declares). Refusing everything fails too, on a device and dtype it declares;
-    elsewhere (xformers on a CPU) it is "cannot run here" (None)."""
-    worst, failures, refused, ran = 0.0, [], [], False
-    # A variant that hands the case to a library's kernel choice (backend=, the SDPA family) passes on the
-    # library's refusals, which depend on the device (CUDA's flash kernel takes no float32, no dense mask).
-    own_refusals = spec.backend is None
-    for n_q, n_kv in MASK_SHAPES:
-        here = {}
-        for kind in spec.masks:
-            try:
-                here[kind] = exact_error(spec, n_q=n_q, n_kv=n_kv, mask=MASK_SPECS[kind], heads=4, heads_kv=2, device=device)
-            except Unsupported as exc:
-                here[kind] = exc
-        errors = {kind: e for kind, e in here.items() if not isinstance(e, Unsupported)}
-        ran = ran or bool(errors)
-        if errors and own_refusals:
-            refused += [f"{MASK_SPECS[kind]} at N_q={n_q} N_kv={n_kv} ({e})" for kind, e in here.items() if kind not in errors]
-        for kind, err in errors.items():
-            worst = max(worst, err)
-            if not err <= TOLERANCE[torch.float32]:  # NaN fails too
-                failures.append(f"{MASK_SPECS[kind]} N_q={n_q} N_kv={n_kv}: {err:.1e}")
-    if not ran:
-        reasons = "; ".join(sorted({str(e) for e in here.values()}))[:300]
-        if own_refusals and device.split(":")[0] in spec.devices and "float32" in spec.dtypes:  # declared: must run
-            return CheckResult("masks and GQA", False, f"refuses every mask it declares ({', '.join(spec.masks)}): {reasons}")
-        return CheckResult("masks and GQA", None, reasons)
-    if refused:
-        return CheckResult("masks and GQA", False, f"refuses masks it declares: {'; '.join(refused[:2])}"[:400])
-    if failures:
-        more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
-        return CheckResult("masks and GQA", False, "over tolerance (H=4, H_kv=2): " + "; ".join(failures[:3]) + more)
-    return CheckResult("masks and GQA", True, f"{', '.join(spec.masks)}: largest relative error {worst:.1e}")
-
-
-def gradient_error(spec: VariantSpec, *, n_q: int, n_kv: int, mask: Mask, device: str = "cpu") -> dict[str, float]:
+def gradient_error(spec: VariantSpec, *, n_q: int, n_kv: int, mask: Mask, device: str = "cpu",
+                   score_mod: ScoreMod = NO_MOD) -> dict[str, float]:  # fmt: skip
     """Relative error of dq, dk, dv against float64 autograd through exact attention."""
     q, k, v = seeded_qkv(n_q, n_kv, d=32, device=device, seed=5, scale=1.5)
     grad_out = seeded_qkv(n_q, d=32, device=device, seed=6)[0]
     leaves = [t.clone().requires_grad_() for t in (q, k, v)]
-    grads = torch.autograd.grad(spec(*leaves, mask=mask), leaves, grad_out)
+    grads = torch.autograd.grad(spec(*leaves, mask=mask, score_mod=score_mod), leaves, grad_out)
     exact = [t.detach().double().requires_grad_() for t in (q, k, v)]
-    ref_grads = torch.autograd.grad(reference_attention(*exact, mask=mask), exact, grad_out.double())
+    ref_grads = torch.autograd.grad(reference_attention(*exact, mask=mask, score_mod=score_mod), exact, grad_out.double())
     return {f"d{name}": relative_error(g, r) for name, g, r in zip("qkv", grads, ref_grads)}
 
 
@@ -244,6 +180,7 @@ CHECKS = {
     "deterministic": lambda spec, device: check_deterministic(spec, device=device),
     "exact": lambda spec, device: check_exact(spec, device=device),
     "masks and GQA": lambda spec, device: check_masks(spec, device=device),
+    "score modifications": lambda spec, device: check_score_mods(spec, device=device),
     "backward": lambda spec, device: check_backward(spec, device=device),
     "accuracy": lambda spec, device: check_accuracy(spec, device=device),
 }
@@ -251,7 +188,7 @@ CHECKS = {
 
 def checks_for(spec: VariantSpec) -> list[str]:
     """The names of the checks that apply to ``spec`` (exact tolerances only for exact variants)."""
-    exact_only, approximate_only = ("exact", "masks and GQA"), ("accuracy",)
+    exact_only, approximate_only = ("exact", "masks and GQA", "score modifications"), ("accuracy",)
     return [name for name in CHECKS if name not in (approximate_only if spec.exact else exact_only)]
 
 
@@ -280,7 +217,7 @@ def verdict(name: str, device: str, results: list[dict]) -> tuple[bool, list[str
     """``attnbench check``'s verdict and output: whether it passed (at least one check ran and none failed or
     could not run), and a line per check (as `CheckResult` dicts) followed by the verdict in words."""
     marks = {True: "pass", False: "FAIL", None: "n/a "}
-    lines = [f"{marks[r['passed']]}  {r['name']:18} {r['detail']}" for r in results]
+    lines = [f"{marks[r['passed']]}  {r['name']:20} {r['detail']}" for r in results]
     failed = [r["name"] for r in results if r["passed"] is False]
     passed = [r["name"] for r in results if r["passed"]]
     if failed:

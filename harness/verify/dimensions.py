@@ -1,0 +1,105 @@
+"""The checks of a variant's workload dimensions: every mask and every score modification it declares.
+
+An exact variant must serve what it declares, within fp32 tolerance of float64, with 4 query heads over 2 key
+heads, at square shapes, at N_q != N_kv both ways and at a single decoding query.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from variants import Unsupported, VariantSpec
+from variants.masks import CAUSAL, NONE, Mask
+from variants.score_mods import ScoreMod
+
+from .yardstick import TOLERANCE, CheckResult, exact_error
+
+MASK_SPECS = {"none": NONE, "causal": CAUSAL, "causal-br": Mask("causal-br"), "sliding": Mask("sliding", 16),
+              "document": Mask("document", 3), "prefix": Mask("prefix", 20)}  # fmt: skip
+# Square; N_q != N_kv both ways (N_q > N_kv leaves the first queries no key under bottom-right masks); decode.
+MASK_SHAPES = [(64, 64), (300, 517), (517, 300), (1, 300)]
+
+
+def check_masks(spec: VariantSpec, *, device: str = "cpu") -> CheckResult:
+    """Every declared mask, with 4 query heads over 2 key heads, within fp32 tolerance of float64.
+
+    A shape the variant refuses under every mask it declares is a limit of its shapes, not of its masks, and is
+    passed over; refusing a declared mask at a shape where another declared mask runs fails the check (a
+    variant must serve what it declares). Refusing everything fails too, on a device and dtype it declares;
+    elsewhere (xformers on a CPU) it is "cannot run here" (None)."""
+    worst, failures, refused, ran = 0.0, [], [], False
+    # A variant that hands the case to a library's kernel choice (backend=, the SDPA family) passes on the
+    # library's refusals, which depend on the device (CUDA's flash kernel takes no float32, no dense mask).
+    own_refusals = spec.backend is None
+    for n_q, n_kv in MASK_SHAPES:
+        here = {}
+        for kind in spec.masks:
+            try:
+                here[kind] = exact_error(spec, n_q=n_q, n_kv=n_kv, mask=MASK_SPECS[kind], heads=4, heads_kv=2, device=device)
+            except Unsupported as exc:
+                here[kind] = exc
+        errors = {kind: e for kind, e in here.items() if not isinstance(e, Unsupported)}
+        ran = ran or bool(errors)
+        if errors and own_refusals:
+            refused += [f"{MASK_SPECS[kind]} at N_q={n_q} N_kv={n_kv} ({e})" for kind, e in here.items() if kind not in errors]
+        for kind, err in errors.items():
+            worst = max(worst, err)
+            if not err <= TOLERANCE[torch.float32]:  # NaN fails too
+                failures.append(f"{MASK_SPECS[kind]} N_q={n_q} N_kv={n_kv}: {err:.1e}")
+    if not ran:
+        reasons = "; ".join(sorted({str(e) for e in here.values()}))[:300]
+        if own_refusals and device.split(":")[0] in spec.devices and "float32" in spec.dtypes:  # declared: must run
+            return CheckResult("masks and GQA", False, f"refuses every mask it declares ({', '.join(spec.masks)}): {reasons}")
+        return CheckResult("masks and GQA", None, reasons)
+    if refused:
+        return CheckResult("masks and GQA", False, f"refuses masks it declares: {'; '.join(refused[:2])}"[:400])
+    if failures:
+        more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
+        return CheckResult("masks and GQA", False, "over tolerance (H=4, H_kv=2): " + "; ".join(failures[:3]) + more)
+    return CheckResult("masks and GQA", True, f"{', '.join(spec.masks)}: largest relative error {worst:.1e}")
+
+
+# Sizes at which each modification shows: a cap that bites the scores of inputs at scale 2 (std about 4), and a
+# relative-position radius far below the shapes' lengths (the table's clipping at work).
+SCORE_MOD_SPECS = {"alibi": ScoreMod("alibi"), "softcap": ScoreMod("softcap", 5.0), "rel-bias": ScoreMod("rel-bias", 8.0)}
+
+
+def check_score_mods(spec: VariantSpec, *, device: str = "cpu") -> CheckResult:
+    """Every declared score modification under every declared mask, at `MASK_SHAPES` with 4 query heads over 2
+    key heads, within fp32 tolerance of float64. Refusing a modification it declares where the same mask and
+    shape run without it fails (a library wrapper's, ``backend=``, passes: its refusals depend on the device)."""
+    mods = [kind for kind in spec.score_mods if kind != "none"]
+    if not mods:
+        return CheckResult("score modifications", None, f"{spec.name} declares no score modification")
+    worst, failures, refused, ran = 0.0, [], [], False
+    for kind in mods:
+        for mask in (MASK_SPECS[m] for m in spec.masks):
+            for n_q, n_kv in MASK_SHAPES:
+                case = dict(n_q=n_q, n_kv=n_kv, mask=mask, heads=4, heads_kv=2, device=device)
+                where = f"{SCORE_MOD_SPECS[kind]} {mask} N_q={n_q} N_kv={n_kv}"
+                try:
+                    err = exact_error(spec, score_mod=SCORE_MOD_SPECS[kind], **case)
+                except Unsupported as exc:
+                    if spec.backend is None and _runs(spec, case):
+                        refused.append(f"{where} ({exc})")
+                    continue
+                ran, worst = True, max(worst, err)
+                if not err <= TOLERANCE[torch.float32]:  # NaN fails too
+                    failures.append(f"{where}: {err:.1e}")
+    if refused:
+        return CheckResult("score modifications", False, f"refuses what it declares: {'; '.join(refused[:2])}"[:400])
+    if failures:
+        more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
+        return CheckResult("score modifications", False, "over tolerance: " + "; ".join(failures[:3]) + more)
+    if not ran:
+        return CheckResult("score modifications", None, "no case ran here")
+    return CheckResult("score modifications", True, f"{', '.join(mods)}: largest relative error {worst:.1e}")
+
+
+def _runs(spec: VariantSpec, case: dict) -> bool:
+    """Whether the variant runs the case without a modification (its refusal with one is then the modification's)."""
+    try:
+        exact_error(spec, **case)
+    except Unsupported:
+        return False
+    return True
