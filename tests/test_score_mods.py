@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -13,6 +14,7 @@ from harness.measure.memory import peak_memory
 from harness.verify.checks import gradient_error
 from harness.verify.dimensions import check_score_mods
 from variants import get_variant, list_variants, register
+from variants.masks import parse_mask
 from variants.registry import unregister
 from variants.score_mods import (
     NO_MOD,
@@ -80,10 +82,13 @@ def test_every_variant_that_declares_a_modification_matches_float64_under_it(nam
 
 
 @pytest.mark.parametrize("mod", ["alibi", "softcap:5", "rel-bias:8"])
-def test_naive_gradients_under_a_modification_match_float64(mod):
-    for mask in ("none", "causal"):
-        errors = gradient_error(get_variant("naive"), n_q=65, n_kv=130, mask=mask, score_mod=parse_score_mod(mod))
-        assert max(errors.values()) <= 1e-5, (mod, mask, errors)
+@pytest.mark.parametrize("name", ["naive", "chunked-query", "chunked-online"])
+def test_gradients_under_a_modification_match_float64(name, mod):
+    """Past a 128-key block, N_q != N_kv both ways, 4 query heads over 2 key heads, unmasked and banded."""
+    for mask, (n_q, n_kv) in itertools.product(("none", "causal", "sliding:40"), ((65, 300), (300, 65))):
+        errors = gradient_error(get_variant(name), n_q=n_q, n_kv=n_kv, mask=parse_mask(mask), heads=4, heads_kv=2,
+                                score_mod=parse_score_mod(mod))  # fmt: skip
+        assert max(errors.values()) <= 1e-5, (mask, n_q, n_kv, errors)
 
 
 def test_a_variant_that_declares_a_modification_and_ignores_it_fails_the_check():
@@ -102,8 +107,10 @@ def test_a_variant_that_declares_a_modification_and_ignores_it_fails_the_check()
 
 def test_a_variant_without_modifications_refuses_them_by_name():
     q, k, v = seeded_qkv(16)
-    with pytest.raises(NotImplementedError, match="chunked-online does not serve score modification alibi"):
-        get_variant("chunked-online")(q, k, v, score_mod="alibi")
+    with pytest.raises(NotImplementedError, match="linear-elu does not serve score modification alibi"):
+        get_variant("linear-elu")(q, k, v, score_mod="alibi")
+    with pytest.raises(NotImplementedError, match=r"sdpa does not serve score modification softcap:50 \(serves: none, alibi"):
+        get_variant("sdpa")(q, k, v, score_mod="softcap:50")
 
 
 def test_sdpas_bias_is_real_memory_about_the_analytic_n2_h_4_bytes():
@@ -128,13 +135,13 @@ def test_a_sweep_over_modifications_records_them_and_refuses_bad_ones(tmp_path):
                         "--out", str(tmp_path / "bad"))  # fmt: skip
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "softcap:C" in bad.stderr
     assert not (tmp_path / "bad").exists()
-    done = run_attnbench("sweep", "--variants", "naive,chunked-query", "--seq-lens", "32", "--score-mod", "none,alibi",
+    done = run_attnbench("sweep", "--variants", "naive,sdpa", "--seq-lens", "32", "--score-mod", "none,softcap:50",
                          "--threads", "1", "--rounds", "1", "--max-time", "0.02", "--out", str(tmp_path / "run"))  # fmt: skip
     assert done.returncode == 0, done.stderr
     from harness.run.results import load_results
 
     frame = load_results(tmp_path / "run").set_index(["variant", "score_mod"])
-    assert frame.loc[("naive", "alibi"), "status"] in ("ok", "contended")
-    assert frame.loc[("naive", "alibi"), "rel_err"] < 1e-5 or frame.loc[("naive", "alibi"), "status"] == "contended"
-    assert frame.loc[("chunked-query", "alibi"), "status"] == "unsupported"
+    capped = frame.loc[("naive", "softcap:50")]
+    assert capped["status"] in ("ok", "contended") and capped["rel_err"] < 1e-5
+    assert frame.loc[("sdpa", "softcap:50"), "status"] == "unsupported"
     assert math.isfinite(frame.loc[("naive", "none"), "time_median_s"] or math.nan)

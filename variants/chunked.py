@@ -21,31 +21,35 @@ that see part of it, so a banded mask costs O(N·W·d), not O(N^2·d).
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch.utils.checkpoint import checkpoint
 
 from .common import group_queries, hide, row_positions, softmax_scale, ungroup
 from .masks import Mask, tile_rows
-from .registry import ALL_MASKS, register
+from .registry import ALL_MASKS, ALL_SCORE_MODS, register
+from .score_mods import NO_MOD, ScoreMod
 
 
-def _query_block(q_blk, k, v, mask: Mask, rows, n_q: int, n_kv: int, k0: int) -> torch.Tensor:
+def _query_block(q_blk, k, v, mask: Mask, rows, n_q: int, n_kv: int, k0: int, modify) -> torch.Tensor:
     """Exact attention of the (already scaled) query rows q_blk (B, H_kv, r, D) over keys k0.. of k, v.
 
-    ``rows`` (r,) are the rows' query positions. Out of place, so autograd
-    (through `checkpoint`) can differentiate it.
+    ``rows`` (r,) are the rows' query positions; ``modify(scores, k0)`` applies the score modification.
+    Differentiable by autograd (through `checkpoint`).
     """
-    scores = q_blk @ k.transpose(-1, -2)  # (B, H_kv, r, n)
+    scores = modify(q_blk @ k.transpose(-1, -2), k0)  # (B, H_kv, r, n)
     if mask.kind != "none":
         scores = hide(scores.clone(), mask, rows, n_q, n_kv, k0)
     probs = torch.softmax(scores, dim=-1)  # a row with no visible key is NaN
     return (probs.nan_to_num(0.0) if mask.hides_rows else probs) @ v  # (B, H_kv, r, D_v)
 
 
-def _query_block_into(out, tile, q_blk, k, v, mask: Mask, rows, n_q: int, n_kv: int, k0: int) -> None:
+def _query_block_into(out, tile, q_blk, k, v, mask: Mask, rows, n_q: int, n_kv: int, k0: int, modify) -> None:
     """`_query_block` without allocating: scores and softmax in ``tile``, the result in ``out``."""
     scores = tile[:, :, : q_blk.shape[2], : k.shape[2]]  # (B, H_kv, r, n), a view of the reused buffer
     torch.matmul(q_blk, k.transpose(-1, -2), out=scores)
+    modify(scores, k0)  # in place: no autograd here
     if mask.kind != "none":
         hide(scores, mask, rows, n_q, n_kv, k0)
     top = scores.amax(dim=-1, keepdim=True)  # (B, H_kv, r, 1)
@@ -56,8 +60,9 @@ def _query_block_into(out, tile, q_blk, k, v, mask: Mask, rows, n_q: int, n_kv: 
 
 
 @register("chunked-query", family="chunked", exact=True, time="O(N^2 d)", memory="O(N)", params={"block": 128},
-          masks=ALL_MASKS, gqa=True, skips_masked=True)  # fmt: skip
-def chunked_query(q, k, v, *, mask: Mask, scale: float | None = None, block: int = 128) -> torch.Tensor:
+          masks=ALL_MASKS, gqa=True, skips_masked=True, score_mods=ALL_SCORE_MODS)  # fmt: skip
+def chunked_query(q, k, v, *, mask: Mask, scale: float | None = None, block: int = 128,
+                  score_mod: ScoreMod = NO_MOD) -> torch.Tensor:  # fmt: skip
     """Queries in blocks of ``block`` positions, each against the keys any of them can see.
 
     q: (B, H, N_q, D); k, v: (B, H_kv, N_kv, D|D_v) -> (B, H, N_q, D_v).
@@ -80,7 +85,8 @@ def chunked_query(q, k, v, *, mask: Mask, scale: float | None = None, block: int
         k0, k1 = int(lo[start]), int(hi[stop - 1])  # bounds are non-decreasing: the block's key range
         if k1 <= k0:
             continue  # no query of the block sees a key: its output stays zero
-        args = (rows[:, :, start:stop], k[:, :, k0:k1], v[:, :, k0:k1], mask, positions[start:stop], n_q, n_kv, k0)
+        modify = functools.partial(_modify, score_mod, torch.arange(start, stop, device=q.device), n_q, n_kv, H)
+        args = (rows[:, :, start:stop], k[:, :, k0:k1], v[:, :, k0:k1], mask, positions[start:stop], n_q, n_kv, k0, modify)
         if needs_grad:
             out[:, :, start:stop] = checkpoint(_query_block, *args, use_reentrant=False)
         else:
@@ -88,21 +94,27 @@ def chunked_query(q, k, v, *, mask: Mask, scale: float | None = None, block: int
     return ungroup(out, H)
 
 
+def _modify(score_mod: ScoreMod, folded, n_q: int, n_kv: int, heads: int, scores, k0: int):
+    """``score_mod`` on a tile of scores: folded rows ``folded`` against keys k0.. (`ScoreMod.apply_folded`)."""
+    keys = torch.arange(k0, k0 + scores.shape[-1], device=scores.device)
+    return score_mod.apply_folded(scores, folded.to(scores.device), n_q, n_kv, heads, keys)
+
+
 class _OnlineSoftmaxAttention(torch.autograd.Function):
     """Online-softmax attention with a recomputing (FlashAttention-style) backward."""
 
     @staticmethod
-    def forward(ctx, q, k, v, mask: Mask, scale: float, block: int):
-        out, lse = _online_forward(q, k, v, mask, scale, block)
+    def forward(ctx, q, k, v, mask: Mask, scale: float, block: int, score_mod: ScoreMod):
+        out, lse = _online_forward(q, k, v, mask, scale, block, score_mod)
         ctx.save_for_backward(q, k, v, out, lse)
-        ctx.mask, ctx.scale, ctx.block = mask, scale, block
+        ctx.mask, ctx.scale, ctx.block, ctx.score_mod = mask, scale, block, score_mod
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         q, k, v, out, lse = ctx.saved_tensors
-        dq, dk, dv = _online_backward(q, k, v, out, lse, grad_out, ctx.mask, ctx.scale, ctx.block)
-        return dq, dk, dv, None, None, None
+        dq, dk, dv = _online_backward(q, k, v, out, lse, grad_out, ctx.mask, ctx.scale, ctx.block, ctx.score_mod)
+        return dq, dk, dv, None, None, None, None
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -121,6 +133,7 @@ class _Blocks:
     def __init__(self, mask: Mask, n_q: int, n_kv: int, groups: int, block: int) -> None:
         self.mask, self.n_q, self.n_kv = mask, n_q, n_kv
         self.positions = row_positions(n_q, groups)  # (R,)
+        self.folded = torch.arange(len(self.positions))  # (R,): the folded rows, for a score modification
         self.lo, self.hi = mask.bounds(self.positions, n_q, n_kv)
         self.block = block
 
@@ -138,7 +151,7 @@ class _Blocks:
                 hide(tile[:, a - r0 : b - r0], self.mask, self.positions[a:b], self.n_q, self.n_kv, k0)
 
 
-def _online_forward(q, k, v, mask: Mask, scale: float, block: int):
+def _online_forward(q, k, v, mask: Mask, scale: float, block: int, score_mod: ScoreMod):
     """Returns out (B, H, N_q, D_v) in q's dtype and lse (B·H_kv, N_q·G, 1) in fp32/fp64."""
     B, H, n_q, D = q.shape
     H_kv, n_kv, E = k.shape[1], k.shape[2], v.shape[-1]
@@ -159,6 +172,7 @@ def _online_forward(q, k, v, mask: Mask, scale: float, block: int):
         kb, vb = kf[:, k0:k1], vf[:, k0:k1]  # (BH_kv, b, D), (BH_kv, b, E)
         s = tile[:, : r1 - r0, : k1 - k0]  # (BH_kv, rows, b)
         torch.bmm(qs[:, r0:r1], kb.transpose(1, 2), out=s)
+        _modify(score_mod, blocks.folded[r0:r1], n_q, n_kv, H, s.view(B, H_kv, r1 - r0, k1 - k0), k0)  # in place
         blocks.hide(s, k0, r0, r1, f0, f1)  # every row here sees at least one of these keys
         m, total, a, nm = row_max[:, r0:r1], row_sum[:, r0:r1], acc[:, r0:r1], new_max[:, r0:r1]
         torch.amax(s, dim=-1, keepdim=True, out=nm)
@@ -175,10 +189,11 @@ def _online_forward(q, k, v, mask: Mask, scale: float, block: int):
     return ungroup(out.reshape(B, H_kv, R, E), H).to(q.dtype), row_max + row_sum.log()
 
 
-def _online_backward(q, k, v, out, lse, grad_out, mask: Mask, scale: float, block: int):
+def _online_backward(q, k, v, out, lse, grad_out, mask: Mask, scale: float, block: int, score_mod: ScoreMod):
     """Blockwise gradients recomputing each tile's probabilities from the saved lse. O(N) memory.
 
-    Two (rows, block) tiles are reused by every block, as in the forward pass.
+    Two (rows, block) tiles are reused by every block, as in the forward pass (three under a soft cap, whose
+    derivative 1 - tanh²(s/C) = 1 - (s'/C)² is kept from the capped scores s').
     """
     B, H, n_q, D = q.shape
     H_kv, n_kv, E = k.shape[1], k.shape[2], v.shape[-1]
@@ -193,16 +208,23 @@ def _online_backward(q, k, v, out, lse, grad_out, mask: Mask, scale: float, bloc
     dk, dv = torch.zeros_like(kf), torch.zeros_like(vf)  # key blocks no row meets keep zero gradients
     p_tile = torch.empty(B * H_kv, R, block, dtype=dt, device=q.device)  # probabilities
     ds_tile = torch.empty_like(p_tile)  # dP, then dS
+    capped = score_mod.kind == "softcap"
+    cap_tile = torch.empty_like(p_tile) if capped else None  # d(capped score)/d(score)
     blocks = _Blocks(mask, n_q, n_kv, H // H_kv, block)
     for k0, k1, r0, r1, f0, f1 in blocks:
         kb, vb = kf[:, k0:k1], vf[:, k0:k1]  # (BH_kv, b, ·)
         p, ds = p_tile[:, : r1 - r0, : k1 - k0], ds_tile[:, : r1 - r0, : k1 - k0]  # (BH_kv, rows, b)
         torch.bmm(qs[:, r0:r1], kb.transpose(1, 2), out=p)
+        _modify(score_mod, blocks.folded[r0:r1], n_q, n_kv, H, p.view(B, H_kv, r1 - r0, k1 - k0), k0)  # in place
+        if capped:
+            slope = torch.mul(p, p, out=cap_tile[:, : r1 - r0, : k1 - k0]).div_(-(score_mod.size**2)).add_(1.0)
         blocks.hide(p, k0, r0, r1, f0, f1)
         p.sub_(lse[:, r0:r1]).exp_()  # normalized probabilities
         torch.bmm(p.transpose(1, 2), do[:, r0:r1], out=dv[:, k0:k1])  # (BH_kv, b, E)
         torch.bmm(do[:, r0:r1], vb.transpose(1, 2), out=ds)  # dP
-        ds.sub_(delta[:, r0:r1]).mul_(p)  # dS = P ∘ (dP - delta)
+        ds.sub_(delta[:, r0:r1]).mul_(p)  # dS = P ∘ (dP - delta), the gradient of the modified scores
+        if capped:
+            ds.mul_(slope)  # through the cap, to the scores
         dqs[:, r0:r1].baddbmm_(ds, kb)  # (BH_kv, rows, D)
         torch.bmm(ds.transpose(1, 2), qs[:, r0:r1], out=dk[:, k0:k1])  # (BH_kv, b, D)
     dq = ungroup((dqs * scale).reshape(B, H_kv, R, D), H).to(q.dtype)
@@ -210,8 +232,9 @@ def _online_backward(q, k, v, out, lse, grad_out, mask: Mask, scale: float, bloc
 
 
 @register("chunked-online", family="chunked", exact=True, time="O(N^2 d)", memory="O(N)", params={"block": 128},
-          masks=ALL_MASKS, gqa=True, skips_masked=True)  # fmt: skip
-def chunked_online(q, k, v, *, mask: Mask, scale: float | None = None, block: int = 128) -> torch.Tensor:
+          masks=ALL_MASKS, gqa=True, skips_masked=True, score_mods=ALL_SCORE_MODS)  # fmt: skip
+def chunked_online(q, k, v, *, mask: Mask, scale: float | None = None, block: int = 128,
+                   score_mod: ScoreMod = NO_MOD) -> torch.Tensor:  # fmt: skip
     """Keys/values in blocks of ``block`` with a running max and sum (online softmax).
 
     q: (B, H, N_q, D); k, v: (B, H_kv, N_kv, D|D_v) -> (B, H, N_q, D_v).
@@ -221,4 +244,4 @@ def chunked_online(q, k, v, *, mask: Mask, scale: float | None = None, block: in
     128-key block measured fastest on a 2-core AVX-512 CPU at N=4096 (64: 1.13x
     slower, 192: same, 256: 1.07x slower).
     """
-    return _OnlineSoftmaxAttention.apply(q, k, v, mask, softmax_scale(q, scale), block)
+    return _OnlineSoftmaxAttention.apply(q, k, v, mask, softmax_scale(q, scale), block, score_mod)

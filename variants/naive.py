@@ -31,7 +31,7 @@ def naive(q, k, v, *, mask: Mask, scale: float | None = None, score_mod: ScoreMo
     groups = H // k.shape[1]
     rows = group_queries(q, k.shape[1])  # (B, H_kv, N_q·G, D)
     scores = torch.einsum("bhid,bhjd->bhij", rows, k) * softmax_scale(q, scale)  # (B, H_kv, N_q·G, N_kv)
-    scores = score_mod.apply_grouped(scores, torch.arange(n_q, device=q.device), n_q, n_kv, H)
+    scores = score_mod.apply_folded(scores, torch.arange(n_q * groups, device=q.device), n_q, n_kv, H)
     if mask.kind != "none":
         hide(scores, mask, row_positions(n_q, groups), n_q, n_kv)
     probs = torch.softmax(scores, dim=-1)  # (B, H_kv, N_q·G, N_kv); a row with no visible key is NaN

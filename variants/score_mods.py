@@ -92,15 +92,26 @@ class ScoreMod:
             return self.size * torch.tanh(scores / self.size)
         return scores + self.bias(scores.shape[-3], rows, n_q, n_kv, keys, scores.dtype)
 
-    def apply_grouped(self, scores: torch.Tensor, positions: torch.Tensor, n_q: int, n_kv: int, heads: int,
-                      keys: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
-        """`apply` on scores (B, H_kv, R·G, K) in `variants.common.group_queries` order: row r is query position
-        ``positions[r // G]`` (R,) of query head r % G of its key head's group of G = heads / H_kv."""
-        if not self.is_bias:
-            return self.apply(scores, positions, n_q, n_kv, keys)
-        B, H_kv, RG, K = scores.shape
-        bias = self.bias(heads, positions, n_q, n_kv, keys, scores.dtype)  # (H, R, K), head h = group·G + g
-        return scores + bias.view(H_kv, heads // H_kv, -1, K).transpose(1, 2).reshape(H_kv, RG, K)
+    def folded_bias(self, heads: int, heads_kv: int, folded: torch.Tensor, n_q: int, n_kv: int,
+                    keys: torch.Tensor | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:  # fmt: skip
+        """The bias (H_kv, r, K) of folded rows ``folded`` (r,): in `variants.common.group_queries` order, row f is
+        query position f // G of query head g = f % G of its key head's group of G = heads / H_kv."""
+        groups = heads // heads_kv
+        per_head = self.bias(heads, folded // groups, n_q, n_kv, keys, dtype)  # (H, r, K): every head, every row
+        heads_of_rows = torch.arange(heads_kv, device=folded.device)[:, None] * groups + folded % groups  # (H_kv, r)
+        return per_head[heads_of_rows, torch.arange(len(folded), device=folded.device)]  # (H_kv, r, K)
+
+    def apply_folded(self, scores: torch.Tensor, folded: torch.Tensor, n_q: int, n_kv: int, heads: int,
+                     keys: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        """`apply` on scores (..., H_kv, r, K) of folded rows ``folded`` (r,) (see `folded_bias`) against keys
+        ``keys`` (all when None): in place (the result is ``scores``) unless autograd needs what it overwrites."""
+        if self.kind == "softcap":
+            if scores.requires_grad:  # tanh's backward reads its own output: no in-place scaling after it
+                return self.size * torch.tanh(scores / self.size)
+            return scores.div_(self.size).tanh_().mul_(self.size)
+        if self.is_bias:
+            return scores.add_(self.folded_bias(heads, scores.shape[-3], folded, n_q, n_kv, keys, scores.dtype))
+        return scores
 
 
 NO_MOD = ScoreMod("none")

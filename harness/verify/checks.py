@@ -109,10 +109,10 @@ def check_exact(spec: VariantSpec, *, device: str = "cpu") -> CheckResult:
 
 
 def gradient_error(spec: VariantSpec, *, n_q: int, n_kv: int, mask: Mask, device: str = "cpu",
-                   score_mod: ScoreMod = NO_MOD) -> dict[str, float]:  # fmt: skip
+                   score_mod: ScoreMod = NO_MOD, heads: int = 2, heads_kv: int | None = None) -> dict[str, float]:  # fmt: skip
     """Relative error of dq, dk, dv against float64 autograd through exact attention."""
-    q, k, v = seeded_qkv(n_q, n_kv, d=32, device=device, seed=5, scale=1.5)
-    grad_out = seeded_qkv(n_q, d=32, device=device, seed=6)[0]
+    q, k, v = seeded_qkv(n_q, n_kv, heads=heads, heads_kv=heads_kv, d=32, device=device, seed=5, scale=1.5)
+    grad_out = seeded_qkv(n_q, heads=heads, d=32, device=device, seed=6)[0]
     leaves = [t.clone().requires_grad_() for t in (q, k, v)]
     grads = torch.autograd.grad(spec(*leaves, mask=mask, score_mod=score_mod), leaves, grad_out)
     exact = [t.detach().double().requires_grad_() for t in (q, k, v)]
