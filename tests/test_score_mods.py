@@ -13,6 +13,7 @@ from harness.measure.case import Case, seeded_qkv
 from harness.measure.memory import peak_memory
 from harness.verify.checks import gradient_error
 from harness.verify.dimensions import check_score_mods
+from harness.verify.yardstick import exact_error
 from variants import get_variant, list_variants, register
 from variants.masks import parse_mask
 from variants.registry import unregister
@@ -26,6 +27,8 @@ from variants.score_mods import (
 )
 
 MODIFYING = [n for n in list_variants() if get_variant(n).score_mods != ("none",)]
+# Compiled variants compile anew for every mask and modification (seconds each): the full grid is opt-in.
+MODIFYING = [pytest.param(n, marks=pytest.mark.slow) if get_variant(n).family == "compiled" else n for n in MODIFYING]
 
 
 def test_alibi_slopes_for_eight_heads_halve_from_a_half_to_one_256th():
@@ -89,6 +92,17 @@ def test_gradients_under_a_modification_match_float64(name, mod):
         errors = gradient_error(get_variant(name), n_q=n_q, n_kv=n_kv, mask=parse_mask(mask), heads=4, heads_kv=2,
                                 score_mod=parse_score_mod(mod))  # fmt: skip
         assert max(errors.values()) <= 1e-5, (mask, n_q, n_kv, errors)
+
+
+@pytest.mark.parametrize("mod", ["alibi", "softcap:5", "rel-bias:8"])
+def test_flex_fuses_each_modification_within_float64s_tolerance(mod):
+    """One shape of the full check (`pytest -m slow` runs it all): causal, N_q != N_kv, GQA, after the plain
+    kernel compiled in the same process (the order that once miscompiled)."""
+    flex = runnable("flex", "cpu")
+    exact_error(flex, n_q=300, n_kv=517, mask=parse_mask("causal"), heads=4, heads_kv=2)
+    err = exact_error(flex, n_q=300, n_kv=517, mask=parse_mask("causal"), score_mod=parse_score_mod(mod), heads=4,
+                      heads_kv=2)  # fmt: skip
+    assert err <= 1e-5
 
 
 def test_a_variant_that_declares_a_modification_and_ignores_it_fails_the_check():

@@ -35,7 +35,8 @@ from torch.nn.attention.flex_attention import BlockMask, flex_attention
 from .common import made_once
 from .masks import Mask
 from .naive import naive
-from .registry import ALL_MASKS, Unsupported, register
+from .registry import ALL_MASKS, ALL_SCORE_MODS, Unsupported, register
+from .score_mods import NO_MOD, ScoreMod
 
 RECOMPILE_LIMIT = 64  # compiled graphs per function: dtypes x masks x grad modes of one long sweep
 
@@ -79,13 +80,21 @@ def block_mask(mask: Mask, n_q: int, n_kv: int, device: torch.device, block: int
                                     mask_mod=mask.mask_mod(n_q, n_kv, device), seq_lengths=(n_q, n_kv))  # fmt: skip
 
 
+@made_once(maxsize=8)
+def flex_score_mod(score_mod: ScoreMod, n_q: int, n_kv: int, heads: int, device: torch.device):
+    """The case's ``score_mod`` function (`ScoreMod.score_mod_fn`), cached: the same function object for every
+    timed call, so the compiled kernel is reused, not recompiled."""
+    return score_mod.score_mod_fn(n_q, n_kv, heads, device)
+
+
 @register("flex", family="compiled", exact=True, time="O(N^2 d)", memory="O(N)", masks=ALL_MASKS, gqa=True,
-          skips_masked=True, dtypes=("float32", "bfloat16", "float16"))  # fmt: skip
-def flex(q, k, v, *, mask: Mask, scale: float | None = None) -> torch.Tensor:
+          skips_masked=True, dtypes=("float32", "bfloat16", "float16"), score_mods=ALL_SCORE_MODS)  # fmt: skip
+def flex(q, k, v, *, mask: Mask, scale: float | None = None, score_mod: ScoreMod = NO_MOD) -> torch.Tensor:
     """FlexAttention under torch.compile, with the case's mask as a cached block mask.
 
     q: (B, H, N_q, D); k, v: (B, H_kv, N_kv, D|D_v) -> (B, H, N_q, D_v); grouped
-    heads natively (``enable_gqa``). Time O(B·H·visible pairs·D): blocks the
+    heads natively (``enable_gqa``); the score modification as FlexAttention's
+    ``score_mod``, fused into the kernel. Time O(B·H·visible pairs·D): blocks the
     mask hides cost nothing; memory O(B·H·N_q·D) beyond the inputs.
     FlexAttention has no CPU backward and no float64 CPU kernel.
     Paper: Dong et al., "Flex Attention: A Programming Model for Generating
@@ -94,7 +103,18 @@ def flex(q, k, v, *, mask: Mask, scale: float | None = None) -> torch.Tensor:
     if q.device.type == "cpu" and any(t.requires_grad for t in (q, k, v)):
         raise Unsupported("flex: FlexAttention does not support backward on CPU (torch's own limit)")
     blocks = block_mask(mask, q.shape[2], k.shape[2], q.device)
-    return _compiled(flex_attention)(q, k, v, block_mask=blocks, scale=scale, enable_gqa=k.shape[1] != q.shape[1])
+    grouped = k.shape[1] != q.shape[1]
+    if score_mod.kind == "none":
+        return _compiled(flex_attention)(q, k, v, block_mask=blocks, scale=scale, enable_gqa=grouped)
+    modify = flex_score_mod(score_mod, q.shape[2], k.shape[2], q.shape[1], q.device)
+    return _compiled(_modified_flex)(q, k, v, modify, blocks, scale, grouped)
+
+
+def _modified_flex(q, k, v, score_mod, block_mask, scale, enable_gqa):
+    """FlexAttention with a ``score_mod``, compiled as a function of its own. With torch 2.13 on the CPU, a
+    process that had compiled the unmodified kernels (dynamic shapes) then failed to compile a score_mod one
+    (C++ error: an undeclared ``cur_kvSplitSize5``); compiled apart, with its own cache, it builds."""
+    return flex_attention(q, k, v, score_mod=score_mod, block_mask=block_mask, scale=scale, enable_gqa=enable_gqa)
 
 
 @register("naive-compiled", family="compiled", exact=True, time="O(N^2 d)", memory="O(N^2)", masks=ALL_MASKS,

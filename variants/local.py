@@ -17,7 +17,8 @@ import torch.nn.functional as F
 
 from .common import softmax_scale
 from .masks import Mask
-from .registry import register
+from .registry import ALL_SCORE_MODS, register
+from .score_mods import NO_MOD, ScoreMod
 
 
 def _windows(x: torch.Tensor, first: int, size: int, step: int, count: int) -> torch.Tensor:
@@ -32,9 +33,27 @@ def _windows(x: torch.Tensor, first: int, size: int, step: int, count: int) -> t
     return padded[:, :, start:].unfold(2, size, step)[:, :, :count].transpose(-1, -2)  # (B, H, count, size, E)
 
 
+def _modified(scores: torch.Tensor, score_mod: ScoreMod, heads: int, b: int, W: int) -> torch.Tensor:
+    """``score_mod`` on the band's scores (B, H_kv, n, G·b, W + b - 1), rows g-major (g·b + r).
+
+    Query r of a block sits at key offset r + W - 1 of its window, in every block alike, so a bias depends
+    on (head, r, c) only: it is the bias of b queries over W + b - 1 keys offset by W - 1 (computed once, not
+    per block). A soft cap is elementwise.
+    """
+    if score_mod.kind == "softcap":
+        return score_mod.size * torch.tanh(scores / score_mod.size)
+    if not score_mod.is_bias:
+        return scores
+    H_kv, width = scores.shape[1], scores.shape[-1]
+    rows, keys = torch.arange(b, device=scores.device), torch.arange(width, device=scores.device)
+    bias = score_mod.bias(heads, rows, 0, W - 1, keys, scores.dtype)  # (H, b, W + b - 1): o = W - 1
+    return scores + bias.view(H_kv, 1, heads // H_kv * b, width)
+
+
 @register("local", family="local", exact=True, time="O(N W d)", memory="O(N W)", masks=("sliding",), gqa=True,
-          skips_masked=True, params={"block": 128})  # fmt: skip
-def local(q, k, v, *, mask: Mask, scale: float | None = None, block: int = 128) -> torch.Tensor:
+          skips_masked=True, params={"block": 128}, score_mods=ALL_SCORE_MODS)  # fmt: skip
+def local(q, k, v, *, mask: Mask, scale: float | None = None, block: int = 128,
+          score_mod: ScoreMod = NO_MOD) -> torch.Tensor:  # fmt: skip
     """Exact sliding-window attention over the band only.
 
     q: (B, H, N_q, D); k, v: (B, H_kv, N_kv, D|D_v) -> (B, H, N_q, D_v), ``mask`` sliding:W.
@@ -53,6 +72,7 @@ def local(q, k, v, *, mask: Mask, scale: float | None = None, block: int = 128) 
     rows = F.pad(q, (0, 0, 0, count * b - n_q)).view(B, H_kv, G, count, b, D)  # (B, H_kv, G, n, b, D)
     rows = rows.permute(0, 1, 3, 2, 4, 5).reshape(B, H_kv, count, G * b, D)  # (B, H_kv, n, G·b, D)
     scores = (rows @ keys.transpose(-1, -2)) * softmax_scale(q, scale)  # (B, H_kv, n, G·b, W + b - 1)
+    scores = _modified(scores, score_mod, H, b, W)
     r = torch.arange(b, device=q.device)[:, None]  # query offset within its block
     c = torch.arange(width, device=q.device)[None, :]  # key offset within the window
     band = (c >= r) & (c <= r + W - 1)  # (b, W + b - 1): key j = i + o - W + 1 + (c - r), inside the window

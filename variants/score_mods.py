@@ -68,18 +68,22 @@ class ScoreMod:
         return self.kind in ("alibi", "rel-bias")
 
     def bias(self, heads: int, rows: torch.Tensor, n_q: int, n_kv: int, keys: torch.Tensor | None = None,
-             dtype: torch.dtype = torch.float32) -> torch.Tensor:  # fmt: skip
+             dtype: torch.dtype = torch.float32, head_of_row: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
         """The additive bias (heads, R, K) for query positions ``rows`` (R,) and key positions ``keys`` (K,; all
-        n_kv when None), on the rows' device, in ``dtype``. Only for `is_bias` kinds."""
+        n_kv when None), on the rows' device, in ``dtype``. Only for `is_bias` kinds.
+
+        With ``head_of_row`` (A, R), row r of slice a is head ``head_of_row[a, r]``'s instead: (A, R, K).
+        """
         keys = torch.arange(n_kv, device=rows.device) if keys is None else keys.to(rows.device)
         distance = keys[None, :] - (rows[:, None] + (n_kv - n_q))  # (R, K): j - (i + o)
-        if self.kind == "alibi":  # built in ``dtype``: the (H, R, K) result is the only tensor of its size
-            slopes = alibi_slopes(heads).to(device=rows.device, dtype=dtype)
-            return distance.abs().to(dtype)[None] * -slopes[:, None, None]  # (H, R, K)
+        head = torch.arange(heads, device=rows.device)[:, None] if head_of_row is None else head_of_row  # (A, 1|R)
+        if self.kind == "alibi":  # built in ``dtype``: the (A, R, K) result is the only tensor of its size
+            slopes = alibi_slopes(heads).to(device=rows.device, dtype=dtype)[head]  # (A, 1|R)
+            return distance.abs().to(dtype)[None] * -slopes[..., None]  # (A, R, K)
         if self.kind == "rel-bias":
             radius = int(self.size)
             table = rel_bias_table(heads, radius).to(device=rows.device, dtype=dtype)  # (H, 2R + 1)
-            return table[:, distance.clamp(-radius, radius) + radius]  # (H, R, K)
+            return table[head[..., None], (distance.clamp(-radius, radius) + radius)[None]]  # (A, R, K)
         raise ScoreModError(f"{self.spec} is not a bias")
 
     def apply(self, scores: torch.Tensor, rows: torch.Tensor, n_q: int, n_kv: int,
@@ -97,9 +101,8 @@ class ScoreMod:
         """The bias (H_kv, r, K) of folded rows ``folded`` (r,): in `variants.common.group_queries` order, row f is
         query position f // G of query head g = f % G of its key head's group of G = heads / H_kv."""
         groups = heads // heads_kv
-        per_head = self.bias(heads, folded // groups, n_q, n_kv, keys, dtype)  # (H, r, K): every head, every row
-        heads_of_rows = torch.arange(heads_kv, device=folded.device)[:, None] * groups + folded % groups  # (H_kv, r)
-        return per_head[heads_of_rows, torch.arange(len(folded), device=folded.device)]  # (H_kv, r, K)
+        head_of_row = torch.arange(heads_kv, device=folded.device)[:, None] * groups + folded % groups  # (H_kv, r)
+        return self.bias(heads, folded // groups, n_q, n_kv, keys, dtype, head_of_row)  # (H_kv, r, K)
 
     def apply_folded(self, scores: torch.Tensor, folded: torch.Tensor, n_q: int, n_kv: int, heads: int,
                      keys: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
@@ -112,6 +115,32 @@ class ScoreMod:
         if self.is_bias:
             return scores.add_(self.folded_bias(heads, scores.shape[-3], folded, n_q, n_kv, keys, scores.dtype))
         return scores
+
+    def score_mod_fn(self, n_q: int, n_kv: int, heads: int, device: torch.device | str | None = None):
+        """FlexAttention's ``score_mod(score, b, h, q_idx, kv_idx)`` for these lengths and heads (None for "none").
+
+        Every number it uses -- the cap, the slopes, the table, the radius, the offset -- is captured as a tensor
+        on ``device``: torch.compile (dynamic) lifts a tensor into a graph input, where a captured Python number
+        becomes a symbol Inductor's FlexAttention lowering cannot take. One compiled kernel serves every N.
+        """
+        if self.kind == "none":
+            return None
+        offset = torch.tensor(n_kv - n_q, device=device)
+        size = torch.tensor(self.size or 1.0, device=device)  # the cap C, or the radius R
+        radius = size.long()
+        slopes = alibi_slopes(heads).to(device=device, dtype=torch.float32)
+        table = rel_bias_table(heads, int(self.size or 1)).to(device=device, dtype=torch.float32)
+
+        def softcap(score, b, h, q_idx, kv_idx):
+            return size * torch.tanh(score / size)
+
+        def alibi(score, b, h, q_idx, kv_idx):
+            return score - slopes[h] * (q_idx + offset - kv_idx).abs()
+
+        def rel_bias(score, b, h, q_idx, kv_idx):
+            return score + table[h, torch.minimum(torch.maximum(kv_idx - q_idx - offset, -radius), radius) + radius]
+
+        return {"softcap": softcap, "alibi": alibi, "rel-bias": rel_bias}[self.kind]
 
 
 NO_MOD = ScoreMod("none")

@@ -245,3 +245,22 @@ def mask_speedup_table(frame: pd.DataFrame) -> pd.DataFrame:
         ideal=both["flops_dense"].astype(float) / both["flops"].astype(float),
     ).assign(of_ideal=lambda f: f["speedup"] / f["ideal"])
     return both[columns].sort_values(["variant", "mask", "config", "seq_len"]).reset_index(drop=True)
+
+
+def score_mod_cost_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per variant, modified case and N: its time over the time of the same case without a score modification
+    (score_mod "none"), and its peak memory over that case's: a fused modification stays near 1, a dense bias
+    does not. FLOPs count only the two matmuls, so the modification's cost shows here and in time, not in GFLOP/s."""
+    columns = ["config", "variant", "score_mod", "seq_len", "time_ratio", "memory_ratio"]
+    ok = frame[frame["status"] == "ok"]
+    same = [c for c in CONFIG_COLUMNS if c != "score_mod"] + ["variant", "seq_len"]
+    plain = ok[ok["score_mod"] == "none"][same + ["time_median_s", "peak_mem_bytes"]]
+    modified = with_config(ok)[lambda f: f["score_mod"] != "none"]
+    if plain.empty or modified.empty:
+        return pd.DataFrame(columns=columns)
+    both = modified.merge(plain, on=same, suffixes=("", "_plain"))
+    both = both.assign(
+        time_ratio=both["time_median_s"] / both["time_median_s_plain"],
+        memory_ratio=both["peak_mem_bytes"].astype(float) / both["peak_mem_bytes_plain"].astype(float),
+    )
+    return both[columns].sort_values(["variant", "score_mod", "config", "seq_len"]).reset_index(drop=True)

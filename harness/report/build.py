@@ -28,6 +28,7 @@ from ..analyze.tables import (
     fit_table,
     mask_speedup_table,
     quality_table,
+    score_mod_cost_table,
     with_config,
 )
 from ..measure.record import MEASURED
@@ -160,6 +161,11 @@ def _sections(tables: dict[str, pd.DataFrame], headline: pd.DataFrame, figures: 
         {"title": "Masked against dense", "table": _html_table(tables["mask_speedup"]),
          "note": "Time of the dense case (mask none) over the masked one, same variant and shape; 'ideal' is dense "
                  "over masked visible pairs (N/W for sliding:W): a kernel that skips hidden work gets near it."},
+        {"title": "Cost of the score modification", "table": _html_table(tables["score_mod_cost"], "no score modification"),
+         "note": "Time (and peak memory) of a case with a score modification (ALiBi, a soft cap, a relative-position "
+                 "bias) over the same case without one. A kernel that fuses it stays near 1; SDPA's dense float bias "
+                 "(H·N² values) does not. FLOPs count the two matmuls over visible pairs, as FlashAttention counts them: "
+                 "the modification's own arithmetic shows in time, not in GFLOP/s."},
         {"title": "Cases that did not finish ok", "table": _html_table(tables["failures"])},
         {"title": "Compilation (torch.compile)", "table": _html_table(tables["compilation"], "no variant compiled"),
          "note": "compile: wall time of a case's untimed first calls that ran torch.compile (compilation plus one "
@@ -202,6 +208,7 @@ def build_report(run_dirs: list[str | Path], out: str | Path, *, baseline: str |
         "crossovers": crossover_table(frame),
         "fastest_per_n": fastest_table(frame),
         "mask_speedup": mask_speedup_table(frame),
+        "score_mod_cost": score_mod_cost_table(frame),
         "failures": failure_table(frame),
         "compilation": compile_table(frame),
         "quality": quality_table(frame),
