@@ -8,6 +8,7 @@ Third-party variants register the same way with `register`, from anywhere.
 from . import chunked, compiled, linear, local, lowrank, naive, performer, sdpa, xformers_mea  # noqa: E402,F401
 from .registry import (
     ALL_MASKS,
+    ALL_SCORE_MODS,
     DTYPES,
     UnknownVariant,
     Unsupported,
@@ -21,6 +22,7 @@ from .registry import (
 
 __all__ = [
     "ALL_MASKS",
+    "ALL_SCORE_MODS",
     "DTYPES",
     "UnknownVariant",
     "Unsupported",

@@ -13,8 +13,9 @@ keyword its signature takes (`VariantSpec.keywords`), and nothing else does.
 
 `register` returns the function unchanged, so registrations stack (``performer-64``, ``performer-256``, each
 binding its ``params``). Callers go through the spec, never the bare function: ``get_variant(name)(q, k, v,
-mask=..., scale=..., seed=...)`` first enforces what the spec declares (device, dtype, mask, backward) by
-raising `Unsupported`, then calls the function with its parameters bound: declared once, checked for every caller.
+mask=..., scale=..., seed=..., score_mod=...)`` first enforces what the spec declares (device, dtype, mask,
+score modification, backward) by raising `Unsupported`, then calls the function with its parameters bound:
+declared once, checked for every caller.
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ class ScoreMod:
     @property
     def spec(self) -> str:
         """The string form, e.g. "softcap:50" (the results table's ``score_mod`` column)."""
-        return self.kind if self.size is None else f"{self.kind}:{self.size:g}"
+        return self.kind if self.size is None else f"{self.kind}:{repr(self.size).removesuffix('.0')}"  # reads back exact
 
     def __str__(self) -> str:
         return self.spec
@@ -111,7 +111,17 @@ class ScoreMod:
         if self.kind == "softcap":
             if scores.requires_grad:  # tanh's backward reads its own output: no in-place scaling after it
                 return self.size * torch.tanh(scores / self.size)
-            return scores.div_(self.size).tanh_().mul_(self.size)
+            # C·tanh(s/C) = 2C·sigmoid(2s/C) - C: torch's CPU sigmoid is ~4x faster than its tanh (measured on
+            # 4M-score tiles), within 3e-7 of the score's size -- far inside fp32 attention's tolerance.
+            return scores.mul_(2.0 / self.size).sigmoid_().mul_(2.0 * self.size).sub_(self.size)
+        if self.kind == "alibi":  # -slope·|distance| added in one pass, never an (H_kv, r, K) bias tensor
+            heads_kv, groups = scores.shape[-3], heads // scores.shape[-3]
+            keys = torch.arange(n_kv, device=folded.device) if keys is None else keys
+            distance = (keys[None, :] - (folded[:, None] // groups + (n_kv - n_q))).abs_().to(scores.dtype)  # (r, K)
+            head_of_row = torch.arange(heads_kv, device=folded.device)[:, None] * groups + folded % groups
+            slopes = alibi_slopes(heads).to(device=folded.device, dtype=scores.dtype)[head_of_row]  # (H_kv, r)
+            add = torch.addcmul if scores.requires_grad else torch.Tensor.addcmul_
+            return add(scores, slopes[..., None], distance[None], value=-1.0)
         if self.is_bias:
             return scores.add_(self.folded_bias(heads, scores.shape[-3], folded, n_q, n_kv, keys, scores.dtype))
         return scores

@@ -6,8 +6,8 @@ At N=4096 (fp32, B=1, H=8, D=64, forward, no mask): for naive, sdpa,
 chunked-online and flex, the median time of each modification (alibi,
 softcap:50, rel-bias:32) over the same call without one, timed in
 interleaved rounds (all variants and modifications in every round, so a slow
-period falls on all alike). Targets: the chunked kernels' softcap ratio
-<= 1.5 (the tanh is per score; the matmuls dominate). Then SDPA's extra peak
+period falls on all alike). Target: chunked-online's softcap ratio <= 1.5
+(the cap is per score; the matmuls and the exp dominate). Then SDPA's extra peak
 memory under ALiBi against the analytic N²·H·4 bytes of its float bias.
 
 Exit status 1 when a target is missed. A benchmark, not a test.

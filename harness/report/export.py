@@ -23,14 +23,16 @@ def _benchmark(row: dict) -> dict:
     for sample in row["time_samples_s"]:
         stats.update(float(sample))
     shape = "full" if row["mask"] == "none" else str(row["mask"])  # "full", "causal", "sliding:256", ...
+    if row.get("score_mod", "none") != "none":
+        shape += f"-{row['score_mod']}"
     if int(row["heads_kv"]) != int(row["heads"]):
         shape += f"-kv{int(row['heads_kv'])}"
     if int(row["q_len"]) != int(row["seq_len"]):
         shape += f"-q{int(row['q_len'])}"
     params = {"seq_len": int(row["seq_len"]), "dtype": row["dtype"], "mode": row["mode"],
               "device": row["device"], "batch": int(row["batch"]), "heads": int(row["heads"]),
-              "head_dim": int(row["head_dim"]), "mask": row["mask"], "heads_kv": int(row["heads_kv"]),
-              "q_len": int(row["q_len"])}  # fmt: skip
+              "head_dim": int(row["head_dim"]), "mask": row["mask"], "score_mod": row.get("score_mod", "none"),
+              "heads_kv": int(row["heads_kv"]), "q_len": int(row["q_len"])}  # fmt: skip
     param = f"{row['device']}-{row['dtype']}-{row['mode']}-{shape}-N{int(row['seq_len'])}"
     return {
         "group": f"{row['device']} {row['dtype']} {row['mode']} {shape}",

@@ -87,13 +87,15 @@ def variants_text(rows: list[dict[str, Any]]) -> str:
             "time": r["time"] or "-",  # no declared class
             "memory": r["memory"] or "-",
             "masks": "all" if len(r["masks"]) == 6 else ",".join(r["masks"]),
+            "score mods": ",".join(m for m in r["score_mods"] if m != "none") or "-",
             "devices": ",".join(r["devices"]),
             "params": ",".join(f"{k}={v}" for k, v in r["params"].items()) or "-",
             "available here": "yes" if r["available"] else f"no: {r['unavailable_reason']}",
         }
         for r in rows
     ]
-    return plain_table(shown, ["name", "family", "exact", "time", "memory", "masks", "devices", "params", "available here"])
+    columns = ["name", "family", "exact", "time", "memory", "masks", "score mods", "devices", "params", "available here"]
+    return plain_table(shown, columns)
 
 
 def ceilings_text(ceilings: dict) -> str:
