@@ -175,6 +175,9 @@ def test_check_fails_a_variant_that_refuses_a_mask_it_declares_and_passes_one_th
         results = {r.name: r for r in check_variant("test-mask-keyword")}
         assert results["masks and GQA"].passed, results["masks and GQA"].detail
         assert all(r.passed is not False for r in results.values()), results
+        older = {r.name: r for r in check_variant("test-causal-keyword")}  # causal=: through the registry's adapter
+        assert older["exact"].passed and older["contract (causal)"].passed, older
+        assert all(r.passed is not False for r in older.values()), older
     finally:
         for name in ("test-refuses-sliding", "test-causal-keyword", "test-mask-keyword"):
             unregister(name)

@@ -21,8 +21,8 @@ def test_a_pipe_gets_one_line_per_finished_case_with_time_and_eta():
     progress(1, 2, CASE, OK)
     progress(2, 2, CASE, {"status": "oom", "reason": "RuntimeError: out of memory"})
     first, second = stream.getvalue().splitlines()
-    assert first.startswith("[1/2] naive N=128 float32 fwd cpu: ok 2.000 ms  (0:00, ETA 0:00)")
-    assert second.startswith("[2/2] naive N=128 float32 fwd cpu: oom RuntimeError: out of memory")
+    assert first.startswith("[1/2] naive N=128 cpu float32 fwd: ok 2.000 ms  (0:00, ETA 0:00)")
+    assert second.startswith("[2/2] naive N=128 cpu float32 fwd: oom RuntimeError: out of memory")
 
 
 def test_noisy_and_contended_cases_are_flagged_and_clean_ones_are_not():
@@ -60,6 +60,6 @@ def test_on_a_terminal_a_rich_bar_with_flagged_cases_above_it():
     progress(3, 3, CASE, OK)
     assert progress.bar is None  # the last case stopped it
     shown = stream.getvalue()
-    assert "naive N=128 float32 fwd cpu: noisy: IQR/median 14%" in shown
+    assert "naive N=128 cpu float32 fwd: noisy: IQR/median 14%" in shown
     assert "3/3" in shown and "ETA 0:00" in shown and "\x1b[" in shown  # rich's terminal drawing
     progress.close()  # idempotent

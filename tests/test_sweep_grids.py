@@ -46,3 +46,11 @@ def test_a_sweep_recorded_before_masks_grids_and_kv_heads_resumes_unchanged():
     assert _setting_changes(stored, build_sweep(variants="naive", seq_lens="64,128", masks="sliding:8", threads="1")) == [
         "--mask ['none', 'causal'] -> ['sliding:8']",
     ]
+
+
+def test_the_older_causal_spelling_sweeps_causal_cases_from_flags_and_toml(tmp_path):
+    config = tmp_path / "sweep.toml"
+    config.write_text('variants = ["naive"]\nseq_lens = [64]\ncausal = [true]\nthreads = 1\n')
+    for sweep in (build_sweep(config=config), build_sweep(variants="naive", seq_lens="64", causal="true", threads="1")):
+        assert not hasattr(sweep, "causal")
+        assert [case.mask.spec for case in expand(sweep)] == ["causal"]

@@ -187,9 +187,13 @@ CHECKS = {
 
 
 def checks_for(spec: VariantSpec) -> list[str]:
-    """The names of the checks that apply to ``spec`` (exact tolerances only for exact variants)."""
+    """The names of the checks that apply to ``spec`` (exact tolerances only for exact variants; the score
+    modifications only where it declares one)."""
     exact_only, approximate_only = ("exact", "masks and GQA", "score modifications"), ("accuracy",)
-    return [name for name in CHECKS if name not in (approximate_only if spec.exact else exact_only)]
+    left_out = (approximate_only if spec.exact else exact_only) + (
+        ("score modifications",) if spec.score_mods == ("none",) else ()
+    )
+    return [name for name in CHECKS if name not in left_out]
 
 
 def run_check(variant: str, check: str, *, device: str = "cpu") -> CheckResult:
