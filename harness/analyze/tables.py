@@ -229,20 +229,28 @@ def _listed(value) -> list:
     return [] if value is None or (isinstance(value, float) and np.isnan(value)) else list(value)
 
 
+def _beside_unmodified(frame: pd.DataFrame, dimension: str, values: list[str]) -> pd.DataFrame | None:
+    """The ok cases whose ``dimension`` (mask, score_mod) is not "none", each beside the ``values`` of the same
+    case with it "none" (columns suffixed "_none"); None when either side has no case."""
+    ok = frame[frame["status"] == "ok"]
+    same = [c for c in CONFIG_COLUMNS if c != dimension] + ["variant", "seq_len"]
+    plain = ok[ok[dimension] == "none"][same + values]
+    changed = with_config(ok)[lambda f: f[dimension] != "none"]
+    if plain.empty or changed.empty:
+        return None
+    return changed.merge(plain, on=same, suffixes=("", "_none"))
+
+
 def mask_speedup_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Per variant, masked case and N: the dense (mask "none") case's time over the masked one's,
     beside the ideal -- dense over masked visible pairs (N/W for a sliding window)."""
     columns = ["config", "variant", "mask", "seq_len", "speedup", "ideal", "of_ideal"]
-    ok = frame[frame["status"] == "ok"]
-    same = [c for c in CONFIG_COLUMNS if c != "mask"] + ["variant", "seq_len"]
-    dense = ok[ok["mask"] == "none"][same + ["time_median_s", "flops"]]
-    masked = with_config(ok)[lambda f: f["mask"] != "none"]
-    if dense.empty or masked.empty:
+    both = _beside_unmodified(frame, "mask", ["time_median_s", "flops"])
+    if both is None:
         return pd.DataFrame(columns=columns)
-    both = masked.merge(dense, on=same, suffixes=("", "_dense"))
     both = both.assign(
-        speedup=both["time_median_s_dense"] / both["time_median_s"],
-        ideal=both["flops_dense"].astype(float) / both["flops"].astype(float),
+        speedup=both["time_median_s_none"] / both["time_median_s"],
+        ideal=both["flops_none"].astype(float) / both["flops"].astype(float),
     ).assign(of_ideal=lambda f: f["speedup"] / f["ideal"])
     return both[columns].sort_values(["variant", "mask", "config", "seq_len"]).reset_index(drop=True)
 
@@ -252,15 +260,11 @@ def score_mod_cost_table(frame: pd.DataFrame) -> pd.DataFrame:
     (score_mod "none"), and its peak memory over that case's: a fused modification stays near 1, a dense bias
     does not. FLOPs count only the two matmuls, so the modification's cost shows here and in time, not in GFLOP/s."""
     columns = ["config", "variant", "score_mod", "seq_len", "time_ratio", "memory_ratio"]
-    ok = frame[frame["status"] == "ok"]
-    same = [c for c in CONFIG_COLUMNS if c != "score_mod"] + ["variant", "seq_len"]
-    plain = ok[ok["score_mod"] == "none"][same + ["time_median_s", "peak_mem_bytes"]]
-    modified = with_config(ok)[lambda f: f["score_mod"] != "none"]
-    if plain.empty or modified.empty:
+    both = _beside_unmodified(frame, "score_mod", ["time_median_s", "peak_mem_bytes"])
+    if both is None:
         return pd.DataFrame(columns=columns)
-    both = modified.merge(plain, on=same, suffixes=("", "_plain"))
     both = both.assign(
-        time_ratio=both["time_median_s"] / both["time_median_s_plain"],
-        memory_ratio=both["peak_mem_bytes"].astype(float) / both["peak_mem_bytes_plain"].astype(float),
+        time_ratio=both["time_median_s"] / both["time_median_s_none"],
+        memory_ratio=both["peak_mem_bytes"].astype(float) / both["peak_mem_bytes_none"].astype(float),
     )
     return both[columns].sort_values(["variant", "score_mod", "config", "seq_len"]).reset_index(drop=True)
