@@ -63,7 +63,15 @@ def test_unknown_name_lists_close_names():
 
 def test_list_variants_wildcards_sorted():
     assert list_variants() == sorted(list_variants())
-    assert list_variants("sdpa*") == ["sdpa", "sdpa-cudnn", "sdpa-efficient", "sdpa-flash", "sdpa-math"]
+    assert list_variants("sdpa*") == [
+        "sdpa",
+        "sdpa-cudnn",
+        "sdpa-efficient",
+        "sdpa-flash",
+        "sdpa-math",
+        "sdpa-nested",
+        "sdpa-padded",
+    ]
     assert list_variants("performer-*") == ["performer-256", "performer-64"]
     assert list_variants("nothing*") == []
 

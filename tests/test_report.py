@@ -156,12 +156,12 @@ def plt_imread(path: Path) -> np.ndarray:
     return matplotlib.image.imread(str(path))
 
 
-def test_fitted_classes_on_a_real_quick_preset_run(tmp_path):
+def test_fitted_classes_on_a_real_sweep(tmp_path):
     """naive time and memory ~N^2, sdpa memory ~N, linear-time variants ~N, measured for real."""
     result = subprocess.run(
         [sys.executable, "-m", "harness.cli", "sweep", "--preset", "quick", "--variants",
-         "naive,sdpa,linear-elu,performer-256", "--rounds", "1", "--max-time", "0.3", "--out", "results/real",
-         "--report"],  # one round: fitted classes, not rounds, are the subject here
+         "naive,sdpa,linear-elu,performer-256", "--seq-lens", "256:2048:x2", "--rounds", "1", "--max-time", "0.2",
+         "--out", "results/real", "--report"],  # one round, N to 2K: fitted classes, not rounds, are the subject here
         capture_output=True, text=True, timeout=600, cwd=tmp_path, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

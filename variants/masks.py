@@ -10,6 +10,10 @@ that aligns the last query with the last key), query i sees key j when:
     document:K    K equal packed documents over the keys, causal within each:
                   floor((i + o)·K / N_kv) = floor(j·K / N_kv) and j <= i + o
     prefix:P      j < P or j <= i + o        (prefix-LM: a bidirectional prefix)
+    docs:L        packed documents of unequal length over the keys, causal within each:
+                  doc(j) = doc(i + o) and j <= i + o. L is either the lengths, "512+1024+2560"
+                  (summing to N_kv), or a count K: K lengths drawn by `drawn_lengths`
+    docs-bi:L     the same documents, every key of the query's own document visible (encoders)
 
 Every kind gives each query one contiguous interval of keys, [lo(i), hi(i)),
 with lo and hi non-decreasing in i. So a mask is two integer formulas: they
@@ -22,12 +26,15 @@ FlexAttention ``mask_mod``. A query that sees no key outputs zeros
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
 
-KINDS = ("none", "causal", "causal-br", "sliding", "document", "prefix")
-SIZED = {"sliding": "W", "document": "K", "prefix": "P"}  # kinds that take a size, and its letter
+KINDS = ("none", "causal", "causal-br", "sliding", "document", "prefix", "docs", "docs-bi")
+SIZED = {"sliding": "W", "document": "K", "prefix": "P", "docs": "K", "docs-bi": "K"}  # kinds that take a size, its letter
+PACKED = ("docs", "docs-bi")  # documents of unequal length: the size is a count K or the lengths themselves
+LOGNORMAL_SIGMA = 1.0  # spread of drawn document lengths (log-normal, sigma of the log); seeded, see drawn_lengths
 
 
 class MaskError(ValueError):
@@ -39,12 +46,24 @@ class Mask:
     """One mask: a kind from `KINDS` and, for sliding/document/prefix, its size."""
 
     kind: str = "none"
-    size: int | None = None
+    size: int | tuple[int, ...] | None = None  # a tuple only for packed documents of given lengths
 
     @property
     def spec(self) -> str:
-        """The string form, e.g. "sliding:256" (the results table's ``mask`` column)."""
-        return self.kind if self.size is None else f"{self.kind}:{self.size}"
+        """The string form, e.g. "sliding:256" or "docs:1+2+3" (the results table's ``mask`` column)."""
+        if self.size is None:
+            return self.kind
+        return f"{self.kind}:{'+'.join(map(str, self.size)) if isinstance(self.size, tuple) else self.size}"
+
+    def doc_lengths(self, n_kv: int) -> tuple[int, ...]:
+        """The lengths of a packed mask's documents over ``n_kv`` keys (`MaskError` when they cannot fit)."""
+        if isinstance(self.size, tuple):
+            if min(self.size) < 1:
+                raise MaskError(f"mask {self.spec}: every document needs at least one token")
+            if sum(self.size) != n_kv:
+                raise MaskError(f"mask {self.spec}: the document lengths sum to {sum(self.size)}, not to N = {n_kv}")
+            return self.size
+        return drawn_lengths(self.size, n_kv)
 
     def __str__(self) -> str:
         return self.spec
@@ -77,6 +96,9 @@ class Mask:
             return clip(start), upto
         if self.kind == "prefix":
             return zero, clip(torch.maximum(at + 1, zero + self.size))
+        if self.kind in PACKED:
+            starts, ends = document_table(self.doc_lengths(int(n_kv)), rows.device)
+            return _packed_bounds(self.kind, at, starts, ends, upto)
         raise MaskError(f"unknown mask kind {self.kind!r}")
 
     def dense(self, n_q: int, n_kv: int, *, rows: torch.Tensor | None = None, device=None) -> torch.Tensor:
@@ -98,7 +120,7 @@ class Mask:
     @property
     def hides_rows(self) -> bool:
         """Whether some shapes leave a query with no visible key (its output is then zeros)."""
-        return self.kind in ("causal-br", "sliding", "document", "prefix")
+        return self.kind in ("causal-br", "sliding", "document", "prefix", *PACKED)
 
     def mask_mod(self, n_q: int, n_kv: int, device: torch.device | str | None = None):
         """FlexAttention's ``mask_mod(b, h, q_idx, kv_idx) -> bool`` for these lengths.
@@ -108,6 +130,13 @@ class Mask:
         would bake an int into the graph, so one compiled kernel serves every N.
         """
         lengths = torch.tensor([n_q, n_kv], device=device)
+        if self.kind in PACKED:  # each query's bounds, captured as tensors (the lengths fix N: a table per N)
+            lo, hi = (bound.to(device) for bound in self.bounds(torch.arange(n_q), n_q, n_kv))
+
+            def packed_mod(b, h, q_idx, kv_idx):  # indexed by q_idx alone: the form Inductor's CPU template builds
+                return (kv_idx >= lo[q_idx]) & (kv_idx < hi[q_idx])
+
+            return packed_mod
 
         def mask_mod(b, h, q_idx, kv_idx):
             lo, hi = self.bounds(q_idx, lengths[0], lengths[1])
@@ -120,9 +149,47 @@ NONE = Mask("none")
 CAUSAL = Mask("causal")
 
 
+def drawn_lengths(count: int, n: int, seed: int = 0) -> tuple[int, ...]:
+    """``count`` document lengths summing to ``n``, each at least 1: log-normal weights (sigma `LOGNORMAL_SIGMA`,
+    the spread of real corpora's document lengths) from a generator seeded with ``seed``, so every variant, run
+    and machine packs the same documents. The n - count tokens beyond one per document are shared out in
+    proportion to the weights, rounded along their running sum."""
+    if count > n:
+        raise MaskError(f"docs:{count} needs N >= {count} keys (one per document); N = {n}")
+    weights = torch.randn(count, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    weights = (weights * LOGNORMAL_SIGMA).exp()
+    edges = torch.round(weights.cumsum(0) / weights.sum() * (n - count)).long()  # non-decreasing, ends at n - count
+    extra = torch.diff(edges, prepend=torch.zeros(1, dtype=torch.long))
+    return tuple(int(x) + 1 for x in extra)
+
+
+@functools.lru_cache(maxsize=16)
+def _table(lengths: tuple[int, ...], device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    ends = torch.tensor(lengths, device=device).cumsum(0)  # (K,): each document's end
+    per_key = torch.repeat_interleave(torch.arange(len(lengths), device=device), torch.tensor(lengths, device=device))
+    return (ends - torch.tensor(lengths, device=device))[per_key], ends[per_key]  # (N,), (N,)
+
+
+def document_table(lengths: tuple[int, ...], device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(starts, ends): int64 (N,) with the first key and one past the last key of key j's document."""
+    return _table(tuple(lengths), str(torch.device(device or "cpu")))
+
+
+def _packed_bounds(kind: str, at: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor, upto: torch.Tensor):
+    """Bounds of packed documents for aligned positions ``at``: a position before the first key (N_q > N_kv)
+    sees nothing; past the last it is the last key's document."""
+    inside = at.clamp(0, starts.shape[0] - 1)
+    lo = torch.where(at < 0, 0, starts[inside])
+    hi = torch.where(at < 0, 0, upto if kind == "docs" else ends[inside])
+    return lo, torch.minimum(hi, ends[-1] + torch.zeros_like(hi))
+
+
+KNOWN = "none, causal, causal-br, sliding:W, document:K, prefix:P, docs:K, docs:a+b+..., docs-bi:K, docs-bi:a+b+..."
+
+
 def parse_mask(spec: str | Mask | None = None) -> Mask:
-    """The one parser: a `Mask` from a spec ("none", "causal", "causal-br", "sliding:W", "document:K",
-    "prefix:P"), a `Mask` (returned as it is), or None ("none"). `MaskError` for anything else."""
+    """The one parser: a `Mask` from a spec (one of `KNOWN`), a `Mask` (returned as it is), or None ("none").
+    `MaskError` for anything else."""
     if isinstance(spec, Mask):
         return spec
     if spec is None or spec == "none":
@@ -131,11 +198,17 @@ def parse_mask(spec: str | Mask | None = None) -> Mask:
         raise MaskError(f"a mask is a spec string, got {spec!r}")
     kind, _, size = spec.strip().partition(":")
     if kind not in KINDS:
-        raise MaskError(f"unknown mask {spec!r}; known: none, causal, causal-br, sliding:W, document:K, prefix:P")
+        raise MaskError(f"unknown mask {spec!r}; known: {KNOWN}")
+    if kind in PACKED and "+" in size:
+        parts = size.split("+")
+        if not all(part.isdigit() and 1 <= int(part) <= 2**31 - 1 for part in parts):
+            raise MaskError(f"mask {spec!r}: {kind}:a+b+... takes positive integer document lengths")
+        return Mask(kind, tuple(int(part) for part in parts))
     if kind in SIZED:
         letter = SIZED[kind]
         if not size.isdigit() or int(size) < 1 or int(size) > 2**31 - 1:
-            raise MaskError(f"mask {spec!r}: {kind}:{letter} takes a positive integer {letter}")
+            lengths = " or document lengths a+b+..." if kind in PACKED else ""
+            raise MaskError(f"mask {spec!r}: {kind}:{letter} takes a positive integer {letter}{lengths}")
         return Mask(kind, int(size))
     if size:
         raise MaskError(f"mask {spec!r}: {kind} takes no size")

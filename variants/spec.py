@@ -46,8 +46,10 @@ class VariantSpec:
     mask=..., scale=...)``, where given, names the kernel a dispatching
     variant actually runs for those inputs (e.g. SDPA's choice).
     ``delegate_checks`` leaves device and dtype checks to the function, for a
-    wrapper whose library gives better reasons than the spec can (xformers);
-    the declared devices and dtypes then only drive listing and planning.
+    wrapper whose library gives better reasons than the spec can (xformers,
+    nested SDPA); the declared devices and dtypes then only drive listing and
+    planning, and ``attnbench check`` takes the library's refusals of a
+    declared mask as the library's, not as a broken declaration.
     ``masks`` are the mask kinds served (`variants.masks`; default "none" and
     "causal"); ``gqa`` says k and v with fewer heads than q
     are served as they are -- otherwise the spec repeats them to q's heads,
@@ -74,6 +76,7 @@ class VariantSpec:
     requires: str | None = None
     randomized: bool = False
     flops: Callable[[Any], float] | None = None
+    padding: Callable[[Any], float | None] | None = None  # a padding variant's padded share of a case's tokens
     backend: Callable[..., str] | None = None
     delegate_checks: bool = False
     masks: tuple[str, ...] = ("none", "causal")

@@ -44,7 +44,8 @@ def record_for(case: Case, status: str = "ok", reason: str = "") -> Record:
         spec = get_variant(case.variant)
         described = {"family": spec.family, "exact": spec.exact, **declared_classes(spec, case),
                      "params": json.dumps(dict(spec.params), sort_keys=True),
-                     "gqa_method": spec.gqa_method if case.heads_kv else None}  # fmt: skip
+                     "gqa_method": spec.gqa_method if case.heads_kv else None,
+                     "padding_fraction": spec.padding(case) if spec.padding else None}  # fmt: skip
     except KeyError:
         described = {}
     try:
@@ -52,7 +53,9 @@ def record_for(case: Case, status: str = "ok", reason: str = "") -> Record:
     except (RuntimeError, AssertionError):  # a CUDA case read on a machine without CUDA
         name = None
     identity = {**case.to_dict(), "heads_kv": case.n_heads_kv, "q_len": case.n_q}
-    return Record(**identity, **described, case_id=case.case_id, device_name=name, status=status, reason=reason)
+    pairs = case.mask.visible_pairs(case.n_q, case.seq_len)
+    return Record(**identity, **described, case_id=case.case_id, device_name=name, status=status, reason=reason,
+                  visible_pairs=pairs)  # fmt: skip
 
 
 def reference_mask(spec, case: Case) -> Mask:

@@ -86,6 +86,8 @@ class Record:
     gflops_per_s: float | None = None
     bytes_moved: float | None = None  # the least traffic a kernel needs: q, k, v read once, the output written
     gbytes_per_s: float | None = None
+    visible_pairs: int | None = None  # query-key pairs the mask leaves visible (per batch and head): the work model's count
+    padding_fraction: float | None = None  # a padding variant's share of padded tokens (variants.packed)
     gqa_method: str | None = None  # "grouped" (K, V read as they are) or "expanded" (repeated to H heads), when H_kv < H
     rel_err: float | None = None
     err_reference: str | None = None  # the reference's mask when not the case's: the variant's declared reference=

@@ -20,6 +20,7 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
+from ..analyze.packing import packing_table
 from ..analyze.tables import (
     compile_table,
     crossover_table,
@@ -46,6 +47,8 @@ FIGURE_CAPTIONS = {
     "throughput": "Achieved GFLOP/s vs N; the dashed line is this machine's measured matmul ceiling for the dtype.",
     "decode": "Decoding (a few queries against an N-key cache) is memory-bound: achieved GB/s of the least traffic "
     "(q, K, V read once, the output written) against KV length, under this machine's measured copy bandwidth.",
+    "packing": "Packed documents of unequal length at a fixed N: time per call against the number of documents. "
+    "A kernel that skips the pairs between documents gets faster as they shorten; padding to the longest does not.",
     "accuracy": "Relative Frobenius error against exact float64 attention on the same inputs, vs N.",
     "tradeoff": "Error vs time at the largest N every variant of the configuration reached: the speed/accuracy trade-off.",
     "exponents": "Fitted exponents with 95% bootstrap intervals, time (left) and memory (right); x marks the declared "
@@ -166,6 +169,12 @@ def _sections(tables: dict[str, pd.DataFrame], headline: pd.DataFrame, figures: 
                  "bias) over the same case without one. A kernel that fuses it stays near 1; SDPA's dense float bias "
                  "(H·N² values) does not. FLOPs count the two matmuls over visible pairs, as FlashAttention counts them: "
                  "the modification's own arithmetic shows in time, not in GFLOP/s."},
+        {"title": "Packed documents", "table": _html_table(tables["packing"], "no packed-document case"),
+         "note": "Documents of unequal length packed into one sequence (docs:K, lengths drawn log-normal with "
+                 "sigma 1 from a fixed seed; or given, docs:a+b+...). 'of fastest': the time over the fastest "
+                 "variant's at that case. 'ideal': N² over the visible pairs, what skipping every hidden pair saves "
+                 "against the dense case. sdpa-padded pads each document to the longest and counts the padding as "
+                 "work done; 'padding' is the share of its tokens that are padding."},
         {"title": "Cases that did not finish ok", "table": _html_table(tables["failures"])},
         {"title": "Compilation (torch.compile)", "table": _html_table(tables["compilation"], "no variant compiled"),
          "note": "compile: wall time of a case's untimed first calls that ran torch.compile (compilation plus one "
@@ -209,6 +218,7 @@ def build_report(run_dirs: list[str | Path], out: str | Path, *, baseline: str |
         "fastest_per_n": fastest_table(frame),
         "mask_speedup": mask_speedup_table(frame),
         "score_mod_cost": score_mod_cost_table(frame),
+        "packing": packing_table(frame),
         "failures": failure_table(frame),
         "compilation": compile_table(frame),
         "quality": quality_table(frame),

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..analyze.packing import packing_table
 from ..analyze.tables import with_config
 from .figures import (
     accuracy_figure,
@@ -20,6 +21,7 @@ from .figures import (
     discard_open_figures,
     exponent_figure,
     memory_figure,
+    packing_figure,
     palette,
     speedup_figure,
     throughput_figure,
@@ -47,6 +49,7 @@ NEEDS = {
     "speedup": (lambda ok: _positive(ok, "time_median_s"), "no ok case has a time"),
     "throughput": (lambda ok: _positive(ok[ok["mode"] != "decode"], "gflops_per_s"), "no ok non-decode case has a GFLOP/s"),
     "decode": (lambda ok: _positive(ok[ok["mode"] == "decode"], "gbytes_per_s"), "the run has no ok decode case"),
+    "packing": (lambda ok: _positive(packing_table(ok), "time_median_s"), "the run has no ok packed-document case"),
     "accuracy": (lambda ok: _positive(ok, "rel_err"), "every ok case's error is zero or unmeasured: nothing for a log axis"),
     "tradeoff": (
         lambda ok: _positive(_positive(ok, "rel_err"), "time_median_s"),
@@ -75,6 +78,7 @@ def _draw(name: str, ok: pd.DataFrame, colours: dict, ceilings: dict, fits: pd.D
         ),
         "throughput": lambda: throughput_figure(data, colours, ceilings, out / "gflops_vs_n.png"),
         "decode": lambda: decode_figure(data, colours, ceilings, out / "decode_gbps.png"),
+        "packing": lambda: packing_figure(data, colours, out / "packing.png"),
         "accuracy": lambda: accuracy_figure(data, colours, out / "accuracy_vs_n.png"),
         "tradeoff": lambda: tradeoff_figure(data, colours, out / "error_vs_time.png"),
     }

@@ -32,7 +32,8 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 from variants import get_variant, list_variants
-from variants.masks import CAUSAL, NONE, Mask
+from variants.masks import CAUSAL, NONE, PACKED, Mask, MaskError
+from variants.score_mods import parse_score_mod
 
 from ..measure.case import Case
 from ..measure.fields import BY_NAME, CASE_FIELDS, SWEEP_FIELDS, normalize_settings, plain
@@ -74,6 +75,7 @@ GPU_EAGER = ("naive", "sdpa", "sdpa-flash", "sdpa-efficient", "sdpa-cudnn", "sdp
              "xformers")  # fmt: skip
 
 SLIDING_256 = Mask("sliding", 256)
+ALIBI, SOFTCAP_50 = parse_score_mod("alibi"), parse_score_mod("softcap:50")
 PRESETS: dict[str, Sweep] = {
     # Every variant available on the device, N = 128..4096, forward fp32: ~2.5 minutes on 2 CPU cores.
     "quick": Sweep(),
@@ -95,10 +97,12 @@ PRESETS: dict[str, Sweep] = {
             **{f"{name}:fwd_bwd": 4096 for name in ("sdpa", "sdpa-flash", "chunked-query", "chunked-online", "xformers")},
         },
     ),
-    # What practitioners compare on (Llama-like heads: H=32, H_kv=8, D=128), about 10 minutes on 2 CPU cores:
+    # What practitioners compare on (Llama-like heads: H=32, H_kv=8, D=128), on 2 CPU cores:
     # decoding one query against 1K..64K cached keys (memory-bound; GB/s against the copy bandwidth), B = 1
     # and 8; sliding, document and prefix-LM masks at N = 1K..4K; the banded mask to 16K for the kernels
-    # that skip hidden blocks (the others cost O(N^2) under any mask: a prefix mask at 16K is ~2 TFLOP a call).
+    # that skip hidden blocks (the others cost O(N^2) under any mask: a prefix mask at 16K is ~2 TFLOP a call);
+    # ALiBi causal at 1K..8K, a Gemma-2-like soft-capped window at 8K, and packed documents at 4K and 8K
+    # (about 20 minutes in all).
     "workloads": Sweep(
         variants=("naive", "sdpa", "chunked-query", "chunked-online"),
         heads=(32,),
@@ -113,6 +117,40 @@ PRESETS: dict[str, Sweep] = {
                 "masks": (SLIDING_256,),
                 "seq_lens": (8192, 16384),
                 "variants": ("chunked-query", "chunked-online"),
+            },
+            # ALiBi (BLOOM, MPT) under the causal mask: SDPA takes it as a dense float bias of N^2·H
+            # entries (2 GiB at 8K), and naive and SDPA cost ~35 s a call at 8K here, so they stop at 4K.
+            {
+                "modes": ("fwd",),
+                "masks": (CAUSAL,),
+                "score_mods": (ALIBI,),
+                "seq_lens": (1024, 2048, 4096, 8192),
+                "max_seq_len": {"naive": 4096, "sdpa": 4096},
+            },
+            # Gemma-2-like: logits soft-capped at 50 inside a 4096-token window, H = 16, H_kv = 8, D = 256.
+            # SDPA cannot express a soft cap; naive would hold 4 GiB of scores: the chunked kernels run it.
+            {
+                "modes": ("fwd",),
+                "masks": (Mask("sliding", 4096),),
+                "score_mods": (SOFTCAP_50,),
+                "seq_lens": (8192,),
+                "heads": (16,),
+                "heads_kv": (8,),
+                "head_dim": (256,),
+                "variants": ("chunked-query", "chunked-online"),
+            },
+            # Packed documents of unequal length (drawn), against padding them to a batch and nested tensors.
+            {
+                "modes": ("fwd",),
+                "masks": tuple(Mask("docs", k) for k in (2, 8, 32)),
+                "seq_lens": (4096,),
+                "variants": ("sdpa", "sdpa-padded", "sdpa-nested", "chunked-query", "chunked-online"),
+            },
+            {
+                "modes": ("fwd",),
+                "masks": (Mask("docs", 8),),
+                "seq_lens": (8192,),
+                "variants": ("sdpa", "sdpa-padded", "chunked-online"),
             },
         ),  # fmt: skip
     ),
@@ -185,6 +223,12 @@ def check_combinations(sweep: Sweep) -> Sweep:
     if sweep.timeout_s < MIN_TIMEOUT_S:
         raise SweepError(f"--timeout {sweep.timeout_s:g}: at least {MIN_TIMEOUT_S:g} s (a case's worker starts, "
                          "checks its first call against float64 and times it within it)")  # fmt: skip
+    for mask in (m for m in sweep.masks if m.kind in PACKED):
+        for n in sweep.seq_lens:
+            try:
+                mask.doc_lengths(n)
+            except MaskError as exc:
+                raise SweepError(str(exc)) from None
     if "decode" in sweep.modes and sweep.q_len > min(sweep.seq_lens):
         raise SweepError(f"--q-len {sweep.q_len} is larger than N={min(sweep.seq_lens)}: decode queries follow the N keys")
     return sweep

@@ -24,6 +24,8 @@ author sees exactly what the project's own variants are held to:
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 from variants import Unsupported, VariantSpec, get_variant
@@ -34,21 +36,35 @@ from ..measure.accuracy import relative_error
 from ..measure.case import seeded_qkv
 from ..measure.contract import contract_violation
 from ..measure.reference import reference_attention
-from .dimensions import check_masks, check_score_mods
+from .dimensions import check_mask, check_masks, check_score_mods
 from .yardstick import GRAD_TOLERANCE, TOLERANCE, CheckResult, exact_error
 
 
+def basic_masks(spec: VariantSpec, n_kv: int) -> list[Mask]:
+    """The masks the checks below run under: none and causal, or for a variant serving neither (packed
+    documents) each mask it declares, as `check_mask` spells it for ``n_kv`` keys."""
+    if {"none", "causal"} & set(spec.masks):
+        return [NONE, CAUSAL]
+    return [check_mask(kind, n_kv) for kind in spec.masks]
+
+
 def check_contract(spec: VariantSpec, *, n_q: int = 33, n_kv: int = 47, d: int = 16, d_v: int = 8,
-                   mask: Mask = NONE, device: str = "cpu") -> CheckResult:  # fmt: skip
-    """Shape, dtype, device, finiteness; inputs untouched."""
-    q, k, v = seeded_qkv(n_q, n_kv, d=d, d_v=d_v, device=device)
-    before = [(t.clone(), t._version) for t in (q, k, v)]
-    try:
-        out = spec(q, k, v, mask=mask)
-    except Unsupported as exc:
-        return CheckResult("contract", None, str(exc))
-    except TypeError as exc:
-        return CheckResult("contract", False, f"the call (q, k, v, mask=..., scale=...) failed: {exc}")
+                   mask: Mask | None = None, device: str = "cpu") -> CheckResult:  # fmt: skip
+    """Shape, dtype, device, finiteness; inputs untouched. At N_q != N_kv, or N_q = N_kv for a variant that
+    serves self-attention only (packed documents)."""
+    refusals = []
+    for each, rows in itertools.product(basic_masks(spec, n_kv) if mask is None else [mask], (n_q, n_kv)):
+        q, k, v = seeded_qkv(rows, n_kv, d=d, d_v=d_v, device=device)
+        before = [(t.clone(), t._version) for t in (q, k, v)]
+        try:
+            out = spec(q, k, v, mask=each)
+            break
+        except Unsupported as exc:
+            refusals.append(str(exc))
+        except TypeError as exc:
+            return CheckResult("contract", False, f"the call (q, k, v, mask=..., scale=...) failed: {exc}")
+    else:
+        return CheckResult("contract", None, refusals[0])
     problem = contract_violation(out, q, k, v)
     if problem:
         return CheckResult("contract", False, problem)
@@ -62,10 +78,15 @@ def check_contract(spec: VariantSpec, *, n_q: int = 33, n_kv: int = 47, d: int =
 
 def check_deterministic(spec: VariantSpec, *, n: int = 64, device: str = "cpu") -> CheckResult:
     q, k, v = seeded_qkv(n, device=device)
-    try:
-        first, second = spec(q, k, v, seed=3), spec(q, k, v, seed=3)
-    except Unsupported as exc:
-        return CheckResult("deterministic", None, str(exc))
+    refusals = []
+    for mask in basic_masks(spec, n):
+        try:
+            first, second = spec(q, k, v, seed=3, mask=mask), spec(q, k, v, seed=3, mask=mask)
+            break
+        except Unsupported as exc:
+            refusals.append(str(exc))
+    else:
+        return CheckResult("deterministic", None, refusals[0])
     if torch.equal(first, second):
         return CheckResult("deterministic", True, "identical output for identical inputs and seed")
     return CheckResult("deterministic", False, f"two calls differ by {relative_error(first, second):.2e} (relative)")
@@ -87,7 +108,7 @@ def check_exact(spec: VariantSpec, *, device: str = "cpu") -> CheckResult:
     skipped, failures, misaligned_only = [], [], True
     for dtype in (torch.float32, torch.bfloat16):
         for n_q, n_kv, d_v in EXACT_SHAPES:
-            for mask in (NONE, CAUSAL):
+            for mask in basic_masks(spec, n_kv):
                 try:
                     err = exact_error(spec, n_q=n_q, n_kv=n_kv, d_v=d_v, mask=mask, dtype=dtype, device=device)
                 except Unsupported as exc:
@@ -128,11 +149,18 @@ def check_backward(spec: VariantSpec, *, device: str = "cpu") -> CheckResult:
         return CheckResult("backward", None, f"{spec.name} declares no backward pass")
     try:
         if spec.exact:
-            worst = 0.0
+            worst, refusals = None, []
             for n_q, n_kv in ((65, 65), (65, 130), (130, 65)):
-                for mask in (NONE, CAUSAL):
-                    _inference_call(spec, n_q, n_kv, device, mask=mask)
-                    worst = max(worst, *gradient_error(spec, n_q=n_q, n_kv=n_kv, mask=mask, device=device).values())
+                for mask in basic_masks(spec, n_kv):
+                    try:
+                        _inference_call(spec, n_q, n_kv, device, mask=mask)
+                        errors = gradient_error(spec, n_q=n_q, n_kv=n_kv, mask=mask, device=device).values()
+                    except Unsupported as exc:  # a shape or mask it does not serve (another may)
+                        refusals.append(exc)
+                        continue
+                    worst = max(worst or 0.0, *errors)
+            if worst is None:
+                raise refusals[0]
             ok = worst <= GRAD_TOLERANCE
             return CheckResult("backward", ok, f"largest gradient error {worst:.1e} (tolerance {GRAD_TOLERANCE:.0e})")
         _inference_call(spec, 97, 97, device)

@@ -9,15 +9,24 @@ from __future__ import annotations
 import torch
 
 from variants import Unsupported, VariantSpec
-from variants.masks import CAUSAL, NONE, Mask
+from variants.masks import CAUSAL, NONE, PACKED, Mask
 from variants.score_mods import ScoreMod
 
 from .yardstick import TOLERANCE, CheckResult, exact_error
 
 MASK_SPECS = {"none": NONE, "causal": CAUSAL, "causal-br": Mask("causal-br"), "sliding": Mask("sliding", 16),
-              "document": Mask("document", 3), "prefix": Mask("prefix", 20)}  # fmt: skip
+              "document": Mask("document", 3), "prefix": Mask("prefix", 20), "docs": Mask("docs", 3),
+              "docs-bi": Mask("docs-bi", 3)}  # fmt: skip
 # Square; N_q != N_kv both ways (N_q > N_kv leaves the first queries no key under bottom-right masks); decode.
 MASK_SHAPES = [(64, 64), (300, 517), (517, 300), (1, 300)]
+
+
+def check_mask(kind: str, n_kv: int) -> Mask:
+    """The mask a check runs for ``kind`` over ``n_kv`` keys: `MASK_SPECS`, except that packed documents are
+    lengths 1, 7 and the rest (a one-token document, a short one and a long one), or drawn below 9 keys."""
+    if kind not in PACKED:
+        return MASK_SPECS[kind]
+    return Mask(kind, (1, 7, n_kv - 8)) if n_kv > 8 else Mask(kind, min(3, n_kv))
 
 
 def check_masks(spec: VariantSpec, *, device: str = "cpu") -> CheckResult:
@@ -30,22 +39,26 @@ def check_masks(spec: VariantSpec, *, device: str = "cpu") -> CheckResult:
     worst, failures, refused, ran = 0.0, [], [], False
     # A variant that hands the case to a library's kernel choice (backend=, the SDPA family) passes on the
     # library's refusals, which depend on the device (CUDA's flash kernel takes no float32, no dense mask).
-    own_refusals = spec.backend is None
+    own_refusals = spec.backend is None and not spec.delegate_checks
     for n_q, n_kv in MASK_SHAPES:
         here = {}
         for kind in spec.masks:
             try:
-                here[kind] = exact_error(spec, n_q=n_q, n_kv=n_kv, mask=MASK_SPECS[kind], heads=4, heads_kv=2, device=device)
+                here[kind] = exact_error(
+                    spec, n_q=n_q, n_kv=n_kv, mask=check_mask(kind, n_kv), heads=4, heads_kv=2, device=device
+                )
             except Unsupported as exc:
                 here[kind] = exc
         errors = {kind: e for kind, e in here.items() if not isinstance(e, Unsupported)}
         ran = ran or bool(errors)
         if errors and own_refusals:
-            refused += [f"{MASK_SPECS[kind]} at N_q={n_q} N_kv={n_kv} ({e})" for kind, e in here.items() if kind not in errors]
+            refused += [
+                f"{check_mask(kind, n_kv)} at N_q={n_q} N_kv={n_kv} ({e})" for kind, e in here.items() if kind not in errors
+            ]
         for kind, err in errors.items():
             worst = max(worst, err)
             if not err <= TOLERANCE[torch.float32]:  # NaN fails too
-                failures.append(f"{MASK_SPECS[kind]} N_q={n_q} N_kv={n_kv}: {err:.1e}")
+                failures.append(f"{check_mask(kind, n_kv)} N_q={n_q} N_kv={n_kv}: {err:.1e}")
     if not ran:
         reasons = "; ".join(sorted({str(e) for e in here.values()}))[:300]
         if own_refusals and device.split(":")[0] in spec.devices and "float32" in spec.dtypes:  # declared: must run
@@ -73,8 +86,9 @@ def check_score_mods(spec: VariantSpec, *, device: str = "cpu") -> CheckResult:
         return CheckResult("score modifications", None, f"{spec.name} declares no score modification")
     worst, failures, refused, ran = 0.0, [], [], False
     for kind in mods:
-        for mask in (MASK_SPECS[m] for m in spec.masks):
+        for kind_of_mask in spec.masks:
             for n_q, n_kv in MASK_SHAPES:
+                mask = check_mask(kind_of_mask, n_kv)
                 case = dict(n_q=n_q, n_kv=n_kv, mask=mask, heads=4, heads_kv=2, device=device)
                 where = f"{SCORE_MOD_SPECS[kind]} {mask} N_q={n_q} N_kv={n_kv}"
                 try:
