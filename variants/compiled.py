@@ -33,7 +33,7 @@ import torch
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
 from .common import made_once
-from .masks import Mask
+from .masks import PACKED, Mask
 from .naive import naive
 from .registry import ALL_MASKS, ALL_SCORE_MODS, Unsupported, register
 from .score_mods import NO_MOD, ScoreMod
@@ -104,8 +104,10 @@ def flex(q, k, v, *, mask: Mask, scale: float | None = None, score_mod: ScoreMod
         raise Unsupported("flex: FlexAttention does not support backward on CPU (torch's own limit)")
     blocks = block_mask(mask, q.shape[2], k.shape[2], q.device)
     grouped = k.shape[1] != q.shape[1]
-    if score_mod.kind == "none":
+    if score_mod.kind == "none" and mask.kind not in PACKED:
         return _compiled(flex_attention)(q, k, v, block_mask=blocks, scale=scale, enable_gqa=grouped)
+    if score_mod.kind == "none":  # per-query bounds captured as tensors: compiled apart, as _modified_flex says
+        return _compiled(_packed_flex)(q, k, v, blocks, scale, grouped)
     modify = flex_score_mod(score_mod, q.shape[2], k.shape[2], q.shape[1], q.device)
     return _compiled(_modified_flex)(q, k, v, modify, blocks, scale, grouped)
 
@@ -115,6 +117,13 @@ def _modified_flex(q, k, v, score_mod, block_mask, scale, enable_gqa):
     process that had compiled the unmodified kernels (dynamic shapes) then failed to compile a score_mod one
     (C++ error: an undeclared ``cur_kvSplitSize5``); compiled apart, with its own cache, it builds."""
     return flex_attention(q, k, v, score_mod=score_mod, block_mask=block_mask, scale=scale, enable_gqa=enable_gqa)
+
+
+def _packed_flex(q, k, v, block_mask, scale, enable_gqa):
+    """FlexAttention under a packed-document mask (its ``mask_mod`` indexes captured tensors), compiled as a
+    function of its own for the same torch 2.13 CPU fault as `_modified_flex`: after the plain kernel compiled
+    in the process, this one failed to build (an undeclared ``cur_qSplitSize7``)."""
+    return flex_attention(q, k, v, block_mask=block_mask, scale=scale, enable_gqa=enable_gqa)
 
 
 @register("naive-compiled", family="compiled", exact=True, time="O(N^2 d)", memory="O(N^2)", masks=ALL_MASKS,

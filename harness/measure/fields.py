@@ -98,7 +98,7 @@ FIELDS: tuple[Field, ...] = (
     Field("head_dim", p.positive_int, (64,), "comma-separated head dims", grid=True, case="head_dim"),
     Field("dtypes", p.one_of(DTYPES, "dtype"), ("float32",), "comma-separated: " + ",".join(DTYPES), grid=True,
           case="dtype", flag="--dtype"),
-    Field("masks", p.mask, (NONE,), "comma-separated: none,causal,causal-br,sliding:W,document:K,prefix:P",
+    Field("masks", p.mask, (NONE,), "comma-separated: none,causal,causal-br,sliding:W,document:K,prefix:P,docs:K,docs:a+b+...,docs-bi:K",
           grid=True, case="mask", flag="--mask"),
     Field("score_mods", p.score_mod, (NO_MOD,), "comma-separated: none,alibi,softcap:C,rel-bias:R (before the mask)",
           grid=True, case="score_mod", flag="--score-mod"),
