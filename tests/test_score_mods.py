@@ -159,3 +159,15 @@ def test_a_sweep_over_modifications_records_them_and_refuses_bad_ones(tmp_path):
     assert capped["status"] in ("ok", "contended") and capped["rel_err"] < 1e-5
     assert frame.loc[("sdpa", "softcap:50"), "status"] == "unsupported"
     assert math.isfinite(frame.loc[("naive", "none"), "time_median_s"] or math.nan)
+
+
+def test_sdpas_declared_memory_is_quadratic_under_a_dense_bias_or_mask():
+    """What the fit is held to and the budget grows by: SDPA's bias (H, N_q, N_kv) and dense mask are N²."""
+    from harness.measure.measure_case import record_for
+
+    pairs = [("causal", "none"), ("causal", "alibi"), ("sliding:64", "none"), ("none", "rel-bias:8")]
+    declared = {(m, s): record_for(Case("sdpa", 512, threads=1, mask=m, score_mod=s)).declared_memory for m, s in pairs}
+    assert declared == {("causal", "none"): "O(N)", ("causal", "alibi"): "O(N^2)", ("sliding:64", "none"): "O(N^2)",
+                        ("none", "rel-bias:8"): "O(N^2)"}  # fmt: skip
+    decoding = Case("sdpa", 512, threads=1, mode="decode", q_len=1, score_mod="alibi")
+    assert record_for(decoding).declared_memory == "O(N)"  # one query's bias row grows with N_kv alone

@@ -67,7 +67,7 @@ def _sdpa(q, k, v, mask: Mask, scale: float | None, score_mod: ScoreMod) -> torc
 
 
 @register("sdpa", family="sdpa", exact=True, time="O(N^2 d)", memory="O(N)", backend=chosen_backend, masks=ALL_MASKS,
-          gqa=True, score_mods=BIASES)  # fmt: skip
+          gqa=True, score_mods=BIASES, dense_masks=True)  # fmt: skip
 def sdpa(q, k, v, *, mask: Mask, scale: float | None = None, score_mod: ScoreMod = NO_MOD) -> torch.Tensor:
     """``F.scaled_dot_product_attention`` with PyTorch's default kernel choice.
 
@@ -108,6 +108,7 @@ def _register_pinned(backend: str, devices: tuple[str, ...], memory: str) -> Non
         masks=ALL_MASKS,
         gqa=True,
         score_mods=BIASES,
+        dense_masks=True,
     )(fn)
 
 

@@ -55,6 +55,9 @@ class VariantSpec:
     are served as they are -- otherwise the spec repeats them to q's heads,
     a copy, and says so (``gqa_method``). ``skips_masked``: hidden key blocks
     cost nothing, so a banded mask makes the variant O(N·W·d).
+    ``dense_masks``: a mask other than none and causal, and a bias score
+    modification, reach the kernel as an (N_q, N_kv) tensor, so its memory is
+    O(N²) under them whatever ``memory`` declares (SDPA's ``attn_mask``).
     ``reference`` (approximations only): the `Mask` of the exact attention the
     variant approximates when a case asks for none -- e.g. "sliding:256" for a
     windowed approximation -- so its error against float64 (in sweeps and in
@@ -83,6 +86,7 @@ class VariantSpec:
     score_mods: tuple[str, ...] = ("none",)  # score modification kinds served (variants.score_mods)
     gqa: bool = False
     skips_masked: bool = False
+    dense_masks: bool = False
     reference: Mask | None = None  # an approximation's exact counterpart (see above)
     tolerance: float | None = None  # the relative error against it that `attnbench check` allows
     takes_mask: bool = False  # the function takes mask= (set by register from its signature)

@@ -30,7 +30,8 @@ class Case:
     seq_len, head_dim), Gaussian times ``input_scale`` (unit-scale inputs give
     nearly uniform attention; larger scales give the peaked attention real
     models have). ``seq_len`` is N, the keys; ``q_len`` the queries (default N;
-    ``decode`` defaults to 1: queries at the end of an N-key cache).
+    ``decode`` defaults to 1: queries at the end of an N-key cache; otherwise
+    any number: cross-attention). ``model`` names the model the shapes are of.
     ``heads_kv`` (default ``heads``) divides ``heads``: grouped-query heads.
     ``mask`` is a `variants.masks.Mask` and ``score_mod`` a
     `variants.score_mods.ScoreMod` (their spec strings are parsed here).
@@ -62,6 +63,7 @@ class Case:
     q_len: int | None = None
     allocator: str = "pinned"
     cuda_graphs: bool = False
+    model: str | None = None  # the model whose shapes these are (`harness.measure.models`), as --model named it
 
     def __post_init__(self) -> None:
         for sweep_field in CASE_FIELDS:
@@ -78,8 +80,10 @@ class Case:
             object.__setattr__(self, "heads_kv", None)  # one spelling of "as many as q", one id
         if self.mode == "decode" and self.q_len is None:
             object.__setattr__(self, "q_len", 1)
-        if self.q_len is not None and self.q_len > self.seq_len:
-            raise ValueError(f"Case.q_len must be a positive integer up to {self.seq_len}, got {self.q_len!r}")
+        if self.mode == "decode" and self.q_len > self.seq_len:  # the last queries of the sequence
+            raise ValueError(f"Case.q_len of a decode case must be a positive integer up to {self.seq_len}, got {self.q_len!r}")
+        if self.model is not None and not (isinstance(self.model, str) and self.model):
+            raise ValueError(f"Case.model must be a model's name, got {self.model!r}")
         if self.heads_kv is not None and self.heads % self.heads_kv:
             raise ValueError(f"Case.heads_kv must divide heads={self.heads}, got {self.heads_kv}")
         if self.cuda_graphs and not self.device.startswith("cuda"):

@@ -98,8 +98,8 @@ FIELDS: tuple[Field, ...] = (
     Field("head_dim", p.positive_int, (64,), "comma-separated head dims", grid=True, case="head_dim"),
     Field("dtypes", p.one_of(DTYPES, "dtype"), ("float32",), "comma-separated: " + ",".join(DTYPES), grid=True,
           case="dtype", flag="--dtype"),
-    Field("masks", p.mask, (NONE,), "comma-separated: none,causal,causal-br,sliding:W,document:K,prefix:P,docs:K,docs:a+b+...,docs-bi:K",
-          grid=True, case="mask", flag="--mask"),
+    Field("masks", p.mask, (NONE,), "comma-separated: none,causal,causal-br,sliding:W,document:K,prefix:P,docs:K,"
+          "docs:a+b+...,docs-bi:K", grid=True, case="mask", flag="--mask"),
     Field("score_mods", p.score_mod, (NO_MOD,), "comma-separated: none,alibi,softcap:C,rel-bias:R (before the mask)",
           grid=True, case="score_mod", flag="--score-mod"),
     Field("causal", p.causal_mask, None, "comma-separated: false,true (the older spelling of --mask none,causal)",
@@ -108,8 +108,11 @@ FIELDS: tuple[Field, ...] = (
           grid=True, case="heads_kv", flag="--kv-heads"),
     Field("modes", p.one_of(MODES, "mode"), ("fwd",), "comma-separated: " + ",".join(MODES), grid=True, case="mode",
           flag="--mode"),
-    Field("q_len", p.positive_int, 1, "queries of a decode case, at the end of the N keys (default 1)", case="q_len",
-          in_grids=True),
+    Field("q_len", p.positive_int, None, "queries against the N keys: cross-attention in fwd and fwd_bwd (default: N), "
+          "the last queries of the sequence in decode (default 1)", case="q_len", in_grids=True),
+    Field("models", p.model, (), "comma-separated built-in models (llama-3-8b, mistral-7b, gemma-2-9b, vit-b-16, ...) "
+          "or Transformers config.json paths: each sets heads, KV heads, head dim, mask and score modification as a "
+          "grid of its own (flags override)", grid=True, flag="--model", in_grids=True),
     Field("input_scale", p.number_in(0.0, p.MAX_INPUT_SCALE), 1.0, "standard deviation of the Gaussian inputs",
           case="input_scale"),
     Field("seed", p.seed, 0, "seed of inputs and random projections", case="seed"),

@@ -67,16 +67,20 @@ def reference_mask(spec, case: Case) -> Mask:
 def declared_classes(spec, case: Case) -> dict[str, str]:
     """The variant's declared time and memory classes as functions of this case's N.
 
-    Decoding holds the query count fixed, so a class quadratic in N (N_q·N_kv)
-    is linear in the KV length; a variant that skips hidden blocks does
-    O(N·W·d) under a sliding window.
+    Decoding and cross-attention hold the query count fixed (``q_len``), so a
+    class quadratic in N (N_q·N_kv) is linear in the KV length; a variant that
+    skips hidden blocks does O(N·W·d) under a sliding window; one that takes a
+    dense mask or bias (``dense_masks``) holds O(N²) memory under them.
     """
     time, memory = spec.time, spec.memory
-    if case.mode == "decode":
+    if case.q_len is not None:  # decoding or cross-attention: the queries held fixed as N grows
         time = "O(N d)" if (declared_exponent(time) or 0) >= 2 else time
         memory = "O(N)" if (declared_exponent(memory) or 0) >= 2 else memory
-    elif spec.skips_masked and case.mask.kind == "sliding":
+        return {"declared_time": time, "declared_memory": memory}
+    if spec.skips_masked and case.mask.kind == "sliding":
         time = "O(N W d)"
+    if spec.dense_masks and (case.mask.kind not in ("none", "causal") or case.score_mod.is_bias):
+        memory = "O(N^2)"  # the (N_q, N_kv) mask or (H, N_q, N_kv) bias tensor
     return {"declared_time": time, "declared_memory": memory}
 
 

@@ -119,6 +119,17 @@ def causal_mask(value: Any, what: str):
     return CAUSAL if boolean(value, what) else NONE
 
 
+def model(value: Any, what: str):
+    """A `harness.measure.models.ModelShape`: a built-in model's name or a Transformers config.json path."""
+    from .models import ModelShape, load_model  # models imports this module's SweepError
+
+    if isinstance(value, ModelShape):
+        return value
+    if not isinstance(value, str) or not value.strip():
+        raise SweepError(f"{what}: expected a model name or a config.json path, got {value!r}")
+    return load_model(value.strip(), what)
+
+
 def variant_name(value: Any, what: str) -> str:
     if not isinstance(value, str) or not value or any(c.isspace() or c == "," for c in value):
         raise SweepError(f"{what}: expected variant names, got {value!r}")

@@ -37,6 +37,7 @@ class Record:
     heads_kv: int | None = None  # key/value heads (grouped-query attention); None in a Case: as many as heads
     seq_len: int  # N, the keys
     q_len: int | None = None  # queries; None in a Case: N
+    model: str | None = None  # the model whose shapes these are (--model), if any
     head_dim: int
     threads: int
     input_scale: float

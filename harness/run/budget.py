@@ -23,6 +23,7 @@ from ..measure.accuracy import CHUNK_BYTES, DEFAULT_MAX_ROWS
 from ..measure.case import Case, configuration
 from ..measure.complexity import declared_exponent
 from ..measure.device import available_bytes
+from ..measure.measure_case import declared_classes
 
 BUDGET_FRACTION = 0.8  # of the memory available when the sweep starts
 
@@ -35,7 +36,12 @@ def predicted_peak_bytes(case: Case, measured: tuple[int, float] | None = None) 
     if measured is None:
         return analytic
     n, peak = measured
-    return max(analytic, int(peak * (case.seq_len / n) ** (declared_exponent(spec.memory) or 1.0)))
+    return max(analytic, int(peak * (case.seq_len / n) ** (declared_exponent(_memory_class(case, spec)) or 1.0)))
+
+
+def _memory_class(case: Case, spec) -> str | None:
+    """The declared memory class for this case: decoding, or a dense mask or bias, changes it (`declared_classes`)."""
+    return declared_classes(spec, case)["declared_memory"]
 
 
 def _analytic_peak_bytes(case: Case, spec) -> int:
@@ -43,8 +49,8 @@ def _analytic_peak_bytes(case: Case, spec) -> int:
     B, H, H_kv, N, n_q, D = case.batch, case.heads, case.n_heads_kv, case.seq_len, case.n_q, case.head_dim
     width = max([D] + [v for v in spec.params.values() if isinstance(v, int)])
     inputs = (2 * B * H * n_q * D + 2 * B * H_kv * N * D) * element  # q and the output, k and v
-    if (declared_exponent(spec.memory) or 1.0) >= 2:
-        working = 2 * B * H * n_q * N * element  # scores and probabilities
+    if (declared_exponent(_memory_class(case, spec)) or 1.0) >= 2:
+        working = 2 * B * H * n_q * N * element  # scores and probabilities (or a dense mask and bias)
     else:
         working = 4 * B * H * n_q * width * element  # a few (B, H, N_q, width) tiles and accumulators
     if case.mode == "fwd_bwd":

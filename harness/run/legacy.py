@@ -23,8 +23,11 @@ def _masks_of(causal: Any) -> list[str]:
 
 
 def upgrade_sweep(stored: dict[str, Any]) -> dict[str, Any]:
-    """``sweep.json``'s settings in today's fields: ``causal`` becomes ``masks`` (its top and its grids)."""
+    """``sweep.json``'s settings in today's fields: ``causal`` becomes ``masks`` (its top and its grids); a
+    ``q_len`` of 1 from before cross-attention (before ``models``, added with it) meant decode's default."""
     upgraded = dict(stored)
+    if "models" not in upgraded and upgraded.get("q_len") == 1:
+        upgraded["q_len"] = None
     causal = upgraded.pop("causal", None)
     if causal is not None and not upgraded.get("masks"):
         upgraded["masks"] = _masks_of(causal)

@@ -202,13 +202,14 @@ def build_sweep(preset: str | None = None, config: str | Path | None = None, **o
     if config is not None:
         sweep = replace(sweep, **load_toml(config))
     given = normalize_settings({key: value for key, value in overrides.items() if value is not None}, "the flags")
+    models = given.get("models", sweep.models)
+    if models:  # each model's configurations replace the grids: its shapes are what is measured
+        sweep = replace(sweep, grids=tuple(normalize_settings(grid, "a model") for m in models for grid in m.grids()))
     # A flag overrides its field in every sub-grid too: what the user typed wins.
-    grids = tuple({k: v for k, v in grid.items() if k not in given} for grid in sweep.grids)
+    grids = tuple({k: v for k, v in grid.items() if k not in given or k == "models"} for grid in sweep.grids)
     sweep = replace(sweep, **given, grids=grids)
     for grid in sweep.subgrids():
         check_combinations(grid)
-    if sweep.q_len != 1 and not any("decode" in grid.modes for grid in sweep.subgrids()):  # never silently ignored
-        raise SweepError(f"--q-len {sweep.q_len} sets the queries of decode cases; this sweep has none (add --mode decode)")
     return sweep
 
 
@@ -229,7 +230,7 @@ def check_combinations(sweep: Sweep) -> Sweep:
                 mask.doc_lengths(n)
             except MaskError as exc:
                 raise SweepError(str(exc)) from None
-    if "decode" in sweep.modes and sweep.q_len > min(sweep.seq_lens):
+    if "decode" in sweep.modes and (sweep.q_len or 1) > min(sweep.seq_lens):
         raise SweepError(f"--q-len {sweep.q_len} is larger than N={min(sweep.seq_lens)}: decode queries follow the N keys")
     return sweep
 
@@ -271,12 +272,12 @@ def _expand_grid(sweep: Sweep) -> Iterator[Case]:
     for device in sweep.devices:
         for variant in variants_for(sweep, device):
             scalars = {f.case: getattr(sweep, f.name) for f in SCALARS}
+            model = sweep.models[0].spec if len(sweep.models) == 1 else None  # a model's grid names it alone
             for values in itertools.product(*(getattr(sweep, f.name) or (None,) for f in AXES)):
                 case = dict(zip((f.case for f in AXES), values))
                 limit = sweep.max_seq_len.get(f"{variant}:{case['mode']}", sweep.max_seq_len.get(variant))
                 if limit is not None and case["seq_len"] > limit:
                     continue
-                decoding = case["mode"] == "decode"
                 case["mask"] = _decoding(case["mask"], case["mode"])
-                yield Case(variant=variant, device=device, **case, **scalars, q_len=sweep.q_len if decoding else None,
+                yield Case(variant=variant, device=device, **case, **scalars, q_len=sweep.q_len, model=model,
                            cuda_graphs=sweep.cuda_graphs and device.startswith("cuda"))  # fmt: skip
