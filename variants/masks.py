@@ -10,10 +10,10 @@ that aligns the last query with the last key), query i sees key j when:
     document:K    K equal packed documents over the keys, causal within each:
                   floor((i + o)·K / N_kv) = floor(j·K / N_kv) and j <= i + o
     prefix:P      j < P or j <= i + o        (prefix-LM: a bidirectional prefix)
-    docs:L        packed documents of unequal length over the keys, causal within each:
-                  doc(j) = doc(i + o) and j <= i + o. L is either the lengths, "512+1024+2560"
-                  (summing to N_kv), or a count K: K lengths drawn by `drawn_lengths`
-    docs-bi:L     the same documents, every key of the query's own document visible (encoders)
+    docs:K        packed documents of unequal length over the keys, causal within each:
+                  doc(j) = doc(i + o) and j <= i + o; K lengths drawn by `drawn_lengths`, or
+    docs:a+b+...  the lengths given (summing to N_kv)
+    docs-bi:...   the same documents, every key of the query's own document visible (encoders)
 
 Every kind gives each query one contiguous interval of keys, [lo(i), hi(i)),
 with lo and hi non-decreasing in i. So a mask is two integer formulas: they
@@ -43,7 +43,8 @@ class MaskError(ValueError):
 
 @dataclass(frozen=True)
 class Mask:
-    """One mask: a kind from `KINDS` and, for sliding/document/prefix, its size."""
+    """One mask: a kind from `KINDS` and, for sliding/document/prefix/docs, its size (packed documents: a
+    count, or a tuple of lengths)."""
 
     kind: str = "none"
     size: int | tuple[int, ...] | None = None  # a tuple only for packed documents of given lengths
@@ -176,12 +177,12 @@ def document_table(lengths: tuple[int, ...], device=None) -> tuple[torch.Tensor,
 
 
 def _packed_bounds(kind: str, at: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor, upto: torch.Tensor):
-    """Bounds of packed documents for aligned positions ``at``: a position before the first key (N_q > N_kv)
-    sees nothing; past the last it is the last key's document."""
-    inside = at.clamp(0, starts.shape[0] - 1)
+    """Bounds of packed documents for aligned positions ``at`` (each below N_kv): a position before the first
+    key (N_q > N_kv) sees nothing; any other sees its own document, up to itself for "docs"."""
+    inside = at.clamp(min=0)
     lo = torch.where(at < 0, 0, starts[inside])
     hi = torch.where(at < 0, 0, upto if kind == "docs" else ends[inside])
-    return lo, torch.minimum(hi, ends[-1] + torch.zeros_like(hi))
+    return lo, hi
 
 
 KNOWN = "none, causal, causal-br, sliding:W, document:K, prefix:P, docs:K, docs:a+b+..., docs-bi:K, docs-bi:a+b+..."

@@ -14,7 +14,7 @@ import torch
 from variants.masks import Mask
 from variants.score_mods import ScoreMod
 
-from .reference import reference_attention
+from .reference import reference_probabilities, weighted_values
 
 DEFAULT_MAX_ROWS = 1024
 CHUNK_BYTES = 256 * 2**20  # float64 scores of the reference built at a time
@@ -22,12 +22,15 @@ CHUNK_BYTES = 256 * 2**20  # float64 scores of the reference built at a time
 
 @dataclass(frozen=True)
 class Accuracy:
-    """``rel_err`` = ||out - ref||_F / ||ref||_F over the compared rows; ``rows`` how many."""
+    """``rel_err`` = ||out - ref||_F / ||ref||_F over the compared rows; ``rows`` how many; ``entropy`` the mean
+    entropy (nats) of the exact attention rows (those that see a key): near log N for uniform attention, near 0
+    for a one-hot one, so inputs of any family sit on one axis."""
 
     rel_err: float
     max_abs_err: float
     cosine: float
     rows: int
+    entropy: float = float("nan")
 
 
 def sample_rows(n: int, max_rows: int, seed: int) -> torch.Tensor | None:
@@ -93,11 +96,13 @@ def measure_accuracy(
     rows = torch.arange(q.shape[2]) if rows is None else rows
     B, H, _, _ = q.shape
     per_chunk = max(1, chunk_bytes // (B * H * k.shape[2] * 8))  # rows of float64 scores per chunk
-    totals = _Totals()
+    totals, entropy, seeing = _Totals(), 0.0, 0
     with torch.no_grad():
         for start in range(0, len(rows), per_chunk):
             part = rows[start : start + per_chunk]
-            ref = reference_attention(q, k, v, mask=mask, score_mod=score_mod, scale=scale, rows=part)  # (B, H, r, D_v)
-            totals.add(out[:, :, part.to(out.device)], ref)
+            probs = reference_probabilities(q, k, mask=mask, score_mod=score_mod, scale=scale, rows=part)  # (B, H, r, N_kv)
+            totals.add(out[:, :, part.to(out.device)], weighted_values(probs, v))  # against (B, H, r, D_v)
+            entropy += torch.special.entr(probs).sum().item()  # -p log p, 0 where p = 0
+            seeing += int((probs.sum(-1) > 0).sum())
     rel, max_abs, cosine = totals.result()
-    return Accuracy(rel, max_abs, cosine, len(rows))
+    return Accuracy(rel, max_abs, cosine, len(rows), entropy / seeing if seeing else float("nan"))

@@ -13,6 +13,7 @@ from variants.masks import CAUSAL, NONE, Mask
 from variants.score_mods import NO_MOD, ScoreMod
 
 from .fields import CASE_FIELDS, plain
+from .inputs import GAUSSIAN, InputFamily
 from .labels import case_label
 
 # The fields of the first release: hashed always. A field added since is hashed only when it differs from its
@@ -64,6 +65,7 @@ class Case:
     allocator: str = "pinned"
     cuda_graphs: bool = False
     model: str | None = None  # the model whose shapes these are (`harness.measure.models`), as --model named it
+    inputs: InputFamily = GAUSSIAN
 
     def __post_init__(self) -> None:
         for sweep_field in CASE_FIELDS:
@@ -151,12 +153,12 @@ def seeded_qkv(n_q: int, n_kv: int | None = None, *, batch: int = 1, heads: int 
     )
 
 
-def make_inputs(case: Case) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The case's q (B, H, N_q, D) and k, v (B, H_kv, N, D) on its device and dtype (`seeded_qkv`)."""
-    return seeded_qkv(
-        case.n_q, case.seq_len, batch=case.batch, heads=case.heads, heads_kv=case.n_heads_kv, d=case.head_dim,
-        dtype=case.torch_dtype, device=case.device, seed=case.seed, scale=case.input_scale,
-    )  # fmt: skip
+def make_inputs(case: Case, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The case's q (B, H, N_q, D) and k, v (B, H_kv, N, D) on its device and dtype, drawn from its input family
+    (`harness.measure.inputs`; gaussian: the numbers of `seeded_qkv`) with its seed, or ``seed``."""
+    drawn = case.inputs.draw(case.n_q, case.seq_len, batch=case.batch, heads=case.heads, heads_kv=case.n_heads_kv,
+                             d=case.head_dim, seed=case.seed if seed is None else seed, scale=case.input_scale)  # fmt: skip
+    return tuple(t.to(device=case.device, dtype=case.torch_dtype) for t in drawn)  # type: ignore[return-value]
 
 
 def make_grad_output(case: Case) -> torch.Tensor:

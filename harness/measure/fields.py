@@ -23,6 +23,7 @@ from variants.score_mods import NO_MOD
 
 from . import parsers as p
 from .allocator import ALLOCATORS
+from .inputs import GAUSSIAN
 from .parsers import MODES, SweepError
 
 
@@ -110,6 +111,8 @@ FIELDS: tuple[Field, ...] = (
           flag="--mode"),
     Field("q_len", p.positive_int, None, "queries against the N keys: cross-attention in fwd and fwd_bwd (default: N), "
           "the last queries of the sequence in decode (default 1)", case="q_len", in_grids=True),
+    Field("inputs", p.inputs, (GAUSSIAN,), "comma-separated input families: gaussian,peaked:T,local:L,lowrank:R,"
+          "clustered:C (what the attention looks like; harness.measure.inputs)", grid=True, case="inputs"),
     Field("models", p.model, (), "comma-separated built-in models (llama-3-8b, mistral-7b, gemma-2-9b, vit-b-16, ...) "
           "or Transformers config.json paths: each sets heads, KV heads, head dim, mask and score modification as a "
           "grid of its own (flags override)", grid=True, flag="--model", in_grids=True),

@@ -262,6 +262,7 @@ def measure_case(
         record.peak_mem_bytes, record.mem_method = mem.peak_bytes, mem.method
     if acc is not None:
         record.rel_err, record.max_abs_err, record.cosine, record.err_rows = acc.rel_err, acc.max_abs_err, acc.cosine, acc.rows
+        record.attn_entropy = acc.entropy
     return _with_timing(record, case, timing, canary)
 
 

@@ -18,6 +18,7 @@ from variants.masks import CAUSAL, NONE, MaskError, parse_mask
 from variants.score_mods import ScoreModError, parse_score_mod
 
 from .device import DeviceError, check_device, cpu_count
+from .inputs import InputsError, parse_inputs
 
 MODES = ("fwd", "fwd_bwd", "decode")
 # Past this scale softmax is a one-hot argmax in every dtype and float16 inputs
@@ -128,6 +129,13 @@ def model(value: Any, what: str):
     if not isinstance(value, str) or not value.strip():
         raise SweepError(f"{what}: expected a model name or a config.json path, got {value!r}")
     return load_model(value.strip(), what)
+
+
+def inputs(value: Any, what: str):
+    try:
+        return parse_inputs(value)
+    except InputsError as exc:
+        raise SweepError(f"{what}: {exc}") from None
 
 
 def variant_name(value: Any, what: str) -> str:

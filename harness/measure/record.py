@@ -38,6 +38,7 @@ class Record:
     seq_len: int  # N, the keys
     q_len: int | None = None  # queries; None in a Case: N
     model: str | None = None  # the model whose shapes these are (--model), if any
+    inputs: str = "gaussian"  # the input family's spec (harness.measure.inputs)
     head_dim: int
     threads: int
     input_scale: float
@@ -95,6 +96,7 @@ class Record:
     max_abs_err: float | None = None
     cosine: float | None = None
     err_rows: int | None = None
+    attn_entropy: float | None = None  # mean entropy (nats) of the exact attention rows of the case's inputs
     # where and when it ran (its latest round): the Ray node id (the host name on the local executor), the host,
     # UTC ISO 8601 times
     node: str | None = None

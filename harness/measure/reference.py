@@ -35,6 +35,28 @@ def reference_attention(
     O(R·N_kv·(D + D_v)); memory O(B·H·R·N_kv). Differentiable (float64
     gradients are the reference for the variants' backward passes).
     """
+    return weighted_values(reference_probabilities(q, k, mask=mask, score_mod=score_mod, scale=scale, rows=rows), v)
+
+
+def weighted_values(probs: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """probs (B, H, R, N_kv) float64 times v (B, H_kv, N_kv, D_v) -> (B, H, R, D_v) float64, each group's
+    G = H / H_kv query heads stacked as rows against its one value head (V is never expanded)."""
+    B, H, R, n_kv = probs.shape
+    out = probs.view(B, v.shape[1], H // v.shape[1] * R, n_kv) @ v.to(torch.float64)  # (B, H_kv, G·R, D_v)
+    return out.view(B, H, R, v.shape[-1])
+
+
+def reference_probabilities(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    *,
+    mask: Mask | str | None = None,
+    score_mod: ScoreMod | str | None = None,
+    scale: float | None = None,
+    rows: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The exact attention weights in float64: (B, H, R, N_kv), each row summing to 1 over the keys it sees
+    (all zeros for a query that sees none). Arguments as `reference_attention`'s. Time O(R·N_kv·D)."""
     mask, score_mod = parse_mask(mask), parse_score_mod(score_mod)
     scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
     B, H, n_q, D = q.shape
@@ -45,9 +67,7 @@ def reference_attention(
     # expanded to H heads (a broadcast matmul would copy them G times, in float64).
     qd = q.to(torch.float64)[:, :, index].reshape(B, H_kv, G * R, D)  # (B, H_kv, G·R, D)
     scores = (qd @ k.to(torch.float64).transpose(-1, -2) * scale).view(B, H, R, n_kv)  # head h = group·G + g
-    scores = score_mod.apply(scores, index, n_q, n_kv).view(B, H_kv, G, R, n_kv)  # (B, H_kv, G, R, N_kv)
+    scores = score_mod.apply(scores, index, n_q, n_kv)  # (B, H, R, N_kv)
     visible = mask.dense(n_q, n_kv, rows=index, device=q.device)  # (R, N_kv)
     probs = torch.softmax(scores.masked_fill(~visible, float("-inf")), dim=-1)
-    probs = probs.masked_fill(~visible.any(-1, keepdim=True), 0.0)  # no visible key: zeros, not NaN
-    out = probs.view(B, H_kv, G * R, n_kv) @ v.to(torch.float64)  # (B, H_kv, G·R, D_v)
-    return out.view(B, H, R, v.shape[-1])
+    return probs.masked_fill(~visible.any(-1, keepdim=True), 0.0)  # no visible key: zeros, not NaN

@@ -20,7 +20,7 @@ import torch
 from variants import get_variant
 
 from .accuracy import measure_accuracy
-from .case import Case, make_grad_output, seeded_qkv
+from .case import Case, make_grad_output, make_inputs
 from .contract import REPEAT_TOLERANCE, relative_difference, too_wrong, unlike
 
 CHECK_ROWS = 32  # query rows an exact variant's refilled answer is checked on against float64
@@ -85,9 +85,7 @@ def follows_inputs(w: Workload, case: Case, before: torch.Tensor) -> str | None:
     approximation's to its own answer on new tensors with the same values (not to exact attention). The
     inputs are changed for good: call this last.
     """
-    fresh = seeded_qkv(case.n_q, case.seq_len, batch=case.batch, heads=case.heads, heads_kv=case.n_heads_kv,
-                       d=case.head_dim, dtype=case.torch_dtype, device=case.device, seed=case.seed + 2,
-                       scale=case.input_scale)  # fmt: skip
+    fresh = make_inputs(case, seed=case.seed + 2)
     with torch.no_grad():
         for tensor, values in zip(w.inputs, fresh):
             tensor.copy_(values)

@@ -230,6 +230,8 @@ def check_combinations(sweep: Sweep) -> Sweep:
                 mask.doc_lengths(n)
             except MaskError as exc:
                 raise SweepError(str(exc)) from None
+    for family in (f for f in sweep.inputs if f.kind == "lowrank" and f.size > min(sweep.head_dim)):
+        raise SweepError(f"--inputs {family}: the rank {family.size} is above --head-dim {min(sweep.head_dim)}")
     if "decode" in sweep.modes and (sweep.q_len or 1) > min(sweep.seq_lens):
         raise SweepError(f"--q-len {sweep.q_len} is larger than N={min(sweep.seq_lens)}: decode queries follow the N keys")
     return sweep

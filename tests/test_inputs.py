@@ -1,0 +1,82 @@
+"""Input families: each moves the exact attention the way its parameter says, gaussian stays today's numbers,
+bad specs are one line, and a sweep records each row's family and exact-attention entropy."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+from conftest import run_attnbench
+
+from harness.measure.accuracy import measure_accuracy
+from harness.measure.case import Case, make_inputs, seeded_qkv
+from harness.measure.inputs import InputsError, parse_inputs
+from harness.measure.reference import reference_attention, reference_probabilities
+
+
+def draw(spec: str, n: int = 512, d: int = 64, seed: int = 0):
+    return parse_inputs(spec).draw(n, n, batch=1, heads=4, heads_kv=4, d=d, seed=seed)
+
+
+def entropy(spec: str, **kwargs) -> float:
+    q, k, v = draw(spec, **kwargs)
+    return measure_accuracy(reference_attention(q, k, v), q, k, v).entropy
+
+
+def mean_distance(spec: str, n: int = 512) -> float:
+    """The attention-weighted mean |i - j| of the exact attention rows."""
+    q, k, _ = draw(spec, n)
+    probs = reference_probabilities(q, k)
+    distance = (torch.arange(n)[:, None] - torch.arange(n)[None]).abs().double()
+    return float((probs * distance).sum(-1).mean())
+
+
+def test_gaussian_is_todays_inputs_so_old_runs_mean_what_they_meant():
+    case = Case("sdpa", 96, heads=4, head_dim=16, threads=1, seed=3, input_scale=2.0)
+    for drawn, before in zip(make_inputs(case), seeded_qkv(96, heads=4, d=16, seed=3, scale=2.0)):
+        assert torch.equal(drawn, before)
+    assert Case("sdpa", 96, threads=1, inputs="gaussian").case_id == Case("sdpa", 96, threads=1).case_id
+
+
+def test_uniform_attention_has_entropy_log_n_and_peaked_lowers_it_monotonically():
+    q = torch.zeros(1, 1, 8, 4)  # every score equal: uniform over 32 keys
+    k, v = torch.randn(1, 1, 32, 4), torch.randn(1, 1, 32, 4)
+    assert measure_accuracy(reference_attention(q, k, v), q, k, v).entropy == pytest.approx(math.log(32))
+    entropies = [entropy(f"peaked:{t}") if t != 1 else entropy("gaussian") for t in (1, 2, 4, 8)]
+    assert entropies == sorted(entropies, reverse=True) and entropies[-1] < 1.5 < math.log(512) - 0.6 < entropies[0]
+
+
+def test_local_attention_spreads_with_its_length():
+    """Past a few keys (below, a head attends mostly to itself): unit Gaussian inputs spread over ~N/3 = 170 keys."""
+    distances = [mean_distance(f"local:{length}") for length in (16, 64, 256)]
+    assert distances == sorted(distances) and distances[0] < 10 and distances[-1] < 170 / 4
+    entropies = [entropy(f"local:{length}") for length in (4, 16, 64, 256)]
+    assert entropies == sorted(entropies) and entropies[-1] < entropy("gaussian")
+
+
+def test_lowrank_inputs_have_the_rank_and_clustered_ones_are_sharper_than_gaussian():
+    q, k, _ = draw("lowrank:4", n=64, d=32)
+    assert int(torch.linalg.matrix_rank(q[0, 0])) == 4 and int(torch.linalg.matrix_rank(k[0, 0])) == 4
+    assert q.square().sum(-1).mean() == pytest.approx(32, rel=0.2)  # the Gaussian's norm
+    assert entropy("clustered:4") < entropy("gaussian") - 1
+
+
+@pytest.mark.parametrize("spec", ["bogus", "peaked:0", "peaked:-1", "peaked:nan", "local:0", "lowrank:0", "clustered:0",
+                                  "clustered:x", "gaussian:2"])  # fmt: skip
+def test_bad_families_are_refused_with_one_line(spec):
+    with pytest.raises(InputsError) as caught:
+        parse_inputs(spec)
+    assert "\n" not in str(caught.value) and spec in str(caught.value)
+
+
+def test_a_sweep_records_each_family_and_its_entropy(tmp_path):
+    bad = run_attnbench("sweep", "--inputs", "lowrank:65", "--head-dim", "64", "--out", str(tmp_path / "bad"))
+    assert bad.returncode == 2 and "rank 65 is above --head-dim 64" in bad.stderr and not (tmp_path / "bad").exists()
+    done = run_attnbench("sweep", "--variants", "naive,linear-elu", "--seq-lens", "256", "--inputs", "gaussian,peaked:4",
+                         "--threads", "1", "--rounds", "1", "--max-time", "0.02", "--out", str(tmp_path / "run"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    frame = pd.read_parquet(tmp_path / "run" / "results.parquet").set_index(["variant", "inputs"])
+    assert frame.loc[("naive", "peaked:4"), "attn_entropy"] < frame.loc[("naive", "gaussian"), "attn_entropy"] - 1
+    assert frame.loc[("naive", "peaked:4"), "rel_err"] < 1e-5  # an exact variant is exact on any family
