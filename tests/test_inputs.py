@@ -12,8 +12,12 @@ from conftest import run_attnbench
 
 from harness.measure.accuracy import measure_accuracy
 from harness.measure.case import Case, make_inputs, seeded_qkv
+from harness.measure.fidelity import measure_fidelity
 from harness.measure.inputs import InputsError, parse_inputs
 from harness.measure.reference import reference_attention, reference_probabilities
+from variants import get_variant, register, unregister
+from variants.masks import NONE
+from variants.score_mods import NO_MOD
 
 
 def draw(spec: str, n: int = 512, d: int = 64, seed: int = 0):
@@ -80,3 +84,31 @@ def test_a_sweep_records_each_family_and_its_entropy(tmp_path):
     frame = pd.read_parquet(tmp_path / "run" / "results.parquet").set_index(["variant", "inputs"])
     assert frame.loc[("naive", "peaked:4"), "attn_entropy"] < frame.loc[("naive", "gaussian"), "attn_entropy"] - 1
     assert frame.loc[("naive", "peaked:4"), "rel_err"] < 1e-5  # an exact variant is exact on any family
+
+
+def test_total_variation_recall_and_implied_entropy_by_hand_on_three_keys():
+    """A variant whose implied map is written out: against uniform exact rows (q = 0), TV is ½·Σ|A - 1/3| per row:
+    2/3, 2/3 and 8/15; against exact rows led by key 0 (scores 3, 2, 0), the top-1 recall is 1/3."""
+    implied = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [-0.2, 0.6, 0.6]])
+
+    @register("test-fixed-map", exact=False, masks=("none",))
+    def fixed(q, k, v, *, mask, scale=None):
+        return implied.to(v.dtype) @ v  # (B, H, 3, D_v): the rows of ``implied`` applied to V
+
+    try:
+        spec, k = get_variant("test-fixed-map"), torch.tensor([3.0, 2.0, 0.0]).view(1, 1, 3, 1)
+        uniform = measure_fidelity(spec, torch.zeros(1, 1, 3, 1), k, mask=NONE, score_mod=NO_MOD, top=1)
+        assert uniform.tv == pytest.approx((2 / 3 + 2 / 3 + 8 / 15) / 3)
+        led = measure_fidelity(spec, torch.ones(1, 1, 3, 1), k, mask=NONE, score_mod=NO_MOD, top=1)
+        assert led.recall == pytest.approx(1 / 3)
+        row3 = -(1 / 7 * math.log(1 / 7) + 2 * 3 / 7 * math.log(3 / 7))  # |A| / 1.4 = 1/7, 3/7, 3/7; rows 1, 2 one-hot
+        assert led.entropy == pytest.approx(row3 / 3)
+    finally:
+        unregister("test-fixed-map")
+
+
+@pytest.mark.parametrize("name", ["naive", "chunked-online"])
+def test_an_exact_variant_implies_exact_attention(name):
+    q, k, _ = draw("local:64", n=300)
+    found = measure_fidelity(get_variant(name), q, k, mask=NONE, score_mod=NO_MOD)
+    assert found.tv < 1e-5 and found.recall == 1.0

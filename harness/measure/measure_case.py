@@ -28,6 +28,7 @@ from .compilation import compiled_graphs, recompile_warning
 from .complexity import declared_exponent
 from .contract import aliases_input, contract_violation, input_damage, non_finite, too_wrong, unlike
 from .device import device_name
+from .fidelity import measure_fidelity
 from .memory import peak_memory
 from .record import Record
 from .sampling import per_round
@@ -135,6 +136,14 @@ def _accuracy(record: Record, spec, case: Case, out: torch.Tensor, pristine, row
     return acc
 
 
+def _fidelity(record: Record, spec, case: Case, pristine) -> None:
+    """The approximation's implied attention against exact's, on its own inputs (N_kv up to 1024)."""
+    found = measure_fidelity(spec, pristine[0], pristine[1], mask=case.mask, score_mod=case.score_mod, seed=case.seed,
+                             reference=reference_mask(spec, case))  # fmt: skip
+    if found is not None:
+        record.attn_tv, record.attn_recall, record.implied_entropy = found.tv, found.recall, found.entropy
+
+
 def _first_call_wrong(out, inputs, pristine, variant: str) -> str | None:
     """Why the untimed first call's output is not to be timed (a broken contract, garbage, inputs changed)."""
     broken = contract_violation(out, *inputs) or aliases_input(out, inputs)
@@ -234,6 +243,8 @@ def measure_case(
             acc = None if timing_only else _accuracy(record, spec, case, out, pristine, accuracy_rows)
             if record.status == "error":  # too far from float64 for its kind
                 return record
+            if not spec.exact and not timing_only:  # how the approximation is wrong (harness.measure.fidelity)
+                _fidelity(record, spec, case, pristine)
             if spec.backend is not None and not timing_only:
                 # Asked with the inputs the timed call gets: a dispatcher (SDPA) picks by requires_grad too.
                 asked = tuple(t.detach().requires_grad_(case.mode == "fwd_bwd") for t in pristine)

@@ -97,6 +97,9 @@ class Record:
     cosine: float | None = None
     err_rows: int | None = None
     attn_entropy: float | None = None  # mean entropy (nats) of the exact attention rows of the case's inputs
+    attn_tv: float | None = None  # an approximation's implied attention against exact: mean total variation
+    attn_recall: float | None = None  # the share of each row's exact top-8 keys in its implied top-8
+    implied_entropy: float | None = None  # mean entropy (nats) of the implied rows, |A| normalized
     # where and when it ran (its latest round): the Ray node id (the host name on the local executor), the host,
     # UTC ISO 8601 times
     node: str | None = None
