@@ -10,6 +10,7 @@ import pytest
 import torch
 from conftest import run_attnbench
 
+from harness.analyze.families import breaking_points
 from harness.measure.accuracy import measure_accuracy
 from harness.measure.case import Case, make_inputs, seeded_qkv
 from harness.measure.fidelity import measure_fidelity
@@ -112,3 +113,18 @@ def test_an_exact_variant_implies_exact_attention(name):
     q, k, _ = draw("local:64", n=300)
     found = measure_fidelity(get_variant(name), q, k, mask=NONE, score_mod=NO_MOD)
     assert found.tv < 1e-5 and found.recall == 1.0
+
+
+def test_breaking_points_name_the_entropy_below_which_an_approximation_fails():
+    rows = [  # an approximation fine on flat attention, broken on sharp; an exact variant is left out
+        {"inputs": "gaussian", "attn_entropy": 5.0, "rel_err": 0.05, "attn_recall": 0.9},
+        {"inputs": "local:64", "attn_entropy": 3.0, "rel_err": 0.08, "attn_recall": 0.4},
+        {"inputs": "peaked:8", "attn_entropy": 1.0, "rel_err": 0.6, "attn_recall": 0.2},
+    ]
+    common = {"status": "ok", "device": "cpu", "dtype": "float32", "mode": "fwd", "mask": "none", "seq_len": 256}
+    frame = pd.DataFrame([{**common, **row, "variant": "approx", "exact": False} for row in rows]
+                         + [{**common, **rows[0], "variant": "naive", "exact": True}])  # fmt: skip
+    found = breaking_points(frame).set_index("variant")
+    assert list(found.index) == ["approx"]
+    assert found.loc["approx", "breaks_below_entropy"] == 3.0  # recall under 0.5 at 3 nats, error over 0.1 at 1
+    assert (found.loc["approx", "best_inputs"], found.loc["approx", "worst_inputs"]) == ("gaussian", "peaked:8")

@@ -20,6 +20,7 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
+from ..analyze.families import ERROR_LIMIT, RECALL_LIMIT, breaking_points, family_table
 from ..analyze.packing import packing_table
 from ..analyze.tables import (
     compile_table,
@@ -49,6 +50,9 @@ FIGURE_CAPTIONS = {
     "(q, K, V read once, the output written) against KV length, under this machine's measured copy bandwidth.",
     "packing": "Packed documents of unequal length at a fixed N: time per call against the number of documents. "
     "A kernel that skips the pairs between documents gets faster as they shorten; padding to the longest does not.",
+    "families": "Approximations across input families: relative error (left) and the top-8 recall of the implied "
+    "attention map (right) against the mean entropy of the exact attention rows of the inputs: uniform attention "
+    "at the right, sharp attention at the left.",
     "accuracy": "Relative Frobenius error against exact float64 attention on the same inputs, vs N.",
     "tradeoff": "Error vs time at the largest N every variant of the configuration reached: the speed/accuracy trade-off.",
     "exponents": "Fitted exponents with 95% bootstrap intervals, time (left) and memory (right); x marks the declared "
@@ -175,6 +179,12 @@ def _sections(tables: dict[str, pd.DataFrame], headline: pd.DataFrame, figures: 
                  "variant's at that case. 'ideal': N² over the visible pairs, what skipping every hidden pair saves "
                  "against the dense case. sdpa-padded pads each document to the longest and counts the padding as "
                  "work done; 'padding' is the share of its tokens that are padding."},
+        {"title": "Approximations across input families", "table": _html_table(tables["breaking_points"],
+         "no approximation ran on more than one input family"),
+         "note": f"Per approximation and N: the highest exact-attention entropy (nats) at which its error exceeds "
+                 f"{ERROR_LIMIT} or its top-8 recall falls under {RECALL_LIMIT} (below it, sharper attention: where it "
+                 "breaks; empty: it held on every family), and the families it did best and worst on. Every case: "
+                 "tables/families.csv."},
         {"title": "Cases that did not finish ok", "table": _html_table(tables["failures"])},
         {"title": "Compilation (torch.compile)", "table": _html_table(tables["compilation"], "no variant compiled"),
          "note": "compile: wall time of a case's untimed first calls that ran torch.compile (compilation plus one "
@@ -219,6 +229,8 @@ def build_report(run_dirs: list[str | Path], out: str | Path, *, baseline: str |
         "mask_speedup": mask_speedup_table(frame),
         "score_mod_cost": score_mod_cost_table(frame),
         "packing": packing_table(frame),
+        "families": family_table(frame),
+        "breaking_points": breaking_points(frame),
         "failures": failure_table(frame),
         "compilation": compile_table(frame),
         "quality": quality_table(frame),

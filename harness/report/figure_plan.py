@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..analyze.families import family_table
 from ..analyze.packing import packing_table
 from ..analyze.tables import with_config
+from .dimension_figures import families_figure, packing_figure
 from .figures import (
     accuracy_figure,
     attention_map_figure,
@@ -21,7 +23,6 @@ from .figures import (
     discard_open_figures,
     exponent_figure,
     memory_figure,
-    packing_figure,
     palette,
     speedup_figure,
     throughput_figure,
@@ -42,6 +43,11 @@ def _time_samples(ok: pd.DataFrame) -> pd.DataFrame:
     return samples.assign(time_samples_s=pd.to_numeric(samples["time_samples_s"], errors="coerce"))
 
 
+def _several_families(table: pd.DataFrame) -> pd.DataFrame:
+    """The approximations' rows, when they span more than one input family (else nothing to set side by side)."""
+    return table if table["inputs"].nunique() > 1 else table.iloc[0:0]
+
+
 # What each figure draws, the rows it needs (from the ok rows), and why it is left out when there are none.
 NEEDS = {
     "time": (lambda ok: _positive(_time_samples(ok), "time_samples_s"), "no ok case has a timing sample"),
@@ -50,6 +56,7 @@ NEEDS = {
     "throughput": (lambda ok: _positive(ok[ok["mode"] != "decode"], "gflops_per_s"), "no ok non-decode case has a GFLOP/s"),
     "decode": (lambda ok: _positive(ok[ok["mode"] == "decode"], "gbytes_per_s"), "the run has no ok decode case"),
     "packing": (lambda ok: _positive(packing_table(ok), "time_median_s"), "the run has no ok packed-document case"),
+    "families": (lambda ok: _several_families(family_table(ok)), "the run measured approximations on one input family"),
     "accuracy": (lambda ok: _positive(ok, "rel_err"), "every ok case's error is zero or unmeasured: nothing for a log axis"),
     "tradeoff": (
         lambda ok: _positive(_positive(ok, "rel_err"), "time_median_s"),
@@ -79,6 +86,7 @@ def _draw(name: str, ok: pd.DataFrame, colours: dict, ceilings: dict, fits: pd.D
         "throughput": lambda: throughput_figure(data, colours, ceilings, out / "gflops_vs_n.png"),
         "decode": lambda: decode_figure(data, colours, ceilings, out / "decode_gbps.png"),
         "packing": lambda: packing_figure(data, colours, out / "packing.png"),
+        "families": lambda: families_figure(data, colours, out / "families.png"),
         "accuracy": lambda: accuracy_figure(data, colours, out / "accuracy_vs_n.png"),
         "tradeoff": lambda: tradeoff_figure(data, colours, out / "error_vs_time.png"),
     }

@@ -159,20 +159,6 @@ def decode_figure(decode: pd.DataFrame, colours: dict, ceilings: dict, path: Pat
     return _save(grid.figure, path)
 
 
-def packing_figure(packed: pd.DataFrame, colours: dict, path: Path) -> Path:
-    """Time against the number of documents packed into a fixed N (`harness.analyze.packing`), per variant: a
-    kernel that skips the pairs between documents speeds up as they shorten; one that pads to the longest does not."""
-    data = packed.assign(panel=[f"{config} N={n}" for config, n in zip(packed["config"], packed["seq_len"])])
-    grid = sns.relplot(
-        data=data, x="documents", y="time_median_s", hue="variant", col="panel", col_wrap=_wrap(data, "panel"),
-        kind="line", palette=colours, style="variant", markers=markers(colours), dashes=False,
-        **_panel_size(data["panel"].nunique()),
-    )  # fmt: skip
-    _loglog(grid, "time per call (s), median")
-    grid.set_axis_labels("documents packed into N", "time per call (s), median")
-    return _save(grid.figure, path)
-
-
 def accuracy_figure(ok: pd.DataFrame, colours: dict, path: Path) -> Path:
     """Relative error against float64 vs N (log-log; exact variants sit near dtype precision)."""
     return _save(_curves(ok, "rel_err", "relative error vs float64", colours).figure, path)
