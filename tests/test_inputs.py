@@ -11,6 +11,7 @@ import torch
 from conftest import run_attnbench
 
 from harness.analyze.families import breaking_points
+from harness.measure import trained
 from harness.measure.accuracy import measure_accuracy
 from harness.measure.case import Case, make_inputs, seeded_qkv
 from harness.measure.fidelity import measure_fidelity
@@ -68,8 +69,8 @@ def test_lowrank_inputs_have_the_rank_and_clustered_ones_are_sharper_than_gaussi
     assert entropy("clustered:4") < entropy("gaussian") - 1
 
 
-@pytest.mark.parametrize("spec", ["bogus", "peaked:0", "peaked:-1", "peaked:nan", "local:0", "lowrank:0", "clustered:0",
-                                  "clustered:x", "gaussian:2"])  # fmt: skip
+@pytest.mark.parametrize("spec", ["bogus", "trained:3", "peaked:0", "peaked:-1", "peaked:nan", "local:0", "lowrank:0",
+                                  "clustered:0", "clustered:x", "gaussian:2"])  # fmt: skip
 def test_bad_families_are_refused_with_one_line(spec):
     with pytest.raises(InputsError) as caught:
         parse_inputs(spec)
@@ -128,3 +129,18 @@ def test_breaking_points_name_the_entropy_below_which_an_approximation_fails():
     assert list(found.index) == ["approx"]
     assert found.loc["approx", "breaks_below_entropy"] == 3.0  # recall under 0.5 at 3 nats, error over 0.1 at 1
     assert (found.loc["approx", "best_inputs"], found.loc["approx", "worst_inputs"]) == ("gaussian", "peaked:8")
+
+
+def test_the_trained_family_solves_its_task_and_attends_sharply(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTNBENCH_CACHE", str(tmp_path))
+    trained.recall_model.cache_clear()
+    try:
+        model = trained.recall_model(32)
+        assert model.accuracy >= trained.TARGET  # associative recall solved on held-out sequences
+        assert (tmp_path / "recall-d32-seed0.npz").is_file()
+        trained.recall_model.cache_clear()
+        assert trained.recall_model(32).accuracy == model.accuracy  # read back from the cache, not retrained
+        assert parse_inputs("trained").task_accuracy(32) == model.accuracy
+        assert entropy("trained", d=32) < entropy("gaussian", d=32) - 3
+    finally:
+        trained.recall_model.cache_clear()

@@ -17,6 +17,8 @@ the same numbers) and multiplied by the case's ``input_scale``. v is unit Gaussi
                    to the Gaussian's norm
     clustered:C    q and k drawn around C shared centroids, whose scores within a cluster are about 6 over the
                    noise (what routing and LSH attention assume)
+    trained        q, k and v from a small attention model trained on associative recall until it solves it
+                   (`harness.measure.trained`): sharp, long-range attention, as a retrieval head's
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from dataclasses import dataclass
 
 import torch
 
-KINDS = ("gaussian", "peaked", "local", "lowrank", "clustered")
+from . import trained
+
+KINDS = ("gaussian", "peaked", "local", "lowrank", "clustered", "trained")
 LOCAL_LIFT = 12.0  # a local code's score at distance 0, in units of the scaled scores' standard deviation
 CLUSTER_LIFT = 6.0  # a centroid's score with itself, scaled
 
@@ -50,10 +54,17 @@ class InputFamily:
     def __str__(self) -> str:
         return self.spec
 
+    def task_accuracy(self, d: int) -> float | None:
+        """The trained family's model's accuracy on its task at head dim ``d`` (None for the other families)."""
+        return trained.recall_model(d).accuracy if self.kind == "trained" else None
+
     def draw(self, n_q: int, n_kv: int, *, batch: int, heads: int, heads_kv: int, d: int, d_v: int | None = None,
              seed: int = 0, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
         """q (B, H, N_q, d), k (B, H_kv, N_kv, d), v (B, H_kv, N_kv, d_v) in float32 on the CPU. O((N_q + N_kv)·H·d)."""
         gen = torch.Generator().manual_seed(seed)
+        if self.kind == "trained" and d_v in (None, d):
+            q, k, v = trained.draw(n_q, n_kv, batch=batch, heads=heads, heads_kv=heads_kv, d=d, gen=gen)
+            return q * scale, k * scale, v * scale
         q = torch.randn((batch, heads, n_q, d), generator=gen)
         k = torch.randn((batch, heads_kv, n_kv, d), generator=gen)
         v = torch.randn((batch, heads_kv, n_kv, d if d_v is None else d_v), generator=gen)
@@ -92,7 +103,7 @@ def _positional_code(positions: torch.Tensor, d: int, length: int, gen: torch.Ge
 
 
 GAUSSIAN = InputFamily()
-KNOWN = "gaussian, peaked:T, local:L, lowrank:R, clustered:C"
+KNOWN = "gaussian, peaked:T, local:L, lowrank:R, clustered:C, trained"
 
 
 def parse_inputs(spec: str | InputFamily | None = None) -> InputFamily:
@@ -101,10 +112,12 @@ def parse_inputs(spec: str | InputFamily | None = None) -> InputFamily:
         return spec
     if spec is None or spec == "gaussian":
         return GAUSSIAN
+    if spec == "trained":
+        return InputFamily("trained")
     if not isinstance(spec, str):
         raise InputsError(f"an input family is a spec string, got {spec!r}")
     kind, _, size = spec.strip().partition(":")
-    if kind not in KINDS or kind == "gaussian":
+    if kind not in KINDS or kind in ("gaussian", "trained"):
         raise InputsError(f"unknown input family {spec!r}; known: {KNOWN}")
     if kind == "peaked":
         try:

@@ -232,6 +232,7 @@ def measure_case(
     try:
         with thread_count(case.threads):
             inputs = make_inputs(case)
+            record.inputs_accuracy = case.inputs.task_accuracy(case.head_dim)
             w = workload(case, inputs)
             timed, forward = w.timed, w.forward
             pristine = tuple(t.clone() for t in inputs)

@@ -39,6 +39,7 @@ class Record:
     q_len: int | None = None  # queries; None in a Case: N
     model: str | None = None  # the model whose shapes these are (--model), if any
     inputs: str = "gaussian"  # the input family's spec (harness.measure.inputs)
+    inputs_accuracy: float | None = None  # the trained family's model's accuracy on its recall task
     head_dim: int
     threads: int
     input_scale: float
