@@ -9,7 +9,8 @@ import torch
 
 from harness.measure.accuracy import compare, measure_accuracy, sample_rows
 from harness.measure.case import Case, make_inputs
-from harness.measure.measure_case import case_flops, failure_status, measure_case
+from harness.measure.case_work import case_flops
+from harness.measure.measure_case import failure_status, measure_case
 from harness.measure.reference import reference_attention
 from variants import Unsupported, get_variant
 

@@ -7,7 +7,7 @@ import torch
 from conftest import runnable
 
 from harness.measure.case import Case, seeded_qkv
-from harness.measure.measure_case import case_bytes
+from harness.measure.case_work import case_bytes
 from harness.measure.reference import reference_attention
 from harness.verify.dimensions import check_masks
 from variants import Unsupported, exact_flops, get_variant, list_variants

@@ -33,7 +33,7 @@ from variants import get_variant
 from ..measure.accuracy import relative_error
 from ..measure.allocator import pin_allocator
 from ..measure.case import Case, seeded_qkv
-from ..measure.measure_case import case_bytes
+from ..measure.case_work import case_bytes
 from ..measure.reference import reference_attention
 
 DECODE = Case("naive", 32768, batch=4, heads=8, heads_kv=2, head_dim=128, mode="decode", mask="causal-br", threads=1)

@@ -24,8 +24,8 @@ from .accuracy import DEFAULT_MAX_ROWS, measure_accuracy
 from .allocator import allocator_state, pin_allocator
 from .canary import canary_time
 from .case import Case, make_inputs
+from .case_work import case_bytes, case_flops, declared_classes
 from .compilation import compiled_graphs, recompile_warning
-from .complexity import declared_exponent
 from .contract import aliases_input, contract_violation, input_damage, non_finite, too_wrong, unlike
 from .device import device_name
 from .fidelity import measure_fidelity
@@ -35,8 +35,6 @@ from .sampling import per_round
 from .threads import thread_count
 from .timing import time_callable
 from .workload import Workload, follows_inputs, workload
-
-BACKWARD_FLOPS_FACTOR = 2.5  # backward ~2.5x forward (two matmuls per forward one, plus recompute)
 
 
 def record_for(case: Case, status: str = "ok", reason: str = "") -> Record:
@@ -65,46 +63,6 @@ def reference_mask(spec, case: Case) -> Mask:
     return spec.reference if spec.reference is not None and case.mask == NONE else case.mask
 
 
-def declared_classes(spec, case: Case) -> dict[str, str]:
-    """The variant's declared time and memory classes as functions of this case's N.
-
-    Decoding and cross-attention hold the query count fixed (``q_len``), so a
-    class quadratic in N (N_q·N_kv) is linear in the KV length; a variant that
-    skips hidden blocks does O(N·W·d) under a sliding window; one that takes a
-    dense mask or bias (``dense_masks``) holds O(N²) memory under them.
-    """
-    time, memory = spec.time, spec.memory
-    if case.q_len is not None:  # decoding or cross-attention: the queries held fixed as N grows
-        time = "O(N d)" if (declared_exponent(time) or 0) >= 2 else time
-        memory = "O(N)" if (declared_exponent(memory) or 0) >= 2 else memory
-        return {"declared_time": time, "declared_memory": memory}
-    if spec.skips_masked and case.mask.kind == "sliding":
-        time = "O(N W d)"
-    if spec.dense_masks and (case.mask.kind not in ("none", "causal") or case.score_mod.is_bias):
-        memory = "O(N^2)"  # the (N_q, N_kv) mask or (H, N_q, N_kv) bias tensor
-    return {"declared_time": time, "declared_memory": memory}
-
-
-def case_bytes(case: Case) -> float:
-    """The least memory traffic of one timed call: q, k, v read once and the output written
-    (forward, decode); forward plus backward adds reading q, k, v, out, dout and writing dq, dk, dv."""
-    element = torch.empty((), dtype=case.torch_dtype).element_size()
-    q = case.batch * case.heads * case.n_q * case.head_dim  # q, the output, dout, dq: each this size
-    kv = case.batch * case.n_heads_kv * case.seq_len * case.head_dim  # k, v, dk, dv: each this size
-    forward = 2 * q + 2 * kv
-    backward = (3 * q + 2 * kv) + (q + 2 * kv)  # reads q, out, dout, k, v; writes dq, dk, dv
-    return float(element * (forward + (backward if case.mode == "fwd_bwd" else 0)))
-
-
-def case_flops(case: Case) -> float | None:
-    """FLOPs of one timed call: the variant's forward model, times 3.5 for forward plus backward."""
-    spec = get_variant(case.variant)
-    if spec.flops is None:
-        return None
-    forward = float(spec.flops(case))
-    return forward * (1 + BACKWARD_FLOPS_FACTOR) if case.mode == "fwd_bwd" else forward
-
-
 def is_oom(exc: BaseException) -> bool:
     """An allocation failure, whichever way the allocator reported it."""
     if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
@@ -126,13 +84,17 @@ def failure_status(exc: BaseException) -> tuple[str, str]:
 
 def _accuracy(record: Record, spec, case: Case, out: torch.Tensor, pristine, rows: int):
     """The first call's error against float64 (`harness.measure.accuracy`); ``record`` an ``error`` when it is
-    beyond what the variant's kind allows (`harness.measure.contract.too_wrong`)."""
+    beyond what the variant's kind allows (`harness.measure.contract.too_wrong`). An approximation's fidelity
+    (`harness.measure.fidelity`) and the trained input family's task accuracy go on ``record`` too."""
     against = reference_mask(spec, case)
     acc = measure_accuracy(out, *pristine, mask=against, score_mod=case.score_mod, max_rows=rows, seed=case.seed)
     record.err_reference = against.spec if against != case.mask else None
+    record.inputs_accuracy = case.inputs.task_accuracy(case.head_dim)
     wrong = too_wrong(acc.rel_err, case.torch_dtype, spec.exact, spec.tolerance)
     if wrong:
         record.status, record.reason, record.rel_err = "error", f"{case.variant}: {wrong}", acc.rel_err
+    elif not spec.exact:  # how the approximation is wrong, beside how much
+        _fidelity(record, spec, case, pristine)
     return acc
 
 
@@ -232,7 +194,6 @@ def measure_case(
     try:
         with thread_count(case.threads):
             inputs = make_inputs(case)
-            record.inputs_accuracy = case.inputs.task_accuracy(case.head_dim)
             w = workload(case, inputs)
             timed, forward = w.timed, w.forward
             pristine = tuple(t.clone() for t in inputs)
@@ -244,8 +205,6 @@ def measure_case(
             acc = None if timing_only else _accuracy(record, spec, case, out, pristine, accuracy_rows)
             if record.status == "error":  # too far from float64 for its kind
                 return record
-            if not spec.exact and not timing_only:  # how the approximation is wrong (harness.measure.fidelity)
-                _fidelity(record, spec, case, pristine)
             if spec.backend is not None and not timing_only:
                 # Asked with the inputs the timed call gets: a dispatcher (SDPA) picks by requires_grad too.
                 asked = tuple(t.detach().requires_grad_(case.mode == "fwd_bwd") for t in pristine)

@@ -21,9 +21,9 @@ from variants import get_variant
 
 from ..measure.accuracy import CHUNK_BYTES, DEFAULT_MAX_ROWS
 from ..measure.case import Case, configuration
+from ..measure.case_work import declared_classes
 from ..measure.complexity import declared_exponent
 from ..measure.device import available_bytes
-from ..measure.measure_case import declared_classes
 
 BUDGET_FRACTION = 0.8  # of the memory available when the sweep starts
 
