@@ -28,6 +28,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .common import group_queries, hide, row_positions, softmax_scale, ungroup
 from .masks import Mask, tile_rows
+from .paged import PageTable, refuse_gradients
 from .registry import ALL_MASKS, ALL_SCORE_MODS, register
 from .score_mods import NO_MOD, ScoreMod
 
@@ -159,15 +160,26 @@ class _Blocks:
                 hide(tile[:, a - r0 : b - r0], self.mask, self.positions[a:b], self.n_q, self.n_kv, k0)
 
 
-def _online_forward(q, k, v, mask: Mask, scale: float, block: int, score_mod: ScoreMod):
-    """Returns out (B, H, N_q, D_v) in q's dtype and lse (B·H_kv, N_q·G, 1) in fp32/fp64."""
+def _online_forward(q, k, v, mask: Mask, scale: float, block: int, score_mod: ScoreMod, pages: PageTable | None = None):
+    """Returns out (B, H, N_q, D_v) in q's dtype and lse (B·H_kv, N_q·G, 1) in fp32/fp64. With ``pages``, k and v
+    are pools (`variants.paged`) and each key block is gathered from its pages as the loop reaches it."""
     B, H, n_q, D = q.shape
-    H_kv, n_kv, E = k.shape[1], k.shape[2], v.shape[-1]
+    H_kv, E = k.shape[1], v.shape[-1]
+    n_kv = k.shape[2] if pages is None else pages.n_kv
     dt = _compute_dtype(q.dtype)
     qs = group_queries(q.to(dt) * scale, H_kv).reshape(B * H_kv, -1, D)  # (BH_kv, R, D), R = N_q·G, scaled copy
     R = qs.shape[1]
-    kf = k.to(dt).reshape(B * H_kv, n_kv, D)  # (BH_kv, N_kv, D)
-    vf = v.to(dt).reshape(B * H_kv, n_kv, E)  # (BH_kv, N_kv, E)
+
+    if pages is None:
+        kf = k.to(dt).reshape(B * H_kv, n_kv, D)  # (BH_kv, N_kv, D)
+        vf = v.to(dt).reshape(B * H_kv, n_kv, E)  # (BH_kv, N_kv, E)
+
+    def keys(k0: int, k1: int) -> tuple[torch.Tensor, torch.Tensor]:  # (BH_kv, b, D), (BH_kv, b, E)
+        if pages is None:
+            return kf[:, k0:k1], vf[:, k0:k1]  # views
+        kb, vb = pages.gather(k, k0, k1), pages.gather(v, k0, k1)  # (B, H_kv, b, ·): this block's pages only
+        return kb.to(dt).reshape(B * H_kv, k1 - k0, D), vb.to(dt).reshape(B * H_kv, k1 - k0, E)
+
     acc = torch.zeros(B * H_kv, R, E, dtype=dt, device=q.device)  # running numerator
     row_max = torch.full((B * H_kv, R, 1), float("-inf"), dtype=dt, device=q.device)
     row_sum = torch.zeros(B * H_kv, R, 1, dtype=dt, device=q.device)
@@ -177,7 +189,7 @@ def _online_forward(q, k, v, mask: Mask, scale: float, block: int, score_mod: Sc
     rescale = torch.empty_like(row_max)
     blocks = _Blocks(mask, n_q, n_kv, H // H_kv, block)
     for k0, k1, r0, r1, f0, f1 in blocks:
-        kb, vb = kf[:, k0:k1], vf[:, k0:k1]  # (BH_kv, b, D), (BH_kv, b, E)
+        kb, vb = keys(k0, k1)  # (BH_kv, b, D), (BH_kv, b, E)
         s = tile[:, : r1 - r0, : k1 - k0]  # (BH_kv, rows, b)
         torch.bmm(qs[:, r0:r1], kb.transpose(1, 2), out=s)
         _modify(score_mod, blocks.folded[r0:r1], n_q, n_kv, H, s.view(B, H_kv, r1 - r0, k1 - k0), k0)  # in place
@@ -240,9 +252,9 @@ def _online_backward(q, k, v, out, lse, grad_out, mask: Mask, scale: float, bloc
 
 
 @register("chunked-online", family="chunked", exact=True, time="O(N^2 d)", memory="O(N)", params={"block": 128},
-          masks=ALL_MASKS, gqa=True, skips_masked=True, score_mods=ALL_SCORE_MODS)  # fmt: skip
+          masks=ALL_MASKS, gqa=True, skips_masked=True, score_mods=ALL_SCORE_MODS, layouts=("contiguous", "paged"))  # fmt: skip
 def chunked_online(q, k, v, *, mask: Mask, scale: float | None = None, block: int = 128,
-                   score_mod: ScoreMod = NO_MOD) -> torch.Tensor:  # fmt: skip
+                   score_mod: ScoreMod = NO_MOD, pages: PageTable | None = None) -> torch.Tensor:  # fmt: skip
     """Keys/values in blocks of ``block`` with a running max and sum (online softmax).
 
     q: (B, H, N_q, D); k, v: (B, H_kv, N_kv, D|D_v) -> (B, H, N_q, D_v).
@@ -250,6 +262,10 @@ def chunked_online(q, k, v, *, mask: Mask, scale: float | None = None, block: in
     rows that see it (half the work under causal, O(N·W·d) under sliding:W);
     memory O(N_q·G·block) for the one reused tile plus O(N·D) accumulators. A
     128-key block measured fastest on a 2-core AVX-512 CPU at N=4096 (64: 1.13x
-    slower, 192: same, 256: 1.07x slower).
+    slower, 192: same, 256: 1.07x slower). With ``pages`` (`variants.paged`), k and v are pools of pages and
+    each key block is gathered from its pages when the loop reaches it (decode: forward only).
     """
+    if pages is not None:
+        refuse_gradients(q, k, v)
+        return _online_forward(q, k, v, mask, softmax_scale(q, scale), block, score_mod, pages)[0]
     return _OnlineSoftmaxAttention.apply(q, k, v, mask, softmax_scale(q, scale), block, score_mod)

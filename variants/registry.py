@@ -83,6 +83,9 @@ def register(
     unknown_kinds = set(options["masks"]) - set(KINDS)
     if unknown_kinds:
         raise ValueError(f"register({name!r}): unknown mask kind(s) {', '.join(sorted(unknown_kinds))}; known: {KINDS}")
+    options["layouts"] = tuple(options.get("layouts", ("contiguous",)))
+    if not options["layouts"] or set(options["layouts"]) - {"contiguous", "paged"}:
+        raise ValueError(f"register({name!r}): layouts= lists KV cache layouts of ('contiguous', 'paged')")
     options["score_mods"] = tuple(options.get("score_mods", ("none",)))
     if set(options["score_mods"]) - set(SCORE_MOD_KINDS) or "none" not in options["score_mods"]:
         raise ValueError(f'register({name!r}): score_mods= lists kinds of {SCORE_MOD_KINDS}, "none" among them')

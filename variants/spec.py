@@ -58,6 +58,8 @@ class VariantSpec:
     ``dense_masks``: a mask other than none and causal, and a bias score
     modification, reach the kernel as an (N_q, N_kv) tensor, so its memory is
     O(N²) under them whatever ``memory`` declares (SDPA's ``attn_mask``).
+    ``layouts``: the KV cache layouts read; a "paged" one is called with k
+    and v pools and ``pages=`` (a `variants.paged.PageTable`).
     ``reference`` (approximations only): the `Mask` of the exact attention the
     variant approximates when a case asks for none -- e.g. "sliding:256" for a
     windowed approximation -- so its error against float64 (in sweeps and in
@@ -87,6 +89,7 @@ class VariantSpec:
     gqa: bool = False
     skips_masked: bool = False
     dense_masks: bool = False
+    layouts: tuple[str, ...] = ("contiguous",)  # KV cache layouts read: "contiguous", "paged" (variants.paged)
     reference: Mask | None = None  # an approximation's exact counterpart (see above)
     tolerance: float | None = None  # the relative error against it that `attnbench check` allows
     takes_mask: bool = False  # the function takes mask= (set by register from its signature)
@@ -122,6 +125,7 @@ class VariantSpec:
             "name": self.name, "family": self.family, "exact": self.exact, "time": self.time, "memory": self.memory,
             "devices": list(self.devices), "dtypes": list(self.dtypes),
             "masks": list(self.masks), "score_mods": list(self.score_mods), "gqa": self.gqa_method,
+            "layouts": list(self.layouts),
             "backward": self.backward, "params": dict(self.params), "requires": self.requires,
             "randomized": self.randomized, "reference": self.reference and self.reference.spec, "tolerance": self.tolerance,
             "available": reason is None, "unavailable_reason": reason, "doc": self.doc,
@@ -160,18 +164,23 @@ class VariantSpec:
         scale: float | None = None,
         seed: int = 0,
         score_mod: ScoreMod | str | None = None,
+        pages: Any = None,
     ) -> torch.Tensor:
         """Run the variant: q (B, H, N_q, D), k (B, H_kv, N_kv, D), v (B, H_kv, N_kv, D_v) -> (B, H, N_q, D_v).
 
         ``mask`` is a `Mask` (or its spec string, "sliding:256"), ``score_mod`` a `ScoreMod` (or its spec,
-        "softcap:50"); None: "none".
+        "softcap:50"); None: "none". ``pages``: a `variants.paged.PageTable`, k and v then pools of pages.
         """
         mask, score_mod = parse_mask(mask), parse_score_mod(score_mod)
         self.check(q, k, v, mask=mask, score_mod=score_mod)
+        layout = "contiguous" if pages is None else "paged"
+        if layout not in self.layouts:
+            raise Unsupported(f"{self.name} does not read a {layout} KV cache (reads: {', '.join(self.layouts)})")
         if k.shape[1] != q.shape[1] and not self.gqa:
             groups = q.shape[1] // k.shape[1]
             k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)  # (B, H, N_kv, ·) copies
-        return self.fn(q, k, v, **self.keywords(mask, scale, seed, score_mod))
+        paging = {} if pages is None else {"pages": pages}
+        return self.fn(q, k, v, **self.keywords(mask, scale, seed, score_mod), **paging)
 
     def keywords(self, mask: Mask, scale: float | None = None, seed: int = 0, score_mod: ScoreMod = NO_MOD) -> dict[str, Any]:
         """The keywords the function is called with: ``mask=``, or for a function written to the original

@@ -24,8 +24,8 @@ from .fits import agrees, crossovers, fit_power_law, implausible
 
 MIN_LEAD = 0.10  # a crossover counts when the curves end at least this far apart
 # device_name too: on a heterogeneous cluster the same "cuda" is several GPU models, each its own curve.
-CONFIG_COLUMNS = ["run_id", "model", "device", "device_name", "dtype", "mode", "mask", "score_mod", "inputs", "batch",
-                  "heads", "heads_kv", "q_len", "head_dim"]  # fmt: skip
+CONFIG_COLUMNS = ["run_id", "model", "device", "device_name", "dtype", "mode", "mask", "score_mod", "inputs", "kv_layout",
+                  "batch", "heads", "heads_kv", "q_len", "head_dim"]  # fmt: skip
 
 
 def with_config(frame: pd.DataFrame) -> pd.DataFrame:
@@ -36,7 +36,16 @@ def with_config(frame: pd.DataFrame) -> pd.DataFrame:
     """
     if "config" in frame.columns:
         return frame
-    named = ("model", "device", "dtype", "mode", "mask", "score_mod", "inputs")  # always in the label (`config_label`)
+    named = (
+        "model",
+        "device",
+        "dtype",
+        "mode",
+        "mask",
+        "score_mod",
+        "inputs",
+        "kv_layout",
+    )  # always in the label (`config_label`)
     shown = [c for c in CONFIG_COLUMNS if c in frame and c not in named
              and frame[c].nunique(dropna=False) > 1 and not (c == "q_len" and (frame["mode"] != "decode").any())]  # fmt: skip
     # (q_len is N outside decoding: it varies with the curve, not between curves)

@@ -66,6 +66,7 @@ class Case:
     cuda_graphs: bool = False
     model: str | None = None  # the model whose shapes these are (`harness.measure.models`), as --model named it
     inputs: InputFamily = GAUSSIAN
+    kv_layout: str = "contiguous"
 
     def __post_init__(self) -> None:
         for sweep_field in CASE_FIELDS:
@@ -84,6 +85,8 @@ class Case:
             object.__setattr__(self, "q_len", 1)
         if self.mode == "decode" and self.q_len > self.seq_len:  # the last queries of the sequence
             raise ValueError(f"Case.q_len of a decode case must be a positive integer up to {self.seq_len}, got {self.q_len!r}")
+        if self.kv_layout != "contiguous" and self.mode != "decode":
+            raise ValueError(f"Case.kv_layout {self.kv_layout} is a decode cache; this case's mode is {self.mode}")
         if self.model is not None and not (isinstance(self.model, str) and self.model):
             raise ValueError(f"Case.model must be a model's name, got {self.model!r}")
         if self.heads_kv is not None and self.heads % self.heads_kv:

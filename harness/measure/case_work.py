@@ -40,6 +40,8 @@ def case_bytes(case: Case) -> float:
     q = case.batch * case.heads * case.n_q * case.head_dim  # q, the output, dout, dq: each this size
     kv = case.batch * case.n_heads_kv * case.seq_len * case.head_dim  # k, v, dk, dv: each this size
     forward = 2 * q + 2 * kv
+    if case.kv_layout != "contiguous":  # a paged cache's block table is read too: one int64 per page
+        forward += 8 * case.batch * -(-case.seq_len // int(case.kv_layout.partition(":")[2])) / element
     backward = (3 * q + 2 * kv) + (q + 2 * kv)  # reads q, out, dout, k, v; writes dq, dk, dv
     return float(element * (forward + (backward if case.mode == "fwd_bwd" else 0)))
 

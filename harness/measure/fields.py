@@ -111,6 +111,9 @@ FIELDS: tuple[Field, ...] = (
           flag="--mode"),
     Field("q_len", p.positive_int, None, "queries against the N keys: cross-attention in fwd and fwd_bwd (default: N), "
           "the last queries of the sequence in decode (default 1)", case="q_len", in_grids=True),
+    Field("kv_layouts", p.kv_layout, ("contiguous",), "comma-separated KV cache layouts of decode cases: "
+          "contiguous,paged:P (pages of P tokens in a pool, read through a block table)", grid=True, case="kv_layout",
+          flag="--kv-layout"),
     Field("inputs", p.inputs, (GAUSSIAN,), "comma-separated input families: gaussian,peaked:T,local:L,lowrank:R,"
           "clustered:C (what the attention looks like; harness.measure.inputs)", grid=True, case="inputs"),
     Field("models", p.model, (), "comma-separated built-in models (llama-3-8b, mistral-7b, gemma-2-9b, vit-b-16, ...) "

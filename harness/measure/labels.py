@@ -15,6 +15,7 @@ def config_label(row: Mapping[str, Any], shown: Iterable[str] = ()) -> str:
     name as it is, and a run id first ("run-a · cpu ...")."""
     modified = [row[c] for c in ("mask", "score_mod") if row.get(c, "none") not in ("none", None)]
     modified += [row["inputs"]] if row.get("inputs", "gaussian") not in ("gaussian", None) else []
+    modified += [row["kv_layout"]] if row.get("kv_layout", "contiguous") not in ("contiguous", None) else []
     label = " ".join([*([row["model"]] if row.get("model") else []), row["device"], row["dtype"], row["mode"], *modified])
     crossing = row["mode"] != "decode" and row.get("q_len") not in (None, row.get("seq_len"))  # cross-attention
     if crossing and "q_len" not in shown:

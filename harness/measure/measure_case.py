@@ -193,16 +193,15 @@ def measure_case(
     record.allocator, record.warnings = _use_allocator(case)
     try:
         with thread_count(case.threads):
-            inputs = make_inputs(case)
-            w = workload(case, inputs)
-            timed, forward = w.timed, w.forward
+            w = workload(case, make_inputs(case))
+            timed, forward, inputs = w.timed, w.forward, w.inputs  # what the variant is handed
             pristine = tuple(t.clone() for t in inputs)
             graphs = compiled_graphs()
             out, first_s = _clocked(forward, case.device)  # also the untimed first call
             wrong = _first_call_wrong(out, inputs, pristine, case.variant)
             if wrong:
                 return record_for(case, "error", wrong)
-            acc = None if timing_only else _accuracy(record, spec, case, out, pristine, accuracy_rows)
+            acc = None if timing_only else _accuracy(record, spec, case, out, w.logical(pristine), accuracy_rows)
             if record.status == "error":  # too far from float64 for its kind
                 return record
             if spec.backend is not None and not timing_only:

@@ -19,6 +19,7 @@ from variants.score_mods import ScoreModError, parse_score_mod
 
 from .device import DeviceError, check_device, cpu_count
 from .inputs import InputsError, parse_inputs
+from .kv_layout import KVLayoutError, parse_kv_layout
 
 MODES = ("fwd", "fwd_bwd", "decode")
 # Past this scale softmax is a one-hot argmax in every dtype and float16 inputs
@@ -135,6 +136,13 @@ def inputs(value: Any, what: str):
     try:
         return parse_inputs(value)
     except InputsError as exc:
+        raise SweepError(f"{what}: {exc}") from None
+
+
+def kv_layout(value: Any, what: str) -> str:
+    try:
+        return parse_kv_layout(value)
+    except KVLayoutError as exc:
         raise SweepError(f"{what}: {exc}") from None
 
 

@@ -40,6 +40,7 @@ class Record:
     model: str | None = None  # the model whose shapes these are (--model), if any
     inputs: str = "gaussian"  # the input family's spec (harness.measure.inputs)
     inputs_accuracy: float | None = None  # the trained family's model's accuracy on its recall task
+    kv_layout: str = "contiguous"  # a decode case's KV cache: "contiguous" or "paged:P" (variants.paged)
     head_dim: int
     threads: int
     input_scale: float

@@ -22,6 +22,7 @@ from variants import get_variant
 from .accuracy import measure_accuracy
 from .case import Case, make_grad_output, make_inputs
 from .contract import REPEAT_TOLERANCE, relative_difference, too_wrong, unlike
+from .kv_layout import KVLayout
 
 CHECK_ROWS = 32  # query rows an exact variant's refilled answer is checked on against float64
 
@@ -29,37 +30,57 @@ CHECK_ROWS = 32  # query rows an exact variant's refilled answer is checked on a
 @dataclass(frozen=True)
 class Workload:
     """``timed()`` is the call timed (forward, or forward and backward); ``forward()`` returns the forward
-    output (B, H, N_q, D_v) of ``inputs`` (q, k, v); ``last[0]`` is the latest timed call's forward output;
-    ``on(q, k, v)`` is the variant's forward output on other tensors."""
+    output (B, H, N_q, D_v); ``inputs`` are the tensors the variant is handed (q, k, v; for a paged cache, q and
+    the pools of k and v), ``logical(handed)`` turns such tensors back into contiguous q, k, v, and
+    ``store(q, k, v)`` writes contiguous values into them in place; ``last[0]`` is the latest timed call's
+    forward output; ``on(q, k, v)`` is the variant's forward output on other (contiguous) tensors."""
 
     timed: Callable[[], None]
     forward: Callable[[], torch.Tensor]
     inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
     last: list
     on: Callable[..., torch.Tensor]
+    logical: Callable[[tuple], tuple]
+    store: Callable[..., None]
 
 
 def workload(case: Case, inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> Workload:
-    """The calls of ``case`` on ``inputs`` (the case's q, k, v)."""
+    """The calls of ``case`` on ``inputs`` (the case's contiguous q, k, v; paged into pools for a paged case)."""
     spec = get_variant(case.variant)
     q, k, v = inputs
     kwargs = {"mask": case.mask, "score_mod": case.score_mod, "seed": case.seed}
     last: list = [None]
+    layout = KVLayout(case.kv_layout, case.seed)
+    k, v, pages = layout.store(k, v)
+    inputs, kwargs = (q, k, v), {**kwargs, **({} if pages is None else {"pages": pages})}
 
     def on(*tensors: torch.Tensor) -> torch.Tensor:
+        qq, kk, vv, paged = tensors[0], *layout.store(*tensors[1:])
         with torch.inference_mode():
-            return spec(*tensors, **kwargs)
+            return spec(qq, kk, vv, **{**kwargs, **({} if paged is None else {"pages": paged})})
+
+    def logical(handed: tuple) -> tuple:
+        return handed if pages is None else (handed[0], pages.gather(handed[1]), pages.gather(handed[2]))
+
+    def store(*values: torch.Tensor) -> None:
+        with torch.no_grad():
+            inputs[0].copy_(values[0])
+            for tensor, value in zip(inputs[1:], values[1:]):
+                layout.write(tensor, value, pages)
+
+    common = {"inputs": inputs, "last": last, "on": on, "logical": logical, "store": store}
 
     if case.mode != "fwd_bwd":  # fwd, decode
 
         def forward() -> torch.Tensor:
-            return on(q, k, v)
+            with torch.inference_mode():
+                return spec(q, k, v, **kwargs)
 
         def timed() -> None:
             with torch.inference_mode():
                 last[0] = spec(q, k, v, **kwargs)
 
-        return Workload(timed, forward, inputs, last, on)
+        return Workload(timed, forward, **common)
 
     leaves = tuple(t.detach().requires_grad_() for t in inputs)  # views of the inputs: a refill reaches them
     grad_out = make_grad_output(case)
@@ -73,7 +94,7 @@ def workload(case: Case, inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
         with torch.no_grad():
             return spec(*leaves, **kwargs)
 
-    return Workload(forward_backward, forward_only, inputs, last, on)
+    return Workload(forward_backward, forward_only, **common)
 
 
 def follows_inputs(w: Workload, case: Case, before: torch.Tensor) -> str | None:
@@ -86,9 +107,7 @@ def follows_inputs(w: Workload, case: Case, before: torch.Tensor) -> str | None:
     inputs are changed for good: call this last.
     """
     fresh = make_inputs(case, seed=case.seed + 2)
-    with torch.no_grad():
-        for tensor, values in zip(w.inputs, fresh):
-            tensor.copy_(values)
+    w.store(*fresh)
     refilled = w.forward()
     if relative_difference(refilled, before) <= REPEAT_TOLERANCE.get(before.dtype, 2e-2):
         return (

@@ -232,6 +232,9 @@ def check_combinations(sweep: Sweep) -> Sweep:
                 raise SweepError(str(exc)) from None
     for family in (f for f in sweep.inputs if f.kind == "lowrank" and f.size > min(sweep.head_dim)):
         raise SweepError(f"--inputs {family}: the rank {family.size} is above --head-dim {min(sweep.head_dim)}")
+    paged = [layout for layout in sweep.kv_layouts if layout != "contiguous"]
+    if paged and set(sweep.modes) - {"decode"}:
+        raise SweepError(f"--kv-layout {paged[0]} is a decode cache; this sweep's modes are {', '.join(sweep.modes)}")
     if "decode" in sweep.modes and (sweep.q_len or 1) > min(sweep.seq_lens):
         raise SweepError(f"--q-len {sweep.q_len} is larger than N={min(sweep.seq_lens)}: decode queries follow the N keys")
     return sweep
@@ -244,12 +247,15 @@ def _decoding(mask: Mask, mode: str) -> Mask:
 
 def variants_for(sweep: Sweep, device: str) -> list[str]:
     """The sweep's variants on ``device``; "all" means those whose spec can run there and serves one of the
-    grid's masks and one of its score modifications (else it would give only ``unsupported`` rows)."""
+    grid's masks, one of its score modifications and one of its KV layouts (else it would give only
+    ``unsupported`` rows)."""
     if sweep.variants == ("all",):
         kinds = {_decoding(mask, mode).kind for mask in sweep.masks for mode in sweep.modes} | {m.kind for m in sweep.masks}
         mods = {m.kind for m in sweep.score_mods}
+        layouts = {layout.partition(":")[0] for layout in sweep.kv_layouts}
         return [n for n in list_variants() if get_variant(n).unavailable_reason(device) is None
-                and kinds & set(get_variant(n).masks) and mods & set(get_variant(n).score_mods)]  # fmt: skip
+                and kinds & set(get_variant(n).masks) and mods & set(get_variant(n).score_mods)
+                and layouts & set(get_variant(n).layouts)]  # fmt: skip
     return list(sweep.variants)
 
 

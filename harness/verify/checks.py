@@ -36,7 +36,7 @@ from ..measure.accuracy import relative_error
 from ..measure.case import seeded_qkv
 from ..measure.contract import contract_violation
 from ..measure.reference import reference_attention
-from .dimensions import check_mask, check_masks, check_score_mods
+from .dimensions import check_mask, check_masks, check_paged, check_score_mods
 from .yardstick import GRAD_TOLERANCE, TOLERANCE, CheckResult, exact_error
 
 
@@ -210,16 +210,19 @@ CHECKS = {
     "masks and GQA": lambda spec, device: check_masks(spec, device=device),
     "score modifications": lambda spec, device: check_score_mods(spec, device=device),
     "backward": lambda spec, device: check_backward(spec, device=device),
+    "paged KV cache": lambda spec, device: check_paged(spec, device=device),
     "accuracy": lambda spec, device: check_accuracy(spec, device=device),
 }
 
 
 def checks_for(spec: VariantSpec) -> list[str]:
     """The names of the checks that apply to ``spec`` (exact tolerances only for exact variants; the score
-    modifications only where it declares one)."""
-    exact_only, approximate_only = ("exact", "masks and GQA", "score modifications"), ("accuracy",)
-    left_out = (approximate_only if spec.exact else exact_only) + (
-        ("score modifications",) if spec.score_mods == ("none",) else ()
+    modifications only where it declares one; the paged cache only where it reads one)."""
+    exact_only, approximate_only = ("exact", "masks and GQA", "score modifications", "paged KV cache"), ("accuracy",)
+    left_out = (
+        (approximate_only if spec.exact else exact_only)
+        + (("score modifications",) if spec.score_mods == ("none",) else ())
+        + (("paged KV cache",) if "paged" not in spec.layouts else ())
     )
     return [name for name in CHECKS if name not in left_out]
 

@@ -6,6 +6,8 @@ heads, at square shapes, at N_q != N_kv both ways and at a single decoding query
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 from variants import Unsupported, VariantSpec
@@ -19,6 +21,11 @@ MASK_SPECS = {"none": NONE, "causal": CAUSAL, "causal-br": Mask("causal-br"), "s
               "docs-bi": Mask("docs-bi", 3)}  # fmt: skip
 # Square; N_q != N_kv both ways (N_q > N_kv leaves the first queries no key under bottom-right masks); decode.
 MASK_SHAPES = [(64, 64), (300, 517), (517, 300), (1, 300)]
+
+
+def paging(spec: VariantSpec) -> dict:
+    """How a check hands a variant its K and V: as they are, or, to one that reads only a paged cache, in pages."""
+    return {} if "contiguous" in spec.layouts else {"page_size": 16}
 
 
 def check_mask(kind: str, n_kv: int) -> Mask:
@@ -44,9 +51,8 @@ def check_masks(spec: VariantSpec, *, device: str = "cpu") -> CheckResult:
         here = {}
         for kind in spec.masks:
             try:
-                here[kind] = exact_error(
-                    spec, n_q=n_q, n_kv=n_kv, mask=check_mask(kind, n_kv), heads=4, heads_kv=2, device=device
-                )
+                here[kind] = exact_error(spec, n_q=n_q, n_kv=n_kv, mask=check_mask(kind, n_kv), heads=4, heads_kv=2,
+                                         device=device, **paging(spec))  # fmt: skip
             except Unsupported as exc:
                 here[kind] = exc
         errors = {kind: e for kind, e in here.items() if not isinstance(e, Unsupported)}
@@ -92,7 +98,7 @@ def check_score_mods(spec: VariantSpec, *, device: str = "cpu") -> CheckResult:
                 case = dict(n_q=n_q, n_kv=n_kv, mask=mask, heads=4, heads_kv=2, device=device)
                 where = f"{SCORE_MOD_SPECS[kind]} {mask} N_q={n_q} N_kv={n_kv}"
                 try:
-                    err = exact_error(spec, score_mod=SCORE_MOD_SPECS[kind], **case)
+                    err = exact_error(spec, score_mod=SCORE_MOD_SPECS[kind], **case, **paging(spec))
                 except Unsupported as exc:
                     if spec.backend is None and _runs(spec, case):
                         refused.append(f"{where} ({exc})")
@@ -117,3 +123,27 @@ def _runs(spec: VariantSpec, case: dict) -> bool:
     except Unsupported:
         return False
     return True
+
+
+# A page of one token, pages that leave the last one partly filled (300 = 42·7 + 6), and one page longer than the
+# whole sequence; one decoding query and three.
+PAGE_SIZES, PAGED_SHAPES = (1, 7, 512), [(1, 300), (3, 300)]
+
+
+def check_paged(spec: VariantSpec, *, device: str = "cpu") -> CheckResult:
+    """A variant that reads a paged KV cache, against float64 on the contiguous cache, with 4 query heads over 2
+    key heads, under each of the decode masks it declares (none, causal-br)."""
+    if "paged" not in spec.layouts:
+        return CheckResult("paged KV cache", None, f"{spec.name} reads no paged KV cache")
+    worst, failures = 0.0, []
+    for size, (n_q, n_kv), kind in itertools.product(PAGE_SIZES, PAGED_SHAPES, ("causal-br", "none")):
+        if kind not in spec.masks:
+            continue
+        err = exact_error(spec, n_q=n_q, n_kv=n_kv, mask=MASK_SPECS[kind], heads=4, heads_kv=2, device=device,
+                          page_size=size)  # fmt: skip
+        worst = max(worst, err)
+        if not err <= TOLERANCE[torch.float32]:  # NaN fails too
+            failures.append(f"paged:{size} {kind} N_q={n_q} N_kv={n_kv}: {err:.1e}")
+    if failures:
+        return CheckResult("paged KV cache", False, "over tolerance: " + "; ".join(failures[:3]))
+    return CheckResult("paged KV cache", True, f"pages of {', '.join(map(str, PAGE_SIZES))}: largest relative error {worst:.1e}")

@@ -1,0 +1,92 @@
+"""Paged KV caches: K and V in a shared pool of fixed-size pages, read through a block table (vLLM's
+PagedAttention, FlexAttention's paged attention), and the variant that gathers them first.
+
+A pool holds every sequence's keys in pages of P tokens, (1, H_kv, pages·P, D), the pages in a seeded random
+order (a server's pool after many requests came and went); ``block_table[b, i]`` is the physical page of
+sequence b's i-th logical page. A variant that declares ``layouts=("paged", ...)`` is called as
+``spec(q, k_pool, v_pool, pages=PageTable, mask=...)`` and reads logical keys through the table:
+
+``gather``          indexes the pool into contiguous (B, H_kv, N, D) K and V, then runs SDPA: what a simple
+                    server does, paying a copy of the whole cache per call.
+``chunked-online``  walks the cache a key block at a time, gathering only that block's pages (a tile, as a
+                    kernel loads a page into fast memory), never the whole cache (`variants.chunked`).
+
+Every sequence here has the same length N (the case's); a last page may be partly filled.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .masks import Mask
+from .registry import ALL_MASKS, Unsupported, register
+
+
+@dataclass(frozen=True, eq=False)
+class PageTable:
+    """Where each sequence's keys live: ``block_table`` (B, pages) int64 physical page ids, ``page_size`` P
+    tokens a page, ``n_kv`` keys per sequence (the last page holds n_kv - (pages - 1)·P of them)."""
+
+    block_table: torch.Tensor
+    page_size: int
+    n_kv: int
+
+    @functools.cached_property
+    def positions(self) -> torch.Tensor:
+        """(B, n_kv) int64: the pool position of each sequence's every logical key (computed once)."""
+        logical = torch.arange(self.n_kv, device=self.block_table.device)
+        return self.block_table[:, logical // self.page_size] * self.page_size + logical % self.page_size
+
+    def token_index(self, start: int, stop: int) -> torch.Tensor:
+        """(B, stop - start) int64: the pool position of each sequence's logical keys start..stop-1."""
+        return self.positions[:, start:stop]
+
+    def gather(self, pool: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """The logical keys start..stop-1 of every sequence, (B, H_kv, stop - start, D), copied out of ``pool``
+        (1, H_kv, pages·P, D). O(B·H_kv·(stop - start)·D)."""
+        _, H_kv, T, D = pool.shape
+        heads = torch.arange(H_kv, device=pool.device)[:, None] * T  # each head's offset in the flat pool
+        index = self.token_index(start, self.n_kv if stop is None else stop)[:, None, :] + heads  # (B, H_kv, b)
+        return pool.view(H_kv * T, D).index_select(0, index.flatten()).view(*index.shape, D)  # one gather, contiguous
+
+    @property
+    def bytes(self) -> int:
+        """The block table's size, read once per call."""
+        return self.block_table.numel() * self.block_table.element_size()
+
+
+def page(k: torch.Tensor, v: torch.Tensor, page_size: int, seed: int = 0):
+    """(k_pool, v_pool, PageTable) holding k, v (B, H_kv, N, D): each sequence's ceil(N / P) pages placed at a
+    seeded random permutation of the pool's B·ceil(N / P) pages (a partly filled last page padded with zeros)."""
+    B, H_kv, n_kv, _ = k.shape
+    per_sequence = math.ceil(n_kv / page_size)
+    order = torch.randperm(B * per_sequence, generator=torch.Generator().manual_seed(seed)).to(k.device)
+    table = PageTable(order.view(B, per_sequence), page_size, n_kv)
+    index = table.token_index(0, n_kv)  # (B, N)
+
+    def pool_of(x: torch.Tensor) -> torch.Tensor:
+        pool = x.new_zeros(1, H_kv, B * per_sequence * page_size, x.shape[-1])
+        pool[0][:, index] = x.transpose(0, 1)  # (H_kv, B, N, ·) into their pages
+        return pool
+
+    return pool_of(k), pool_of(v), table
+
+
+@register("gather", family="paged", exact=True, time="O(N^2 d)", memory="O(N)", masks=ALL_MASKS, gqa=True,
+          layouts=("paged",))  # fmt: skip
+def gather(q, k, v, *, mask: Mask, scale: float | None = None, pages: PageTable) -> torch.Tensor:
+    """A paged cache gathered into contiguous K and V, then SDPA. q (B, H, N_q, D); k, v pools (1, H_kv, T, D)
+    -> (B, H, N_q, D_v). Time and memory: SDPA's plus the copy, O(B·H_kv·N·D)."""
+    from .sdpa import sdpa  # the registered function: what the gathered cache is handed to
+
+    return sdpa(q, pages.gather(k), pages.gather(v), mask=mask, scale=scale)
+
+
+def refuse_gradients(*tensors: torch.Tensor) -> None:
+    """A paged cache is read by decoding, which takes no gradient: refused, not silently detached."""
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        raise Unsupported("a paged KV cache is read in decode, forward only")
