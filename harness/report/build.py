@@ -22,6 +22,7 @@ import pandas as pd
 
 from ..analyze.families import ERROR_LIMIT, RECALL_LIMIT, breaking_points, family_table
 from ..analyze.packing import packing_table
+from ..analyze.paging import paging_cost_table
 from ..analyze.tables import (
     compile_table,
     crossover_table,
@@ -179,6 +180,11 @@ def _sections(tables: dict[str, pd.DataFrame], headline: pd.DataFrame, figures: 
                  "variant's at that case. 'ideal': N² over the visible pairs, what skipping every hidden pair saves "
                  "against the dense case. sdpa-padded pads each document to the longest and counts the padding as "
                  "work done; 'padding' is the share of its tokens that are padding."},
+        {"title": "The cost of a paged KV cache", "table": _html_table(tables["paging_cost"], "no paged decode case"),
+         "note": "Decoding from a cache kept in pages of P tokens in a shared pool, in a shuffled order, read through "
+                 "a block table: the fastest variant reading the pages over the fastest reading a contiguous cache "
+                 "of the same shape. 'gather' copies the pages out first; chunked-online gathers one key block at a "
+                 "time."},
         {"title": "Approximations across input families", "table": _html_table(tables["breaking_points"],
          "no approximation ran on more than one input family"),
          "note": f"Per approximation and N: the highest exact-attention entropy (nats) at which its error exceeds "
@@ -231,6 +237,7 @@ def build_report(run_dirs: list[str | Path], out: str | Path, *, baseline: str |
         "packing": packing_table(frame),
         "families": family_table(frame),
         "breaking_points": breaking_points(frame),
+        "paging_cost": paging_cost_table(frame),
         "failures": failure_table(frame),
         "compilation": compile_table(frame),
         "quality": quality_table(frame),
