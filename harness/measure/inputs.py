@@ -63,8 +63,7 @@ class InputFamily:
         """q (B, H, N_q, d), k (B, H_kv, N_kv, d), v (B, H_kv, N_kv, d_v) in float32 on the CPU. O((N_q + N_kv)·H·d)."""
         gen = torch.Generator().manual_seed(seed)
         if self.kind == "trained" and d_v in (None, d):
-            q, k, v = trained.draw(n_q, n_kv, batch=batch, heads=heads, heads_kv=heads_kv, d=d, gen=gen)
-            return q * scale, k * scale, v * scale
+            return _scaled(trained.draw(n_q, n_kv, batch=batch, heads=heads, heads_kv=heads_kv, d=d, gen=gen), scale)
         q = torch.randn((batch, heads, n_q, d), generator=gen)
         k = torch.randn((batch, heads_kv, n_kv, d), generator=gen)
         v = torch.randn((batch, heads_kv, n_kv, d if d_v is None else d_v), generator=gen)
@@ -86,7 +85,15 @@ class InputFamily:
             centroids = torch.randn((self.size, d), generator=gen) * math.sqrt(CLUSTER_LIFT / math.sqrt(d))
             q = q + centroids[torch.randint(self.size, q.shape[:-1], generator=gen)]
             k = k + centroids[torch.randint(self.size, k.shape[:-1], generator=gen)]
-        return q * scale, k * scale, v * scale
+        return _scaled((q, k, v), scale)
+
+
+def _scaled(tensors: tuple[torch.Tensor, ...], scale: float) -> tuple[torch.Tensor, ...]:
+    """``tensors`` times ``scale``, in place: no second copy of a cache that may fill the memory budget."""
+    if scale != 1.0:
+        for tensor in tensors:
+            tensor.mul_(scale)
+    return tensors
 
 
 def _positional_code(positions: torch.Tensor, d: int, length: int, gen: torch.Generator) -> torch.Tensor:

@@ -13,10 +13,11 @@ def config_label(row: Mapping[str, Any], shown: Iterable[str] = ()) -> str:
     """The one name of a configuration, from a case's fields or a results row: "cpu float32 fwd causal alibi", then
     for each column in ``shown`` (those that vary where the name is read) " · heads=16", the device's
     name as it is, and a run id first ("run-a · cpu ...")."""
-    modified = [row[c] for c in ("mask", "score_mod") if row.get(c, "none") not in ("none", None)]
-    modified += [row["inputs"]] if row.get("inputs", "gaussian") not in ("gaussian", None) else []
-    modified += [row["kv_layout"]] if row.get("kv_layout", "contiguous") not in ("contiguous", None) else []
-    label = " ".join([*([row["model"]] if row.get("model") else []), row["device"], row["dtype"], row["mode"], *modified])
+    # A dimension at its default is not named (a value that is not a string is a row from before it: the same).
+    named = [(c, row.get(c)) for c in ("mask", "score_mod", "inputs", "kv_layout")]
+    modified = [value for c, value in named if isinstance(value, str) and value not in ("none", "gaussian", "contiguous")]
+    model = [row["model"]] if isinstance(row.get("model"), str) and row["model"] else []
+    label = " ".join([*model, row["device"], row["dtype"], row["mode"], *modified])
     crossing = row["mode"] != "decode" and row.get("q_len") not in (None, row.get("seq_len"))  # cross-attention
     if crossing and "q_len" not in shown:
         label += f" · q_len={row['q_len']}"

@@ -45,11 +45,14 @@ SINCE = {"score_mod": "none", "inputs": "gaussian", "model": None, "kv_layout": 
 
 def upgrade_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """The results table in today's columns: a ``causal`` column becomes the mask where a row has none, and
-    goes; a shape column an older run lacks is implied by its other columns."""
+    goes; a shape column an older run lacks is implied by its other columns; a dimension added since has its
+    value then on every row from before it (a run resumed across versions holds both kinds of row)."""
     if "causal" in frame.columns:
         from_causal = frame["causal"].map({True: "causal", False: "none"})
         mask = frame["mask"].fillna(from_causal) if "mask" in frame.columns else from_causal
         frame = frame.drop(columns="causal").assign(mask=mask)
     implied = {column: frame[source] for column, source in IMPLIED.items() if column not in frame and source in frame}
     implied |= {column: value for column, value in SINCE.items() if column not in frame and len(frame)}
+    implied |= {column: frame[column].fillna(value) for column, value in SINCE.items()
+                if column in frame and value is not None and frame[column].isna().any()}  # fmt: skip
     return frame.assign(**implied) if implied else frame
