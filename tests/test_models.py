@@ -10,8 +10,7 @@ from conftest import run_attnbench
 
 from harness.measure.case import Case
 from harness.measure.measure_case import record_for
-from harness.measure.models import BUILT_IN, load_model
-from harness.measure.parsers import SweepError
+from harness.measure.models import BUILT_IN, ModelError, load_model
 from harness.run.legacy import upgrade_sweep
 from harness.run.sweep import build_sweep, expand
 
@@ -58,7 +57,7 @@ def test_flags_beside_a_model_override_it():
 def test_a_config_that_cannot_be_read_is_one_line(tmp_path, config, message):
     path = tmp_path / "config.json"
     path.write_text(config if isinstance(config, str) else json.dumps(config))
-    with pytest.raises(SweepError, match=message) as caught:
+    with pytest.raises(ModelError, match=message) as caught:
         load_model(str(path), "--model")
     assert "\n" not in str(caught.value)
 

@@ -25,7 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .parsers import SweepError
+
+class ModelError(ValueError):
+    """A model name or config.json that gives no shapes; the message is one line."""
+
 
 VISION = ("vit", "clip_vision_model", "deit", "dinov2", "siglip_vision_model")
 
@@ -49,14 +52,14 @@ class ModelShape:
 def _positive(config: dict, key: str, where: str, default: Any = None) -> int:
     value = config.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SweepError(f"{where}: {key} must be a positive integer, got {value!r}")
+        raise ModelError(f"{where}: {key} must be a positive integer, got {value!r}")
     return value
 
 
 def read_config(config: dict[str, Any], where: str) -> tuple[tuple[tuple[str, Any], ...], ...]:
-    """The configurations of a Transformers ``config.json`` (as a dict); `SweepError` naming ``where``."""
+    """The configurations of a Transformers ``config.json`` (as a dict); `ModelError` naming ``where``."""
     if not isinstance(config, dict):
-        raise SweepError(f"{where}: a config.json holds one JSON object")
+        raise ModelError(f"{where}: a config.json holds one JSON object")
     kind = config.get("model_type", "")
     if kind == "llava" or ("text_config" in config and "num_attention_heads" not in config):
         return read_config(config.get("text_config") or {}, f"{where} (text_config)")
@@ -65,24 +68,24 @@ def read_config(config: dict[str, Any], where: str) -> tuple[tuple[tuple[str, An
     whisper = kind == "whisper"
     heads_key = "decoder_attention_heads" if whisper else "num_attention_heads"
     if heads_key not in config:
-        raise SweepError(f"{where}: no {heads_key}; not a Transformers attention config")
+        raise ModelError(f"{where}: no {heads_key}; not a Transformers attention config")
     heads = _positive(config, heads_key, where)
     heads_kv = _positive(config, "num_key_value_heads", where, heads) if config.get("num_key_value_heads") else heads
     if heads % heads_kv:
-        raise SweepError(f"{where}: num_key_value_heads {heads_kv} does not divide {heads_key} {heads}")
+        raise ModelError(f"{where}: num_key_value_heads {heads_kv} does not divide {heads_key} {heads}")
     if config.get("head_dim") is not None:
         head_dim = _positive(config, "head_dim", where)
     else:
         hidden_key = "d_model" if whisper else "hidden_size"
         hidden = _positive(config, hidden_key, where)
         if hidden % heads:
-            raise SweepError(f"{where}: {hidden_key} {hidden} is not a multiple of {heads_key} {heads}, and no head_dim")
+            raise ModelError(f"{where}: {hidden_key} {hidden} is not a multiple of {heads_key} {heads}, and no head_dim")
         head_dim = hidden // heads
     shape = {"heads": (heads,), "heads_kv": (heads_kv,), "head_dim": (head_dim,)}
     cap = config.get("attn_logit_softcapping")
     if cap is not None:
         if isinstance(cap, bool) or not isinstance(cap, (int, float)) or not cap > 0:
-            raise SweepError(f"{where}: attn_logit_softcapping must be a number above 0, got {cap!r}")
+            raise ModelError(f"{where}: attn_logit_softcapping must be a number above 0, got {cap!r}")
         shape["score_mods"] = (f"softcap:{float(cap):g}",)
     if whisper:  # the decoder's cross-attention: its text queries against the encoder's audio frames
         frames, text = _positive(config, "max_source_positions", where), _positive(config, "max_target_positions", where)
@@ -111,19 +114,19 @@ def _sorted(config: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
 
 
 def load_model(spec: str, what: str) -> ModelShape:
-    """A built-in model by name, or a ``config.json`` by path; `SweepError` with one line otherwise."""
+    """A built-in model by name, or a ``config.json`` by path; `ModelError` with one line otherwise."""
     if spec in BUILT_IN:
         source, excerpt = BUILT_IN[spec]
         return ModelShape(spec, read_config(excerpt, spec), source)
     path = Path(spec)
     if not path.suffix == ".json" and not path.is_file():
-        raise SweepError(f"{what}: unknown model {spec!r}; built in: {', '.join(BUILT_IN)} (or a config.json path)")
+        raise ModelError(f"{what}: unknown model {spec!r}; built in: {', '.join(BUILT_IN)} (or a config.json path)")
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise SweepError(f"{what}: cannot read {spec}: {exc.strerror}") from None
+        raise ModelError(f"{what}: cannot read {spec}: {exc.strerror}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SweepError(f"{what}: {spec} is not JSON ({exc})") from None
+        raise ModelError(f"{what}: {spec} is not JSON ({exc})") from None
     return ModelShape(spec, read_config(config, spec), str(path))
 
 

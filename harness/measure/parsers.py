@@ -20,6 +20,7 @@ from variants.score_mods import ScoreModError, parse_score_mod
 from .device import DeviceError, check_device, cpu_count
 from .inputs import InputsError, parse_inputs
 from .kv_layout import KVLayoutError, parse_kv_layout
+from .models import ModelError, ModelShape, load_model
 
 MODES = ("fwd", "fwd_bwd", "decode")
 # Past this scale softmax is a one-hot argmax in every dtype and float16 inputs
@@ -123,13 +124,14 @@ def causal_mask(value: Any, what: str):
 
 def model(value: Any, what: str):
     """A `harness.measure.models.ModelShape`: a built-in model's name or a Transformers config.json path."""
-    from .models import ModelShape, load_model  # models imports this module's SweepError
-
     if isinstance(value, ModelShape):
         return value
     if not isinstance(value, str) or not value.strip():
         raise SweepError(f"{what}: expected a model name or a config.json path, got {value!r}")
-    return load_model(value.strip(), what)
+    try:
+        return load_model(value.strip(), what)
+    except ModelError as exc:
+        raise SweepError(str(exc)) from None
 
 
 def inputs(value: Any, what: str):
