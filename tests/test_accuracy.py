@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from harness.measure.accuracy import compare, measure_accuracy, sample_rows
+from harness.measure.accuracy import compare, exact_rows, measure_accuracy, sample_rows
 from harness.measure.case import Case, make_inputs
 from harness.measure.case_work import case_flops
 from harness.measure.measure_case import failure_status, measure_case
@@ -80,3 +80,28 @@ def test_measure_case_fwd_bwd_and_failures_become_statuses():
     assert failure_status(Unsupported("why")) == ("unsupported", "why")
     assert failure_status(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried"))[0] == "oom"
     assert failure_status(ValueError("bad\nsecond line")) == ("error", "ValueError: bad")
+
+
+def test_variants_of_one_input_set_share_one_reference(tmp_path):
+    """The float64 rows are computed by the first variant of an input set, read by the rest, and give the same errors."""
+    from harness.measure.reference_cache import ReferenceCache, input_set_key
+
+    shared = tmp_path / "references"
+    cases = [Case(name, 256, heads=2, mask="causal") for name in ("naive", "sdpa", "chunked-online")]
+    alone = [measure_case(c, max_time_s=0.02, memory=False) for c in cases]
+    together = [measure_case(c, max_time_s=0.02, memory=False, references=shared) for c in cases]
+    assert [r.rel_err for r in together] == [r.rel_err for r in alone]
+    assert [r.attn_entropy for r in together] == [r.attn_entropy for r in alone]
+    assert len(list(shared.glob("*.npz"))) == 1  # one input set
+    other = measure_case(Case("naive", 256, heads=2, mask="causal", seed=1), max_time_s=0.02, memory=False, references=shared)
+    assert other.rel_err != alone[0].rel_err and len(list(shared.glob("*.npz"))) == 2
+    # A torn file is computed again, not trusted.
+    key = input_set_key(cases[0], cases[0].mask, cases[0].score_mod, 1024)
+    (shared / f"{key}.npz").write_bytes(b"torn")
+    q, k, v = make_inputs(cases[0])
+    calls = []
+    compute = lambda: calls.append(1) or exact_rows(q, k, v, mask="causal")  # noqa: E731
+    exact = ReferenceCache(shared).get(key, compute)
+    assert calls == [1] and exact.values.shape == (1, 2, 256, 64)
+    again = ReferenceCache(shared).get(key, compute)  # rewritten whole: read, not computed
+    assert calls == [1] and torch.equal(again.values, exact.values)

@@ -48,30 +48,56 @@ def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
 
 def compare(out: torch.Tensor, ref: torch.Tensor) -> tuple[float, float, float]:
     """(relative Frobenius error, max abs error, cosine similarity) of ``out`` against ``ref``, in float64."""
-    totals = _Totals()
-    totals.add(out, ref)
-    return totals.result()
+    out, ref = out.detach().to(torch.float64), ref.detach().to(torch.float64)
+    diff = out - ref
+    diff_sq, ref_sq, out_sq = diff.square().sum().item(), ref.square().sum().item(), out.square().sum().item()
+    rel = (diff_sq / ref_sq) ** 0.5 if ref_sq > 0 else diff_sq**0.5
+    norms = (out_sq * ref_sq) ** 0.5
+    max_abs = diff.abs().max().item() if diff.numel() else 0.0
+    return rel, max_abs, (out * ref).sum().item() / norms if norms > 0 else float("nan")
 
 
-class _Totals:
-    """Running sums for the error metrics, so the reference can be built a chunk of rows at a time."""
+@dataclass(frozen=True)
+class ExactRows:
+    """Exact float64 attention on a case's compared query rows: ``rows`` (R,) their indices, ``values``
+    (B, H, R, D_v) float64 their outputs, ``entropy`` the summed entropy (nats) of the rows that see a key
+    and ``seeing`` how many do. What `measure_accuracy` compares against, and what the variants of one input
+    set share (`harness.measure.reference_cache`)."""
 
-    def __init__(self) -> None:
-        self.diff_sq = self.ref_sq = self.out_sq = self.dot = self.max_abs = 0.0
+    rows: torch.Tensor
+    values: torch.Tensor
+    entropy: float
+    seeing: int
 
-    def add(self, out: torch.Tensor, ref: torch.Tensor) -> None:
-        out, ref = out.detach().to(torch.float64), ref.detach().to(torch.float64)
-        diff = out - ref
-        self.diff_sq += diff.square().sum().item()
-        self.ref_sq += ref.square().sum().item()
-        self.out_sq += out.square().sum().item()
-        self.dot += (out * ref).sum().item()
-        self.max_abs = max(self.max_abs, diff.abs().max().item() if diff.numel() else 0.0)
 
-    def result(self) -> tuple[float, float, float]:
-        rel = (self.diff_sq / self.ref_sq) ** 0.5 if self.ref_sq > 0 else self.diff_sq**0.5
-        norms = (self.out_sq * self.ref_sq) ** 0.5
-        return rel, self.max_abs, self.dot / norms if norms > 0 else float("nan")
+def exact_rows(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    mask: Mask | str | None = None,
+    score_mod: ScoreMod | str | None = None,
+    scale: float | None = None,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    seed: int = 0,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> ExactRows:
+    """Float64 attention of q (B, H, N_q, D), k, v (B, H_kv, N_kv, D|D_v) under ``mask`` and ``score_mod`` on up
+    to ``max_rows`` query rows (`sample_rows`). Time O(B·H·R·N_kv·D); the float64 scores are built
+    ``chunk_bytes`` at a time, so memory stays O(chunk_bytes + B·H·R·D_v) at any N."""
+    rows = sample_rows(q.shape[2], max_rows, seed)
+    rows = torch.arange(q.shape[2]) if rows is None else rows
+    B, H, _, _ = q.shape
+    per_chunk = max(1, chunk_bytes // (B * H * k.shape[2] * 8))  # rows of float64 scores per chunk
+    parts, entropy, seeing = [], 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(rows), per_chunk):
+            part = rows[start : start + per_chunk]
+            probs = reference_probabilities(q, k, mask=mask, score_mod=score_mod, scale=scale, rows=part)  # (B, H, r, N_kv)
+            parts.append(weighted_values(probs, v))  # (B, H, r, D_v)
+            entropy += torch.special.entr(probs).sum().item()  # -p log p, 0 where p = 0
+            seeing += int((probs.sum(-1) > 0).sum())
+    return ExactRows(rows, torch.cat(parts, dim=2), entropy, seeing)
 
 
 def measure_accuracy(
@@ -86,23 +112,13 @@ def measure_accuracy(
     max_rows: int = DEFAULT_MAX_ROWS,
     seed: int = 0,
     chunk_bytes: int = CHUNK_BYTES,
+    exact: ExactRows | None = None,
 ) -> Accuracy:
-    """Error of ``out`` (B, H, N_q, D_v) against float64 attention of q, k, v (under ``mask`` and ``score_mod``) on the same rows.
-
-    The reference is built ``chunk_bytes`` of float64 scores at a time, so its
-    memory stays bounded at any N.
-    """
-    rows = sample_rows(q.shape[2], max_rows, seed)
-    rows = torch.arange(q.shape[2]) if rows is None else rows
-    B, H, _, _ = q.shape
-    per_chunk = max(1, chunk_bytes // (B * H * k.shape[2] * 8))  # rows of float64 scores per chunk
-    totals, entropy, seeing = _Totals(), 0.0, 0
-    with torch.no_grad():
-        for start in range(0, len(rows), per_chunk):
-            part = rows[start : start + per_chunk]
-            probs = reference_probabilities(q, k, mask=mask, score_mod=score_mod, scale=scale, rows=part)  # (B, H, r, N_kv)
-            totals.add(out[:, :, part.to(out.device)], weighted_values(probs, v))  # against (B, H, r, D_v)
-            entropy += torch.special.entr(probs).sum().item()  # -p log p, 0 where p = 0
-            seeing += int((probs.sum(-1) > 0).sum())
-    rel, max_abs, cosine = totals.result()
-    return Accuracy(rel, max_abs, cosine, len(rows), entropy / seeing if seeing else float("nan"))
+    """Error of ``out`` (B, H, N_q, D_v) against float64 attention of q, k, v (under ``mask`` and ``score_mod``) on
+    the same rows: ``exact`` when given (computed once for these inputs), else `exact_rows` of them."""
+    if exact is None:
+        exact = exact_rows(q, k, v, mask=mask, score_mod=score_mod, scale=scale, max_rows=max_rows, seed=seed,
+                           chunk_bytes=chunk_bytes)  # fmt: skip
+    rel, max_abs, cosine = compare(out[:, :, exact.rows.to(out.device)], exact.values.to(out.device))
+    entropy = exact.entropy / exact.seeing if exact.seeing else float("nan")
+    return Accuracy(rel, max_abs, cosine, len(exact.rows), entropy)

@@ -10,10 +10,16 @@ MiB (glibc's largest threshold) paid for page faults, a step in the time
 curve (a local slope of 3.7 from N=512 to 1024) that is the allocator's, not
 the algorithm's.
 
-Pinned: no mmap (``M_MMAP_MAX=0``) and a 1 GiB trim threshold, so every block
-is recycled from the heap once first touched -- the steady state of a caching
-allocator, which is what PyTorch's CUDA allocator gives GPU code. First-touch
-page faults land in the untimed call and the warm-up, not in the samples.
+Pinned: no mmap (``M_MMAP_MAX=0``) and no trimming (``M_TRIM_THRESHOLD=-1``),
+so every block is recycled from the heap once first touched -- the steady state
+of a caching allocator, which is what PyTorch's CUDA allocator gives GPU code.
+First-touch page faults land in the untimed call and the warm-up, not in the
+samples. Trimming is off, not merely high: with a 1 GiB threshold a call that
+frees over 1 GiB at the heap's top (naive or sdpa-math at N=4096, H=8) gave it
+back to the kernel and faulted it in again on every call -- 262,144 page
+faults, 0.36 s -> 0.63 s a call, or not, depending on what ran before in
+the process. The heap keeps its high-water mark instead, which a worker
+(one variant, one round) can afford.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import ctypes.util
 
 ALLOCATORS = ("pinned", "system")  # a case's choice: pinned here, or glibc's defaults as a plain Python process has
 MMAP_MAX = 0
-TRIM_THRESHOLD = 2**30
+TRIM_THRESHOLD = -1  # never give the heap's top back (mallopt(3))
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters from <malloc.h>
 _pinned: dict | None = None
 

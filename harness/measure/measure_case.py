@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from time import perf_counter  # bound before any plugin loads
 from typing import Any
 
@@ -20,7 +21,7 @@ import torch
 from variants import Unsupported, get_variant
 from variants.masks import NONE, Mask
 
-from .accuracy import DEFAULT_MAX_ROWS, measure_accuracy
+from .accuracy import DEFAULT_MAX_ROWS, exact_rows, measure_accuracy
 from .allocator import allocator_state, pin_allocator
 from .canary import canary_time
 from .case import Case, make_inputs
@@ -31,10 +32,11 @@ from .device import device_name
 from .fidelity import measure_fidelity
 from .memory import peak_memory
 from .record import Record
+from .reference_cache import ReferenceCache, input_set_key
 from .sampling import per_round
 from .threads import thread_count
 from .timing import time_callable
-from .workload import Workload, follows_inputs, workload
+from .workload import Workload, follows_inputs, plainly, workload
 
 
 def record_for(case: Case, status: str = "ok", reason: str = "") -> Record:
@@ -82,12 +84,16 @@ def failure_status(exc: BaseException) -> tuple[str, str]:
     return ("oom" if is_oom(exc) else "error"), f"{kind}: {first}"
 
 
-def _accuracy(record: Record, spec, case: Case, out: torch.Tensor, pristine, rows: int):
-    """The first call's error against float64 (`harness.measure.accuracy`); ``record`` an ``error`` when it is
-    beyond what the variant's kind allows (`harness.measure.contract.too_wrong`). An approximation's fidelity
-    (`harness.measure.fidelity`) and the trained input family's task accuracy go on ``record`` too."""
+def _accuracy(record: Record, spec, case: Case, out: torch.Tensor, pristine, rows: int, references: ReferenceCache):
+    """The first call's error against float64 (`harness.measure.accuracy`; the rows shared through ``references``
+    by the variants of one input set); ``record`` an ``error`` when it is beyond what the variant's kind allows
+    (`harness.measure.contract.too_wrong`). An approximation's fidelity (`harness.measure.fidelity`) and the
+    trained input family's task accuracy go on ``record`` too."""
     against = reference_mask(spec, case)
-    acc = measure_accuracy(out, *pristine, mask=against, score_mod=case.score_mod, max_rows=rows, seed=case.seed)
+    key = input_set_key(case, against, case.score_mod, rows)
+    exact = references.get(key, lambda: exact_rows(*pristine, mask=against, score_mod=case.score_mod, max_rows=rows,
+                                                   seed=case.seed))  # fmt: skip
+    acc = measure_accuracy(out, *pristine, exact=exact)
     record.err_reference = against.spec if against != case.mask else None
     record.inputs_accuracy = case.inputs.task_accuracy(case.head_dim)
     wrong = too_wrong(acc.rel_err, case.torch_dtype, spec.exact, spec.tolerance)
@@ -106,6 +112,15 @@ def _fidelity(record: Record, spec, case: Case, pristine) -> None:
         record.attn_tv, record.attn_recall, record.implied_entropy = found.tv, found.recall, found.entropy
 
 
+def _backend(spec, case: Case, pristine) -> str | None:
+    """The kernel a dispatching variant (SDPA) picks for the case, asked with the inputs the timed call gets:
+    a dispatcher picks by ``requires_grad`` too."""
+    if spec.backend is None:
+        return None
+    asked = tuple(t.detach().requires_grad_(case.mode == "fwd_bwd") for t in pristine)
+    return spec.backend(*asked, mask=case.mask, score_mod=case.score_mod)
+
+
 def _first_call_wrong(out, inputs, pristine, variant: str) -> str | None:
     """Why the untimed first call's output is not to be timed (a broken contract, garbage, inputs changed)."""
     broken = contract_violation(out, *inputs) or aliases_input(out, inputs)
@@ -115,17 +130,20 @@ def _first_call_wrong(out, inputs, pristine, variant: str) -> str | None:
     return f"{variant} {garbage}" if garbage else None
 
 
-def _dishonest(w: Workload, out: torch.Tensor, inputs, pristine, case: Case, timing_only: bool) -> str | None:
-    """Why the timed calls are not to be believed, checked after them, or None: inputs changed while timed,
-    a last timed output unlike the first (garbage or stale answers in a tight loop), or (a whole case, not a
-    later round) an answer that does not follow its inputs refilled in place (`harness.measure.workload`)."""
-    damage = input_damage(inputs, pristine)
+def _after_timing(w: Workload, out: torch.Tensor, pristine, case: Case, whole: bool, memory: bool) -> tuple[Any, str | None]:
+    """(The peak memory of one call or None, why the timed calls are not to be believed or None), checked after
+    them: inputs changed while timed, a last timed output unlike the first (garbage or stale answers in a
+    tight loop), or (``whole``: a whole case, not a later round) an answer that does not follow its inputs
+    refilled in place (`harness.measure.workload`); with ``memory``, that call is the memory pass's
+    (`harness.measure.memory`: the same shapes, the same peak)."""
+    damage = input_damage(w.inputs, pristine)
     if damage:
-        return f"{damage} while being timed"
+        return None, f"{damage} while being timed"
     stale = unlike(w.last[0], out, "the output of the last timed call")
-    if stale:
-        return stale
-    return None if timing_only else follows_inputs(w, case, out)
+    if stale or not whole:
+        return None, stale
+    why, mem = follows_inputs(w, case, out, (lambda call: peak_memory(call, case.device)) if memory else plainly)
+    return mem, why
 
 
 def _use_allocator(case: Case) -> tuple[str, list[str]]:
@@ -165,12 +183,15 @@ def measure_case(
     memory: bool = True,
     timing_only: bool = False,
     rounds: int = 1,
+    references: str | Path | None = None,
 ) -> Record:
     """Measure ``case`` (accuracy, time, peak memory) and return its record, one round of it
     (`harness.measure.rounds`: the time, and the canary's beside it); never raises for a failing
     variant: unsupported cases, allocation failures and errors become statuses. ``timing_only``: a
     later round, which checks the output and times it, without accuracy or memory. ``rounds``: how many
     rounds the case is measured in; each of several asks less of its timing (`harness.measure.sampling.per_round`).
+    ``references``: a directory where the variants of one input set share its float64 reference
+    (`harness.measure.reference_cache`); None computes it here.
 
     Garbage is never ``ok``; these are ``error`` rows saying which: a
     non-finite output, an output that is one of the inputs, inputs changed by
@@ -201,13 +222,14 @@ def measure_case(
             wrong = _first_call_wrong(out, inputs, pristine, case.variant)
             if wrong:
                 return record_for(case, "error", wrong)
-            acc = None if timing_only else _accuracy(record, spec, case, out, w.logical(pristine), accuracy_rows)
+            acc = (
+                None
+                if timing_only
+                else _accuracy(record, spec, case, out, w.logical(pristine), accuracy_rows, ReferenceCache(references))
+            )
             if record.status == "error":  # too far from float64 for its kind
                 return record
-            if spec.backend is not None and not timing_only:
-                # Asked with the inputs the timed call gets: a dispatcher (SDPA) picks by requires_grad too.
-                asked = tuple(t.detach().requires_grad_(case.mode == "fwd_bwd") for t in pristine)
-                record.backend = spec.backend(*asked, mask=case.mask, score_mod=case.score_mod)
+            record.backend = None if timing_only else _backend(spec, case, pristine)
             if case.mode == "fwd_bwd" and compiled_graphs():  # something compiles here: its backward may compile
                 first_s += _clocked(timed, case.device)[1]  # on the first gradient call, which belongs to compile_s, not warm-up
             compiled, graphs = compiled_graphs() - graphs, compiled_graphs()
@@ -217,8 +239,7 @@ def measure_case(
                                    **per_round(rounds), first_call_s=first_call)  # fmt: skip
             recompiled = compiled_graphs() - graphs
             canary = canary_time(case.device)
-            mem = peak_memory(timed, case.device) if memory and not timing_only else None
-            dishonest = _dishonest(w, out, inputs, pristine, case, timing_only)
+            mem, dishonest = _after_timing(w, out, pristine, case, not timing_only, memory)
             if dishonest:
                 return record_for(case, "error", f"{case.variant}: {dishonest}")
     except Exception as exc:  # errors are data: the sweep records them and goes on

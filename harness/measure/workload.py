@@ -7,13 +7,15 @@ tight loop is caught (`harness.measure.contract.unlike`). `follows_inputs`
 catches an answer cached by the tensors' identity: the inputs are refilled
 in place with new values (the same tensors, the same data pointers) and the
 answer must equal the variant's own on new tensors holding those values.
-Keeping ``last`` costs one store per call; the refill, one call per case (two for an approximation).
+Keeping ``last`` costs one store per call; the refill, one call per case, the memory pass's own (and one more
+for an approximation).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -97,29 +99,41 @@ def workload(case: Case, inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
     return Workload(forward_backward, forward_only, **common)
 
 
-def follows_inputs(w: Workload, case: Case, before: torch.Tensor) -> str | None:
-    """Refill the inputs in place with other values; None when the variant's answer follows them, else why not.
+def plainly(call: Callable[[], Any]) -> None:
+    """Make ``call``, measuring nothing."""
+    call()
+
+
+def follows_inputs(
+    w: Workload, case: Case, before: torch.Tensor, during: Callable[[Callable], Any] = plainly
+) -> tuple[str | None, Any]:
+    """Refill the inputs in place with other values and make the timed call once more; (None when the variant's
+    answer follows them, else why not; what ``during`` returned).
 
     The same tensors (same data pointers) now hold new numbers: a variant that answers from a cache keyed by
     identity answers the old question, and one that repeats a stale answer gives ``before`` (its answer to
     the old values) again. An exact variant's new answer is held to float64 on CHECK_ROWS rows; an
     approximation's to its own answer on new tensors with the same values (not to exact attention). The
-    inputs are changed for good: call this last.
+    refilled call is made through ``during(call)``: the peak-memory pass makes it under its profiler
+    (`harness.measure.memory`; the same shapes, so the same peak), so one call serves both. The inputs are
+    changed for good: call this last.
     """
     fresh = make_inputs(case, seed=case.seed + 2)
     w.store(*fresh)
-    refilled = w.forward()
+    measured = during(w.timed)
+    refilled = w.last[0]
     if relative_difference(refilled, before) <= REPEAT_TOLERANCE.get(before.dtype, 2e-2):
         return (
             "after its inputs were refilled in place with other values, the output stayed the same: "
             "it did not follow its inputs (a stale or cached answer?)"
-        )
+        ), measured
     if get_variant(case.variant).exact:  # held to float64 on a few rows: cheaper than another call
         error = measure_accuracy(
             refilled, *fresh, mask=case.mask, score_mod=case.score_mod, max_rows=CHECK_ROWS, seed=case.seed
         ).rel_err
         wrong = too_wrong(error, case.torch_dtype, True, None)
-        return f"after its inputs were refilled in place, its {wrong}: it did not follow its inputs" if wrong else None
+        why = f"after its inputs were refilled in place, its {wrong}: it did not follow its inputs" if wrong else None
+        return why, measured
     expected = w.on(*(t.clone() for t in fresh))
     wrong = unlike(refilled, expected, "after its inputs were refilled in place, the output", "a fresh call's on equal values")
-    return f"{wrong}: it did not follow its inputs (an answer cached by identity?)" if wrong else None
+    return (f"{wrong}: it did not follow its inputs (an answer cached by identity?)" if wrong else None), measured

@@ -91,10 +91,14 @@ class Worker:
         line, self._buffer = self._buffer.split(b"\n", 1)
         return line.decode()
 
-    def run(self, case: Case, max_time_s: float, timeout: float, round_index: int = 0, rounds: int = 1) -> dict | None:
+    def run(
+        self, case: Case, max_time_s: float, timeout: float, round_index: int = 0, rounds: int = 1, references: str | None = None
+    ) -> dict | None:
         """The case's record (round 0: the whole measurement; later rounds: timing only), or None when it
-        overran ``timeout`` (the worker is then killed)."""
-        request = {"case": case.to_dict(), "max_time_s": max_time_s, "round": round_index, "rounds": rounds}
+        overran ``timeout`` (the worker is then killed). ``references``: the directory where the variants of one
+        input set share its float64 reference (`harness.measure.reference_cache`)."""
+        request = {"case": case.to_dict(), "max_time_s": max_time_s, "round": round_index, "rounds": rounds,
+                   "references": references}  # fmt: skip
         return self.ask(request, timeout)
 
     def ask(self, message: dict, timeout: float) -> dict | None:

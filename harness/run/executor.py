@@ -10,7 +10,9 @@ stamped with where and when it ran (`stamp`).
 
 from __future__ import annotations
 
+import shutil
 import socket
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -47,6 +49,8 @@ class WorkerSlot:
     a fifth of a quick sweep). Its rounds then differ in time, not in process; a parked worker
     idles, holding what its allocator kept. ``budgets`` maps a device to the bytes its cases
     may use on this machine: a case predicted past it is recorded ``skipped`` without running.
+    The slot owns a temporary directory where its workers share each input set's float64 reference
+    (`harness.measure.reference_cache`), removed when it closes.
     """
 
     def __init__(
@@ -60,6 +64,7 @@ class WorkerSlot:
         self.parked: dict[tuple, Worker] = {}
         # configuration -> (N, peak bytes) of its largest N measured (`harness.run.budget.measured_peaks`)
         self.peaks: dict[tuple, tuple[int, float]] = dict(peaks or {})
+        self.references = tempfile.mkdtemp(prefix="attnbench-references-")
 
     def measure(self, case: Case, max_time_s: float, timeout_s: float, round_index: int = 0, rounds: int = 1) -> dict:
         """The case's record (a later round: its timing only): a budget skip, the worker's own record, or a
@@ -85,7 +90,7 @@ class WorkerSlot:
                 server = self._server(case.threads, case.allocator)
                 plugins = plugins_for([case.variant], self.plugins)  # its own plugin only, none for a built-in
                 self.worker, self.key = Worker(plugins, case.threads, limit, self.log, case.allocator, server), key
-            record = self.worker.run(case, max_time_s, timeout_s, round_index, rounds)
+            record = self.worker.run(case, max_time_s, timeout_s, round_index, rounds, self.references)
         except WorkerDied as died:
             self.close_worker()
             for key, server in list(self.servers.items()):
@@ -136,6 +141,7 @@ class WorkerSlot:
         for server in self.servers.values():
             server.close()
         self.servers = {}
+        shutil.rmtree(self.references, ignore_errors=True)
 
 
 class LocalExecutor:

@@ -1,7 +1,8 @@
 """A measurement worker process: cases in on stdin, records out, one JSON line each.
 
-A request is ``{"case": {...}, "max_time_s": S, "round": R, "rounds": K}`` (answered with a
-record; rounds after the first are timing only, `harness.measure.rounds`),
+A request is ``{"case": {...}, "max_time_s": S, "round": R, "rounds": K, "references": DIR}`` (answered
+with a record; rounds after the first are timing only, `harness.measure.rounds`; DIR, where the float64
+references are shared, `harness.measure.reference_cache`),
 ``{"map": VARIANT}`` (answered with its attention map, `harness.measure.attention_map`) or
 ``{"check": VARIANT, "which": CHECK, "device": D}`` (answered with one
 `harness.verify.checks.CheckResult`).
@@ -81,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             reply = asdict(run_check(request["check"], request["which"], device=request["device"]))
         else:
             case, timing_only = Case(**request["case"]), request.get("round", 0) > 0
-            rounds = request.get("rounds", 1)
-            reply = measure_case(case, max_time_s=request["max_time_s"], timing_only=timing_only, rounds=rounds).to_dict()
+            reply = measure_case(case, max_time_s=request["max_time_s"], timing_only=timing_only,
+                                 rounds=request.get("rounds", 1), references=request.get("references")).to_dict()  # fmt: skip
         protocol.write(json.dumps(reply) + "\n")
     return 0
 
