@@ -109,7 +109,7 @@ class Interference:
     ``wait_ratio``: run-queue wait of this process's threads as a share of
     wall time × threads, over every timed block (discarded ones included);
     ``cpu_utilization``: CPU time of the timed calls over wall time × threads;
-    ``discarded``: blocks dropped because they waited; ``load_avg`` and
+    ``discarded``: blocks dropped because they waited or, warm-up, faulted new pages in; ``load_avg`` and
     ``steal`` describe the host when the measurement began and across it.
     """
 

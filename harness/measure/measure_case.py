@@ -235,8 +235,8 @@ def measure_case(
             compiled, graphs = compiled_graphs() - graphs, compiled_graphs()
             # The first call above was the timed call's own (forward modes, nothing compiled): warm-up need not repeat it.
             first_call = first_s if case.mode != "fwd_bwd" and not compiled else None
-            timing = time_callable(timed, case.device, graphs=case.cuda_graphs, max_time_s=max_time_s,
-                                   **per_round(rounds), first_call_s=first_call)  # fmt: skip
+            timing = time_callable(timed, case.device, graphs=case.cuda_graphs, max_time_s=max_time_s, **per_round(rounds),
+                                   first_call_s=first_call, retake_faults=record.allocator == "pinned")  # fmt: skip
             recompiled = compiled_graphs() - graphs
             canary = canary_time(case.device)
             mem, dishonest = _after_timing(w, out, pristine, case, not timing_only, memory)

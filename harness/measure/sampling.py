@@ -2,8 +2,8 @@
 
 Both clocks (`harness.measure.timing` on the CPU, `harness.measure.cuda_timing`
 with CUDA events) make one untimed call (lazy initialization), then warm up
-until the per-call time stops falling (at least 2 calls, at most ~100 ms; one
-call when the untimed call took over 1 s), then take samples until the median
+until the per-call time stops falling (at least 2 calls, at most ~100 ms; none
+when the untimed call itself took 100 ms or more), then take samples until the median
 is known: its distribution-free 95% confidence interval (order statistics, at
 least 6 samples) within +-2.5%, or a cap (time or count) is hit. Unlike a
 spread threshold met by four lucky samples, the interval narrows as samples
@@ -126,8 +126,10 @@ def per_round(rounds: int) -> dict[str, float]:
 def warm_up(fn: Callable[[], object], clock: Callable[[], float], first_s: float | None = None) -> float:
     """Call ``fn`` until its time stops falling; returns the per-call time of the warm calls.
 
-    A first call over SLOW_CALL_S is warm-up enough by itself (it has already
-    warmed caches, the allocator and the clock frequency; more would cost seconds).
+    A first call of WARMUP_MAX_S or more is warm-up enough by itself: it has warmed caches and
+    the clock frequency, and the loop below would stop after one more call anyway, at the cost of
+    a sample. What outlives it on the CPU -- a heap still growing, whose new pages fault in
+    on first touch -- is caught block by block (`harness.measure.timing`).
     ``first_s``: the caller already made the untimed first call, which took that long.
     """
     if first_s is None:
@@ -136,7 +138,7 @@ def warm_up(fn: Callable[[], object], clock: Callable[[], float], first_s: float
         first = clock() - start
     else:
         first = first_s
-    if first > SLOW_CALL_S:
+    if first >= WARMUP_MAX_S:
         return first
     times: list[float] = []
     began = clock()
