@@ -52,3 +52,27 @@ def test_a_forked_worker_killed_by_a_signal_is_reported_by_that_signal(tmp_path)
         assert Worker([], 1, 0, tmp_path / "worker.log", server=server).run(CASE, 0.01, 60)["status"] == "ok"
     finally:
         server.close()
+
+
+def test_each_round_forks_its_workers_from_a_fresh_server(tmp_path):
+    """Workers of one server share its address-space layout (fork keeps it); a new server per round re-draws it,
+    so the rounds of a case differ as separate runs do. A server serving a parked worker is kept for it."""
+    from harness.run.executor import WorkerSlot
+
+    slot = WorkerSlot([], tmp_path / "worker.log", {})
+    naive = Case(variant="naive", seq_len=16, heads=1, threads=1)
+    try:
+        assert slot.measure(CASE, 0.01, 60)["status"] == "ok"
+        slot.compiles.add(slot.key)  # as `_run` marks a variant that compiled: its worker is parked between rounds
+        parked, first = slot.worker, slot.worker.server
+        assert slot.measure(naive, 0.01, 60)["status"] == "ok" and slot.worker.server is first
+        slot.new_round()
+        assert slot.measure(naive, 0.01, 60, round_index=1, rounds=2)["status"] == "ok"
+        second = slot.worker.server
+        assert second is not first and first.proc.poll() is None  # the first is kept for the parked worker
+        assert slot.measure(CASE, 0.01, 60, round_index=1, rounds=2)["status"] == "ok" and slot.worker is parked
+        slot.new_round()  # no parked worker comes from the second server: it ends
+        assert second.proc.wait(timeout=10) is not None and first.proc.poll() is None
+    finally:
+        slot.close()
+    assert first.proc.poll() is not None and parked.proc.poll() is not None

@@ -10,13 +10,14 @@ import math
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from harness.measure.sampling import Measurement
-from harness.measure.timing import time_callable, time_cpu
+from harness.measure.timing import GROWTH_RETAKES, time_callable, time_cpu
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,3 +78,41 @@ def test_cuda_timer_uses_events():
     a = torch.randn(2048, 2048, device="cuda")
     m = time_callable(lambda: a @ a, "cuda")
     assert m.clock == "cuda_event" and m.median > 0
+
+
+def _busy(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def _growing(grows: int):
+    """A call of ~3 ms that, on its first ``grows`` calls, also touches 64 MiB of new pages (kept, so always new)."""
+    kept, calls = [], [0]
+
+    def fn() -> None:
+        calls[0] += 1
+        if calls[0] <= grows:
+            kept.append(torch.ones(16 * 2**20))  # 16,384 pages faulted in (torch does not ask for huge pages)
+        _busy(0.003)
+
+    return fn, kept
+
+
+def test_blocks_that_fault_new_pages_in_are_warm_up_and_retaken():
+    """A heap still growing is warm-up: its blocks are retaken, not sampled; the steady calls are the samples."""
+    fn, kept = _growing(2)
+    m = time_cpu(fn, first_call_s=0.2, max_time_s=0.2)  # a first call that slow: sampling starts at once, k = 1
+    assert len(kept) == 2 and m.block_size == 1
+    assert m.interference.discarded >= 2
+    assert max(m.samples) < 0.003 * 1.5  # neither faulting call is among them
+    fn, kept = _growing(2)
+    plain = time_cpu(fn, first_call_s=0.2, max_time_s=0.2, retake_faults=False)  # the system allocator's steady state
+    assert max(plain.samples) > 0.003 * 1.5 and plain.interference.discarded == 0
+
+
+def test_a_call_that_always_faults_is_retaken_a_bounded_number_of_times():
+    fn, kept = _growing(10**6)
+    m = time_cpu(fn, first_call_s=0.2, max_time_s=0.1)
+    assert m.interference.discarded - (len(m.rejected)) == GROWTH_RETAKES
+    assert len(m.samples) >= 3 and len(kept) == len(m.samples) + GROWTH_RETAKES + len(m.rejected)

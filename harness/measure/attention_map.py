@@ -7,11 +7,18 @@ from. The inputs are structured, not Gaussian: sinusoidal position codes
 (as in Transformer position encodings) give exact attention a band around the
 diagonal, and a few "sink" keys with a large norm draw attention from every
 query -- two patterns real attention has and approximations blur differently.
+
+A map shows the function a variant computes, not its kernel, so variants that
+compile run eagerly here (``torch.compiler.set_stance("force_eager")``):
+compilation does not change the function (their cases hold the compiled
+outputs to float64), and compiling for the map's shapes cost 2-8 s a variant
+and mask on 2 cores, most of a quick sweep's finish.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
@@ -46,7 +53,8 @@ def attention_map(variant: str, *, mask: Mask = NONE, n: int = MAP_N, seed: int 
         if variant == "exact":
             matrix = reference_attention(q, k, identity, mask=mask)
         else:
-            with torch.inference_mode():
+            with torch.inference_mode(), torch.compiler.set_stance("force_eager"), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*without torch.compile")  # FlexAttention's eager path
                 matrix = get_variant(variant)(q, k, identity, mask=mask, seed=seed)
     except Unsupported as exc:
         return {"status": "unsupported", "reason": str(exc)}

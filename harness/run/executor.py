@@ -62,6 +62,7 @@ class WorkerSlot:
         self.servers: dict[tuple[int, str], ForkServer] = {}  # (threads, allocator) -> the server workers fork from
         self.compiles: set[tuple] = set()  # worker keys whose variant compiled: parked between rounds
         self.parked: dict[tuple, Worker] = {}
+        self.retired: list[ForkServer] = []  # servers of earlier rounds, kept for their parked workers
         # configuration -> (N, peak bytes) of its largest N measured (`harness.run.budget.measured_peaks`)
         self.peaks: dict[tuple, tuple[int, float]] = dict(peaks or {})
         self.references = tempfile.mkdtemp(prefix="attnbench-references-")
@@ -119,8 +120,16 @@ class WorkerSlot:
         return self.servers[key]
 
     def new_round(self) -> None:
-        """Start the next round: fresh workers, but for the parked ones of variants that compile."""
+        """Start the next round: fresh workers, but for the parked ones of variants that compile, forked
+        from fresh fork servers (a server serving a parked worker is kept until that worker ends)."""
         self._put_away()
+        serving = {id(worker.server) for worker in self.parked.values()}
+        for server in self.servers.values():
+            if id(server) in serving:
+                self.retired.append(server)
+            else:
+                server.close()
+        self.servers = {}
 
     def _put_away(self) -> None:
         """Park the live worker if its variant compiles, else end it."""
@@ -138,9 +147,9 @@ class WorkerSlot:
         for worker in self.parked.values():
             worker.close()
         self.parked = {}
-        for server in self.servers.values():
+        for server in [*self.servers.values(), *self.retired]:
             server.close()
-        self.servers = {}
+        self.servers, self.retired = {}, []
         shutil.rmtree(self.references, ignore_errors=True)
 
 
