@@ -3,8 +3,10 @@ bad specs are one line, and a sweep records each row's family and exact-attentio
 
 from __future__ import annotations
 
+import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -17,6 +19,9 @@ from harness.measure.case import Case, make_inputs, seeded_qkv
 from harness.measure.fidelity import measure_fidelity
 from harness.measure.inputs import InputsError, parse_inputs
 from harness.measure.reference import reference_attention, reference_probabilities
+from harness.report.dimension_figures import family_map_figure
+from harness.report.headline import family_lines
+from harness.run.isolated import write_attention_maps
 from variants import get_variant, register, unregister
 from variants.masks import NONE
 from variants.score_mods import NO_MOD
@@ -129,6 +134,29 @@ def test_breaking_points_name_the_entropy_below_which_an_approximation_fails():
     assert list(found.index) == ["approx"]
     assert found.loc["approx", "breaks_below_entropy"] == 3.0  # recall under 0.5 at 3 nats, error over 0.1 at 1
     assert (found.loc["approx", "best_inputs"], found.loc["approx", "worst_inputs"]) == ("gaussian", "peaked:8")
+    # The findings say it in a sentence, with its best and worst family.
+    line = family_lines(frame).set_index("approximation").loc["approx"]
+    assert line["on attention that looks real"].startswith("breaks at 3.0 nats and below")
+    assert line["best family"] == "gaussian (error 0.050, recall 0.90)" and line["worst family"].startswith("peaked:8")
+    held = frame.assign(rel_err=0.01, attn_recall=0.95)
+    assert family_lines(held).iloc[0]["on attention that looks real"].startswith("within 0.1 of exact")
+    broken = frame.assign(rel_err=0.5)
+    assert family_lines(broken).iloc[0]["on attention that looks real"].startswith("error over 0.1 or top-8 recall")
+
+
+def test_a_sweep_over_families_maps_each_family(tmp_path):
+    """One attention map per family, on that family's inputs: exact's and the approximation's, not the exact variants'."""
+    cases = [Case(name, 64, heads=1, inputs=family) for name in ("naive", "performer-64") for family in ("gaussian", "local:8")]
+    write_attention_maps(tmp_path, cases, [], timeout=120)
+    maps = json.loads((tmp_path / "attention_maps.json").read_text())
+    assert sorted(maps["families"]) == ["gaussian", "local:8"]
+    for by_name in maps["families"].values():
+        assert list(by_name) == ["exact", "performer-64"] and all(entry["status"] == "ok" for entry in by_name.values())
+    exact, local = (np.array(maps["families"][f]["exact"]["matrix"]) for f in ("gaussian", "local:8"))
+    assert np.allclose(exact.sum(1), 1) and np.allclose(local.sum(1), 1)
+    distance = lambda a: (a * abs(np.arange(64)[:, None] - np.arange(64)[None, :])).sum(1).mean()  # noqa: E731
+    assert distance(local) < distance(exact) / 2  # the local family's map hugs the diagonal
+    assert family_map_figure(maps["families"], tmp_path / "family_maps.png").stat().st_size > 10_000
 
 
 def test_the_trained_family_solves_its_task_and_attends_sharply(tmp_path, monkeypatch):

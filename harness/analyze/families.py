@@ -45,3 +45,32 @@ def breaking_points(frame: pd.DataFrame) -> pd.DataFrame:
                      "best_inputs": best["inputs"], "best_rel_err": best["rel_err"],
                      "worst_inputs": worst["inputs"], "worst_rel_err": worst["rel_err"]})  # fmt: skip
     return pd.DataFrame(rows, columns=SUMMARY)
+
+
+VERDICTS = ["variant", "families", "entropy_low", "entropy_high", "breaks_below_entropy", "broken_everywhere",
+            "best_inputs", "best_rel_err", "best_recall", "worst_inputs", "worst_rel_err", "worst_recall"]  # fmt: skip
+
+
+def family_verdicts(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per approximation that ran on two families or more, over all its configurations and N: the entropy range
+    its families spanned, the highest entropy at which it broke (error over `ERROR_LIMIT` or recall under
+    `RECALL_LIMIT`; NaN: it never did), whether it broke on every case, and its best and worst family by median
+    error (with that family's median recall)."""
+    table = family_table(frame)
+    rows = []
+    for variant, group in table.groupby("variant"):
+        if group["inputs"].nunique() < 2:
+            continue
+        recall = group["attn_recall"].astype(float)
+        broken = (group["rel_err"] > ERROR_LIMIT) | (recall < RECALL_LIMIT)
+        by_family = group.assign(attn_recall=recall).groupby("inputs")[["rel_err", "attn_recall"]].median()
+        best, worst = by_family["rel_err"].idxmin(), by_family["rel_err"].idxmax()
+        rows.append({"variant": variant, "families": len(by_family), "entropy_low": group["attn_entropy"].min(),
+                     "entropy_high": group["attn_entropy"].max(),
+                     "breaks_below_entropy": group.loc[broken, "attn_entropy"].max() if broken.any() else float("nan"),
+                     "broken_everywhere": bool(broken.all()),
+                     "best_inputs": best, "best_rel_err": by_family.loc[best, "rel_err"],
+                     "best_recall": by_family.loc[best, "attn_recall"], "worst_inputs": worst,
+                     "worst_rel_err": by_family.loc[worst, "rel_err"],
+                     "worst_recall": by_family.loc[worst, "attn_recall"]})  # fmt: skip
+    return pd.DataFrame(rows, columns=VERDICTS)

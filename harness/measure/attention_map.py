@@ -7,6 +7,8 @@ from. The inputs are structured, not Gaussian: sinusoidal position codes
 (as in Transformer position encodings) give exact attention a band around the
 diagonal, and a few "sink" keys with a large norm draw attention from every
 query -- two patterns real attention has and approximations blur differently.
+A sweep over input families (``--inputs``) also gets one map per family, drawn
+from that family's own inputs, for exact attention and each approximation.
 
 A map shows the function a variant computes, not its kernel, so variants that
 compile run eagerly here (``torch.compiler.set_stance("force_eager")``):
@@ -26,10 +28,12 @@ from variants import Unsupported, get_variant
 from variants.masks import NONE, Mask
 
 from .contract import aliases_input, contract_violation
+from .inputs import parse_inputs
 from .reference import reference_attention
 
 MAP_N = 64
 MAP_D = 16
+FAMILY_D = 64  # the head dim of a family's map: a sweep's usual one, and room for lowrank:R up to 64
 
 
 def structured_qk(n: int = MAP_N, d: int = MAP_D, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,9 +49,16 @@ def structured_qk(n: int = MAP_N, d: int = MAP_D, seed: int = 0) -> tuple[torch.
     return q.float().view(1, 1, n, d), k.float().view(1, 1, n, d)
 
 
-def attention_map(variant: str, *, mask: Mask = NONE, n: int = MAP_N, seed: int = 0) -> dict:
-    """{"status": "ok", "matrix": n x n list} or {"status": "unsupported"|"error", "reason": ...}."""
-    q, k = structured_qk(n, seed=seed)
+def family_qk(inputs: str, n: int = MAP_N, d: int = FAMILY_D, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """q, k of shape (1, 1, n, d) drawn from an input family (`harness.measure.inputs`, e.g. "local:16")."""
+    q, k, _ = parse_inputs(inputs).draw(n, n, batch=1, heads=1, heads_kv=1, d=d, seed=seed)
+    return q, k
+
+
+def attention_map(variant: str, *, mask: Mask = NONE, n: int = MAP_N, seed: int = 0, inputs: str | None = None) -> dict:
+    """{"status": "ok", "matrix": n x n list} or {"status": "unsupported"|"error", "reason": ...}; on the
+    structured inputs, or (``inputs``) on an input family's at head dim `FAMILY_D`."""
+    q, k = structured_qk(n, seed=seed) if inputs is None else family_qk(inputs, n, seed=seed)
     identity = torch.eye(n).view(1, 1, n, n)  # V = I, so the output is the attention matrix
     try:
         if variant == "exact":

@@ -1,10 +1,12 @@
 """The figures of the workload dimensions: packed documents against their number, and approximations across
-input families. Drawn with `harness.report.figures`' helpers, in its style."""
+input families (their errors, and their attention maps per family). Drawn with `harness.report.figures`' helpers, in its style."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 
@@ -42,3 +44,34 @@ def families_figure(table: pd.DataFrame, colours: dict, path: Path) -> Path:
     grid.set_axis_labels("mean entropy of the exact attention rows (nats)", "")
     grid.set_titles("{col_name}")
     return _save(grid.figure, path)
+
+
+def family_map_figure(families: dict, path: Path) -> Path | None:
+    """One row per input family: exact attention's map on that family's inputs, then each approximation's, with
+    its relative error against exact's (`harness.measure.attention_map`); None when the run stored none."""
+    rows = [(family, by_name) for family, by_name in families.items() if by_name]
+    if not rows:
+        return None
+    names = sorted({name for _, by_name in rows for name in by_name}, key=lambda name: (name != "exact", name))
+    fig, axes = plt.subplots(len(rows), len(names), figsize=(2.1 * len(names), 2.3 * len(rows)), squeeze=False)
+    for index, (row, (family, by_name)) in enumerate(zip(axes, rows)):
+        exact = by_name.get("exact", {})
+        reference = np.array(exact["matrix"]) if exact.get("status") == "ok" else None
+        vmax = float(np.quantile(reference, 0.995)) if reference is not None else None
+        for ax, name in zip(row, names):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            entry = by_name.get(name, {})
+            if entry.get("status") != "ok":
+                ax.text(0.5, 0.5, str(entry.get("status", "not drawn")), ha="center", va="center", fontsize=7)
+            else:
+                matrix = np.array(entry["matrix"])
+                ax.imshow(matrix, cmap="viridis", vmin=0, vmax=vmax)
+                if reference is not None and name != "exact":
+                    error = np.linalg.norm(matrix - reference) / np.linalg.norm(reference)
+                    ax.set_xlabel(f"rel. err {error:.2f}", fontsize=8)
+            ax.set_title(name if index == 0 else "", fontsize=9)
+        row[0].set_ylabel(family, fontsize=9)
+    fig.suptitle("implied attention per input family (N=64, d=64, V = identity): exact, then each approximation", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)

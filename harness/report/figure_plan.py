@@ -15,7 +15,7 @@ import pandas as pd
 from ..analyze.families import family_table
 from ..analyze.packing import packing_table
 from ..analyze.tables import with_config
-from .dimension_figures import families_figure, packing_figure
+from .dimension_figures import families_figure, family_map_figure, packing_figure
 from .figures import (
     accuracy_figure,
     attention_map_figure,
@@ -94,7 +94,13 @@ def _draw(name: str, ok: pd.DataFrame, colours: dict, ceilings: dict, fits: pd.D
 
 
 def make_figures(
-    frame: pd.DataFrame, fits: pd.DataFrame, ceilings: dict, maps: dict, out: Path, baseline: str
+    frame: pd.DataFrame,
+    fits: pd.DataFrame,
+    ceilings: dict,
+    maps: dict,
+    out: Path,
+    baseline: str,
+    family_maps: dict | None = None,
 ) -> dict[str, Path | Omitted]:
     """Write every figure under ``out``; returns {name: path}, or {name: Omitted(why)} for one with nothing to draw.
 
@@ -118,4 +124,7 @@ def make_figures(
             discard_open_figures()
             figures[name] = Omitted(f"could not be drawn ({type(error).__name__}: {error})")
     figures["maps"] = attention_map_figure(maps, out / "attention_maps.png") or Omitted("the run stored no attention maps")
+    figures["family_maps"] = family_map_figure(family_maps or {}, out / "family_maps.png") or Omitted(
+        "the run measured one input family"
+    )
     return figures

@@ -10,6 +10,7 @@ import math
 
 import pandas as pd
 
+from ..analyze.families import ERROR_LIMIT, RECALL_LIMIT, family_verdicts
 from ..analyze.findings import (
     approximation_errors,
     baseline_crossovers,
@@ -122,6 +123,27 @@ def error_table(frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def _family(name: str, error: float, recall: float) -> str:
+    return f"{name} (error {significant(error, 2)}" + ("" if math.isnan(recall) else f", recall {recall:.2f}") + ")"
+
+
+def family_lines(frame: pd.DataFrame) -> pd.DataFrame:
+    """One sentence per approximation measured on several input families: where it breaks, best and worst family."""
+    rows = []
+    for v in family_verdicts(frame).itertuples(index=False):
+        span = f"{v.entropy_low:.1f}–{v.entropy_high:.1f} nats"
+        if v.broken_everywhere:
+            verdict = f"error over {ERROR_LIMIT} or top-8 recall under {RECALL_LIMIT} on every family ({span})"
+        elif math.isnan(v.breaks_below_entropy):
+            verdict = f"within {ERROR_LIMIT} of exact, recall {RECALL_LIMIT} or more, on every family ({span})"
+        else:
+            verdict = f"breaks at {v.breaks_below_entropy:.1f} nats and below; holds on the smoother families ({span} measured)"
+        rows.append({"approximation": v.variant, "on attention that looks real": verdict,
+                     "best family": _family(v.best_inputs, v.best_rel_err, v.best_recall),
+                     "worst family": _family(v.worst_inputs, v.worst_rel_err, v.worst_recall)})  # fmt: skip
+    return pd.DataFrame(rows, columns=["approximation", "on attention that looks real", "best family", "worst family"])
+
+
 def findings_sections(frame: pd.DataFrame, fits: pd.DataFrame, crossovers: pd.DataFrame, baseline: str) -> list[dict]:
     """The findings, most useful first."""
     no_model = without_work_model(frame)
@@ -145,4 +167,9 @@ def findings_sections(frame: pd.DataFrame, fits: pd.DataFrame, crossovers: pd.Da
                  "the declared class, in how many configurations (– : no verdict, e.g. too few or noisy points)."},
         {"title": "Error of the approximations", "table": error_table(frame), "empty": "no approximate variant ran",
          "note": errors_note},
+        {"title": "Approximations as attention sharpens", "table": family_lines(frame),
+         "empty": "no approximation ran on more than one input family (--inputs)",
+         "note": "Over the input families (--inputs), each placed by the mean entropy of its exact attention rows "
+                 "(lower: sharper). Breaks: error over 0.1 or top-8 recall under 0.5; 'at X nats and below' is "
+                 "the highest entropy where it broke. Best and worst family by median error over N."},
     ]  # fmt: skip

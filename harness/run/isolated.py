@@ -48,22 +48,37 @@ class Errands:
 
 def write_attention_maps(run_dir: Path, cases: list[Case], plugins: list[str], timeout: float, memory_limit: int = 0) -> None:
     """``attention_maps.json``: exact softmax's and each swept variant's implied attention
-    matrix (`harness.measure.attention_map`), computed on the CPU in a worker, non-causal and causal."""
+    matrix (`harness.measure.attention_map`), computed on the CPU in a worker, non-causal and causal;
+    and, for a sweep over input families, exact's and each approximation's on each family's inputs."""
     groups: dict[tuple, list[str]] = {}  # one worker per plugin (and one for the built-ins): no plugin reaches another's
     for name in ["exact"] + sorted({c.variant for c in cases}):
         groups.setdefault(tuple(plugins_for([name], plugins)), []).append(name)
-    maps: dict[str, dict] = {"non_causal": {}, "causal": {}}
+    families = sorted({c.inputs.spec for c in cases})
+    families = families if families != ["gaussian"] else []  # one map per family, when the sweep has families
+    maps: dict[str, dict] = {"non_causal": {}, "causal": {}, "families": {family: {} for family in families}}
     for own, names in groups.items():
         errands = Errands(list(own), run_dir / LOG_FILE, memory_limit, timeout)
         try:
             for name in names:
                 for key, mask in (("non_causal", "none"), ("causal", "causal")):
                     maps[key][name] = errands.ask({"map": name, "mask": mask})
+                for family in families if name == "exact" or not _exact(name) else ():
+                    maps["families"][family][name] = errands.ask({"map": name, "mask": "none", "inputs": family})
         finally:
             errands.close()
     order = lambda name: (name != "exact", name)  # noqa: E731 - exact first, then by name, whichever worker drew it
-    maps = {key: {name: by_name[name] for name in sorted(by_name, key=order)} for key, by_name in maps.items()}
+    ordered = lambda by_name: {name: by_name[name] for name in sorted(by_name, key=order)}  # noqa: E731
+    maps = {"non_causal": ordered(maps["non_causal"]), "causal": ordered(maps["causal"]),
+            "families": {family: ordered(by_name) for family, by_name in maps["families"].items()}}  # fmt: skip
     write_text_atomic(run_dir / MAPS_FILE, json.dumps(maps))
+
+
+def _exact(name: str) -> bool:
+    """Whether a variant is exact (its family map would be exact attention's again); unknown ones are drawn."""
+    try:
+        return get_variant(name).exact
+    except KeyError:
+        return False
 
 
 def run_checks(name: str, device: str, plugins: list[str], log: Path, timeout: float = 300.0) -> list[dict]:

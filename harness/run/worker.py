@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         request = json.loads(line)
         restore_torch_state(state)  # what a variant changed globally (default dtype, grad mode) reaches no other
         if "map" in request:  # an attention map for the report (harness.measure.attention_map)
-            reply = attention_map(request["map"], mask=parse_mask(request.get("mask")))
+            reply = attention_map(request["map"], mask=parse_mask(request.get("mask")), inputs=request.get("inputs"))
         elif "check" in request:  # one contract check (harness.verify.checks)
             reply = asdict(run_check(request["check"], request["which"], device=request["device"]))
         else:
