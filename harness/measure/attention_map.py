@@ -19,7 +19,9 @@ and mask on 2 cores, most of a quick sweep's finish.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import sys
 import warnings
 
 import torch
@@ -49,6 +51,14 @@ def structured_qk(n: int = MAP_N, d: int = MAP_D, seed: int = 0) -> tuple[torch.
     return q.float().view(1, 1, n, d), k.float().view(1, 1, n, d)
 
 
+def _eagerly(spec):
+    """``torch.compile`` off for a variant that compiles (the built-in compiled family, or anything once torch's
+    compiler is loaded); nothing for the rest: setting the stance imports the compiler, a second's work."""
+    if spec.family == "compiled" or "torch._dynamo" in sys.modules:
+        return torch.compiler.set_stance("force_eager")
+    return contextlib.nullcontext()
+
+
 def family_qk(inputs: str, n: int = MAP_N, d: int = FAMILY_D, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """q, k of shape (1, 1, n, d) drawn from an input family (`harness.measure.inputs`, e.g. "local:16")."""
     q, k, _ = parse_inputs(inputs).draw(n, n, batch=1, heads=1, heads_kv=1, d=d, seed=seed)
@@ -64,9 +74,10 @@ def attention_map(variant: str, *, mask: Mask = NONE, n: int = MAP_N, seed: int 
         if variant == "exact":
             matrix = reference_attention(q, k, identity, mask=mask)
         else:
-            with torch.inference_mode(), torch.compiler.set_stance("force_eager"), warnings.catch_warnings():
+            spec = get_variant(variant)
+            with torch.inference_mode(), _eagerly(spec), warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*without torch.compile")  # FlexAttention's eager path
-                matrix = get_variant(variant)(q, k, identity, mask=mask, seed=seed)
+                matrix = spec(q, k, identity, mask=mask, seed=seed)
     except Unsupported as exc:
         return {"status": "unsupported", "reason": str(exc)}
     except Exception as exc:  # a broken variant is a fact for the report, not a reason to stop

@@ -173,6 +173,10 @@ class RayExecutor:
             except Exception:  # noqa: BLE001 - a lost node is found, and recorded, by the next case sent to it
                 pass
 
+    def errand_server(self, threads: int, allocator: str) -> None:
+        """The attention maps run on the driver, from a fork server of their own: the nodes' are theirs."""
+        return None
+
     def _unserved(self, queue: deque) -> Iterator[tuple[Case, dict]]:
         """Cases no live node can take: every node of their device was lost, or the cluster has none."""
         if queue and not self.slots:

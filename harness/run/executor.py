@@ -178,5 +178,9 @@ class LocalExecutor:
     def new_round(self) -> None:
         self.slot.new_round()
 
+    def errand_server(self, threads: int, allocator: str) -> ForkServer | None:
+        """A fork server of this sweep's for one-off workers (the attention maps), started if none is running."""
+        return self.slot._server(threads, allocator)
+
     def close(self) -> None:
         self.slot.close()

@@ -18,20 +18,24 @@ from ..verify.checks import checks_for
 from .budget import worker_memory_limit
 from .client import Worker, WorkerDied
 from .files import write_text_atomic
+from .forkserver import ForkServer
 from .results import LOG_FILE, MAPS_FILE
 
 
 class Errands:
     """One worker process, started on first use and replaced after it dies or overruns."""
 
-    def __init__(self, plugins: list[str], log: Path, memory_limit: int, timeout: float) -> None:
+    def __init__(
+        self, plugins: list[str], log: Path, memory_limit: int, timeout: float, server: ForkServer | None = None
+    ) -> None:
         self.plugins, self.log, self.memory_limit, self.timeout = plugins, log, memory_limit, timeout
+        self.server = server  # forked from the sweep's own server when it has one (a second costs ~1 s to start)
         self.worker: Worker | None = None
 
     def ask(self, message: dict) -> dict:
         """The worker's reply, or {"status": "crash" or "timeout", "reason": how} when there is none."""
         try:
-            self.worker = self.worker or Worker(self.plugins, 1, self.memory_limit, self.log)
+            self.worker = self.worker or Worker(self.plugins, 1, self.memory_limit, self.log, server=self.server)
             reply = self.worker.ask(message, self.timeout)
         except WorkerDied as died:
             self.worker = None
@@ -46,10 +50,13 @@ class Errands:
             self.worker.close()
 
 
-def write_attention_maps(run_dir: Path, cases: list[Case], plugins: list[str], timeout: float, memory_limit: int = 0) -> None:
+def write_attention_maps(
+    run_dir: Path, cases: list[Case], plugins: list[str], timeout: float, memory_limit: int = 0, server: ForkServer | None = None
+) -> None:
     """``attention_maps.json``: exact softmax's and each swept variant's implied attention
     matrix (`harness.measure.attention_map`), computed on the CPU in a worker, non-causal and causal;
-    and, for a sweep over input families, exact's and each approximation's on each family's inputs."""
+    and, for a sweep over input families, exact's and each approximation's on each family's inputs. The workers
+    fork from ``server`` when given (the sweep's), else from one of their own."""
     groups: dict[tuple, list[str]] = {}  # one worker per plugin (and one for the built-ins): no plugin reaches another's
     for name in ["exact"] + sorted({c.variant for c in cases}):
         groups.setdefault(tuple(plugins_for([name], plugins)), []).append(name)
@@ -57,7 +64,7 @@ def write_attention_maps(run_dir: Path, cases: list[Case], plugins: list[str], t
     families = families if families != ["gaussian"] else []  # one map per family, when the sweep has families
     maps: dict[str, dict] = {"non_causal": {}, "causal": {}, "families": {family: {} for family in families}}
     for own, names in groups.items():
-        errands = Errands(list(own), run_dir / LOG_FILE, memory_limit, timeout)
+        errands = Errands(list(own), run_dir / LOG_FILE, memory_limit, timeout, server)
         try:
             for name in names:
                 for key, mask in (("non_causal", "none"), ("causal", "causal")):

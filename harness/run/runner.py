@@ -128,8 +128,12 @@ def run_sweep(
                       executor=f"ray {ray_address or '(local instance)'}" if cluster else "local")  # fmt: skip
             budgets = {} if cluster else {device: device_budget(device) for device in sweep.devices}  # nodes read theirs
             runner = cluster or LocalExecutor(plugins, run_dir / LOG_FILE, budgets, measured_peaks(cases, recorded))
-            timed_s = _run_cases(sweep, run_dir, cases, recorded, runner, progress)
-            frame = _finish(run_dir, cases, plugins, sweep.timeout_s, budgets)
+            try:
+                timed_s = _run_cases(sweep, run_dir, cases, recorded, runner, progress)
+                server = runner.errand_server(cases[0].threads, cases[0].allocator)
+                frame = _finish(run_dir, cases, plugins, sweep.timeout_s, budgets, server)
+            finally:
+                runner.close()
     finally:
         if cluster:
             cluster.close()
@@ -206,7 +210,6 @@ def _run_cases(sweep, run_dir, cases, recorded, executor, progress) -> float:
                 record.update({key: reply.get(key) for key in ("node", "host", "started_at", "ended_at")})  # this round's
                 keep(case, record, reply)
     finally:
-        executor.close()
         writer.close()
         if hasattr(progress, "close"):  # a live display ends with the cases, however they end
             progress.close()
@@ -240,10 +243,11 @@ def _rotated(cases: list[Case], by: int) -> list[Case]:
     return [case for group in ordered[shift:] + ordered[:shift] for case in group]
 
 
-def _finish(run_dir: Path, cases: list[Case], plugins: list[str], timeout_s: float, budgets: dict[str, int]):
-    """The attention maps and the consolidated table (parquet, CSV); returns the table."""
+def _finish(run_dir: Path, cases: list[Case], plugins: list[str], timeout_s: float, budgets: dict[str, int], server=None):
+    """The attention maps (their workers forked from ``server``, the sweep's, when it has one here) and the
+    consolidated table (parquet, CSV); returns the table."""
     try:
-        write_attention_maps(run_dir, cases, plugins, timeout_s, worker_memory_limit("cpu", budgets.get("cpu")))
+        write_attention_maps(run_dir, cases, plugins, timeout_s, worker_memory_limit("cpu", budgets.get("cpu")), server)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a torn line was already reported when resuming
             return consolidate(run_dir)
