@@ -5,7 +5,7 @@ Third-party variants register the same way with `register`, from anywhere.
 """
 
 # Imported for their @register side effects, in listing order.
-from . import chunked, compiled, linear, local, lowrank, naive, packed, paged, performer, sdpa, xformers_mea  # noqa: E402,F401
+from . import chunked, compiled, hf, linear, local, lowrank, naive, packed, paged, performer, sdpa, xformers_mea  # noqa: E402,F401
 from .registry import (
     ALL_MASKS,
     ALL_SCORE_MODS,

@@ -35,6 +35,9 @@ class Unsupported(NotImplementedError):
     """
 
 
+EXTRAS = {"transformers": "hf", "xformers": "xformers"}  # the project's optional extra that installs a package
+
+
 @dataclass(frozen=True, eq=False)
 class VariantSpec:
     """Everything the harness knows about one registered variant.
@@ -109,7 +112,8 @@ class VariantSpec:
         library's own reasons.
         """
         if self.requires and importlib.util.find_spec(self.requires) is None:
-            return f"needs the '{self.requires}' package, which is not installed"
+            extra = f" (pip install -e '.[{EXTRAS[self.requires]}]')" if self.requires in EXTRAS else ""
+            return f"needs the '{self.requires}' package, which is not installed{extra}"
         device = device.split(":")[0] if device else device  # "cuda:1" is a cuda device
         if device and device not in self.devices and not self.delegate_checks:
             return f"has no kernel for device={device} (supported: {', '.join(self.devices)})"

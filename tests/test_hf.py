@@ -1,0 +1,43 @@
+"""Transformers both ways: its attention functions as variants, and our variants installed into a Transformers model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness.measure.reference import reference_attention
+from variants import get_variant
+
+transformers = pytest.importorskip("transformers")
+
+from variants.hf import install  # noqa: E402
+
+
+@pytest.mark.parametrize("name", ["hf-sdpa", "hf-eager"])
+@pytest.mark.parametrize("mask, n_q", [("none", 48), ("causal", 48), ("causal-br", 1), ("causal-br", 17), ("causal-br", 64)])
+def test_transformers_functions_match_float64(name, mask, n_q):
+    """Grouped-query heads (8 over 2), decode, cross lengths, and queries that see no key (zeros, the contract's)."""
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, h, n, 32, generator=gen) for h, n in ((8, n_q), (2, 48), (2, 48)))
+    out = get_variant(name)(q, k, v, mask=mask)
+    assert out.shape == (2, 8, n_q, 32)
+    assert torch.allclose(out.double(), reference_attention(q, k, v, mask=mask), atol=1e-5)
+
+
+def _tiny_llama(implementation: str):
+    """Two layers, hidden 64, 4 heads over 2 KV heads; random weights from a fixed seed, nothing downloaded."""
+    config = transformers.LlamaConfig(vocab_size=101, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)  # fmt: skip
+    torch.manual_seed(0)
+    return transformers.AutoModelForCausalLM.from_config(config, attn_implementation=implementation).eval()
+
+
+def test_a_variant_installed_into_transformers_runs_a_model():
+    """chunked-online gives the logits Transformers' own sdpa gives; performer-64, an approximation, others."""
+    tokens = torch.randint(0, 101, (2, 96), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        reference = _tiny_llama("sdpa")(tokens).logits
+        exact = _tiny_llama(install("chunked-online"))(tokens).logits
+        approximate = _tiny_llama(install("performer-64"))(tokens).logits
+    assert torch.allclose(exact, reference, atol=1e-4)
+    assert torch.isfinite(approximate).all() and not torch.allclose(approximate, reference, atol=1e-2)
