@@ -28,4 +28,4 @@ def test_the_readme_is_short_and_its_quick_start_is_what_ci_runs():
     assert len(readme.splitlines()) <= 250
     ci = (ROOT / ".ci" / "run").read_text()
     assert "pip install --quiet --disable-pip-version-check torch==2.13.0" in ci and "torch==2.13.0" in readme
-    assert "-e '.[xformers,ray,dev]'" in ci and "pip install -e '.[xformers,ray,dev]' && pytest" in readme
+    assert "-e '.[xformers,ray,hf,dev]'" in ci and "pip install -e '.[xformers,ray,hf,dev]' && pytest" in readme
