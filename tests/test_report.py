@@ -156,6 +156,7 @@ def plt_imread(path: Path) -> np.ndarray:
     return matplotlib.image.imread(str(path))
 
 
+@pytest.mark.slow  # 12 s; the fits' verdicts are held on synthetic curves in test_fits.py in the default run
 def test_fitted_classes_on_a_real_sweep(tmp_path):
     """naive time and memory ~N^2, sdpa memory ~N, linear-time variants ~N, measured for real."""
     result = subprocess.run(
