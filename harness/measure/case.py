@@ -20,7 +20,7 @@ from .labels import case_label
 # default, so every case an older run recorded keeps its id, and that run still resumes.
 FIRST_RELEASE = ("variant", "seq_len", "device", "dtype", "mode", "batch", "heads", "head_dim", "threads",
                  "input_scale", "seed")  # fmt: skip
-OPTIONAL = ("heads_kv", "q_len")  # None: as many as the heads, as the keys
+OPTIONAL = ("heads_kv", "q_len", "layer")  # None: as many as the heads, as the keys; the layer of the shape
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,8 @@ class Case:
     model: str | None = None  # the model whose shapes these are (`harness.measure.models`), as --model named it
     inputs: InputFamily = GAUSSIAN
     kv_layout: str = "contiguous"
+    scope: str = "attention"
+    layer: str | None = None
 
     def __post_init__(self) -> None:
         for sweep_field in CASE_FIELDS:
@@ -89,10 +91,25 @@ class Case:
             raise ValueError(f"Case.kv_layout {self.kv_layout} is a decode cache; this case's mode is {self.mode}")
         if self.model is not None and not (isinstance(self.model, str) and self.model):
             raise ValueError(f"Case.model must be a model's name, got {self.model!r}")
+        self._check_scope()
         if self.heads_kv is not None and self.heads % self.heads_kv:
             raise ValueError(f"Case.heads_kv must divide heads={self.heads}, got {self.heads_kv}")
         if self.cuda_graphs and not self.device.startswith("cuda"):
             raise ValueError(f"Case.cuda_graphs is true only on a CUDA device, got true on {self.device}")
+
+    def _check_scope(self) -> None:
+        """A layer case has a layer (default: GPT-2's, gelu:H·D:4·H·D) and is a forward or training step on Gaussian
+        inputs; an attention case has none (one spelling, one id)."""
+        if self.scope == "attention":
+            object.__setattr__(self, "layer", None)
+            return
+        if self.layer is None:
+            width = self.heads * self.head_dim
+            object.__setattr__(self, "layer", f"gelu:{width}:{4 * width}")
+        if self.mode == "decode":
+            raise ValueError("Case.scope layer times fwd or fwd_bwd (a layer's prefill or training step), not decode")
+        if self.inputs != GAUSSIAN:
+            raise ValueError(f"Case.scope layer draws its own Gaussian inputs x; --inputs {self.inputs} shapes q, k, v")
 
     def to_dict(self) -> dict:
         """The case as JSON data (the mask as its spec): what a worker gets, and ``Case(**to_dict())`` undoes."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from variants import get_variant
+from variants.decoder import LayerShape
 
 from .case import Case
 from .complexity import declared_exponent
@@ -33,9 +34,23 @@ def declared_classes(spec, case: Case) -> dict[str, str]:
     return {"declared_time": time, "declared_memory": memory}
 
 
+def _layer_work(case: Case) -> tuple[float, float]:
+    """(FLOPs, least bytes) of a layer case's own work beside its attention's, forward: the matrix products
+    (`variants.decoder.LayerShape.linear_flops`) and its weights read once, x (and the memory) read and the
+    output written. Zero for an attention case."""
+    if case.layer is None:
+        return 0.0, 0.0
+    shape = LayerShape.parse(case.layer)
+    cross = case.n_q != case.seq_len
+    flops = case.batch * shape.linear_flops(case.n_q, case.seq_len, case.heads, case.n_heads_kv, case.head_dim, cross)
+    activations = case.batch * shape.hidden * (2 * case.n_q + (case.seq_len if cross else 0))
+    return flops, float(shape.weights(case.heads, case.n_heads_kv, case.head_dim) + activations)
+
+
 def case_bytes(case: Case) -> float:
     """The least memory traffic of one timed call: q, k, v read once and the output written
-    (forward, decode); forward plus backward adds reading q, k, v, out, dout and writing dq, dk, dv."""
+    (forward, decode); forward plus backward adds reading q, k, v, out, dout and writing dq, dk, dv.
+    A layer adds its own (`_layer_work`), three times over for forward plus backward."""
     element = torch.empty((), dtype=case.torch_dtype).element_size()
     q = case.batch * case.heads * case.n_q * case.head_dim  # q, the output, dout, dq: each this size
     kv = case.batch * case.n_heads_kv * case.seq_len * case.head_dim  # k, v, dk, dv: each this size
@@ -43,13 +58,16 @@ def case_bytes(case: Case) -> float:
     if case.kv_layout != "contiguous":  # a paged cache's block table is read too: one int64 per page
         forward += 8 * case.batch * -(-case.seq_len // int(case.kv_layout.partition(":")[2])) / element
     backward = (3 * q + 2 * kv) + (q + 2 * kv)  # reads q, out, dout, k, v; writes dq, dk, dv
-    return float(element * (forward + (backward if case.mode == "fwd_bwd" else 0)))
+    layer = _layer_work(case)[1] * (3 if case.mode == "fwd_bwd" else 1)
+    return float(element * (forward + (backward if case.mode == "fwd_bwd" else 0) + layer))
 
 
 def case_flops(case: Case) -> float | None:
-    """FLOPs of one timed call: the variant's forward model, times 3.5 for forward plus backward."""
+    """FLOPs of one timed call: the variant's forward model, times 3.5 for forward plus backward; a layer's
+    matrix products besides (times 3 for forward plus backward: each product's two gradients)."""
     spec = get_variant(case.variant)
     if spec.flops is None:
         return None
     forward = float(spec.flops(case))
-    return forward * (1 + BACKWARD_FLOPS_FACTOR) if case.mode == "fwd_bwd" else forward
+    layer = _layer_work(case)[0] * (3 if case.mode == "fwd_bwd" else 1)
+    return (forward * (1 + BACKWARD_FLOPS_FACTOR) if case.mode == "fwd_bwd" else forward) + layer

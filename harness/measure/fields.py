@@ -114,6 +114,11 @@ FIELDS: tuple[Field, ...] = (
     Field("kv_layouts", p.kv_layout, ("contiguous",), "comma-separated KV cache layouts of decode cases: "
           "contiguous,paged:P (pages of P tokens in a pool, read through a block table)", grid=True, case="kv_layout",
           flag="--kv-layout"),
+    Field("scopes", p.one_of(p.SCOPES, "scope"), ("attention",), "comma-separated: attention (the call alone), layer "
+          "(a decoder layer around it: norm, Q/K/V/O projections, MLP; it brings attention along, so each layer's "
+          "attention share is measured in the same run)", grid=True, case="scope", flag="--scope", split=p.scope_items),
+    Field("layer", p.layer_shape, None, "the decoder layer of --scope layer: MLP:hidden:ffn with MLP gelu, swiglu or "
+          "geglu (default gelu:H·D:4·H·D; --model sets its own)", case="layer", in_grids=True),
     Field("inputs", p.inputs, (GAUSSIAN,), "comma-separated input families: gaussian,peaked:T,local:L,lowrank:R,"
           "clustered:C (what the attention looks like; harness.measure.inputs)", grid=True, case="inputs"),
     Field("models", p.model, (), "comma-separated built-in models (llama-3-8b, mistral-7b, gemma-2-9b, vit-b-16, ...) "

@@ -27,9 +27,10 @@ from .canary import canary_time
 from .case import Case, make_inputs
 from .case_work import case_bytes, case_flops, declared_classes
 from .compilation import compiled_graphs, recompile_warning
-from .contract import aliases_input, contract_violation, input_damage, non_finite, too_wrong, unlike
+from .contract import aliases_input, input_damage, non_finite, too_wrong, unlike
 from .device import device_name
 from .fidelity import measure_fidelity
+from .layer_scope import layer_workload
 from .memory import peak_memory
 from .record import Record
 from .reference_cache import ReferenceCache, input_set_key
@@ -84,22 +85,26 @@ def failure_status(exc: BaseException) -> tuple[str, str]:
     return ("oom" if is_oom(exc) else "error"), f"{kind}: {first}"
 
 
-def _accuracy(record: Record, spec, case: Case, out: torch.Tensor, pristine, rows: int, references: ReferenceCache):
+def _accuracy(record: Record, spec, case: Case, w: Workload, out, pristine, rows: int, references: ReferenceCache):
     """The first call's error against float64 (`harness.measure.accuracy`; the rows shared through ``references``
     by the variants of one input set); ``record`` an ``error`` when it is beyond what the variant's kind allows
     (`harness.measure.contract.too_wrong`). An approximation's fidelity (`harness.measure.fidelity`) and the
     trained input family's task accuracy go on ``record`` too."""
-    against = reference_mask(spec, case)
-    key = input_set_key(case, against, case.score_mod, rows)
-    exact = references.get(key, lambda: exact_rows(*pristine, mask=against, score_mod=case.score_mod, max_rows=rows,
-                                                   seed=case.seed))  # fmt: skip
-    acc = measure_accuracy(out, *pristine, exact=exact)
-    record.err_reference = against.spec if against != case.mask else None
+    if w.accuracy is not None:  # a layer's output, held to the layer in float64 (`harness.measure.layer_scope`)
+        acc = w.accuracy(out, pristine, rows)
+    else:
+        pristine = w.logical(pristine)
+        against = reference_mask(spec, case)
+        key = input_set_key(case, against, case.score_mod, rows)
+        exact = references.get(key, lambda: exact_rows(*pristine, mask=against, score_mod=case.score_mod,
+                                                       max_rows=rows, seed=case.seed))  # fmt: skip
+        acc = measure_accuracy(out, *pristine, exact=exact)
+        record.err_reference = against.spec if against != case.mask else None
     record.inputs_accuracy = case.inputs.task_accuracy(case.head_dim)
     wrong = too_wrong(acc.rel_err, case.torch_dtype, spec.exact, spec.tolerance)
     if wrong:
         record.status, record.reason, record.rel_err = "error", f"{case.variant}: {wrong}", acc.rel_err
-    elif not spec.exact:  # how the approximation is wrong, beside how much
+    elif not spec.exact and w.accuracy is None:  # how the approximation is wrong, beside how much
         _fidelity(record, spec, case, pristine)
     return acc
 
@@ -121,9 +126,10 @@ def _backend(spec, case: Case, pristine) -> str | None:
     return spec.backend(*asked, mask=case.mask, score_mod=case.score_mod)
 
 
-def _first_call_wrong(out, inputs, pristine, variant: str) -> str | None:
+def _first_call_wrong(out, w: Workload, pristine, variant: str) -> str | None:
     """Why the untimed first call's output is not to be timed (a broken contract, garbage, inputs changed)."""
-    broken = contract_violation(out, *inputs) or aliases_input(out, inputs)
+    inputs = w.inputs
+    broken = w.broken(out) or aliases_input(out, inputs)
     if broken:
         return f"contract broken: {variant} {broken}"
     garbage = non_finite(out) or input_damage(inputs, pristine)
@@ -214,22 +220,22 @@ def measure_case(
     record.allocator, record.warnings = _use_allocator(case)
     try:
         with thread_count(case.threads):
-            w = workload(case, make_inputs(case))
+            w = layer_workload(case) if case.scope == "layer" else workload(case, make_inputs(case))
             timed, forward, inputs = w.timed, w.forward, w.inputs  # what the variant is handed
             pristine = tuple(t.clone() for t in inputs)
             graphs = compiled_graphs()
             out, first_s = _clocked(forward, case.device)  # also the untimed first call
-            wrong = _first_call_wrong(out, inputs, pristine, case.variant)
+            wrong = _first_call_wrong(out, w, pristine, case.variant)
             if wrong:
                 return record_for(case, "error", wrong)
             acc = (
                 None
                 if timing_only
-                else _accuracy(record, spec, case, out, w.logical(pristine), accuracy_rows, ReferenceCache(references))
+                else _accuracy(record, spec, case, w, out, pristine, accuracy_rows, ReferenceCache(references))
             )
             if record.status == "error":  # too far from float64 for its kind
                 return record
-            record.backend = None if timing_only else _backend(spec, case, pristine)
+            record.backend = None if timing_only else _backend(spec, case, w.logical(pristine))
             if case.mode == "fwd_bwd" and compiled_graphs():  # something compiles here: its backward may compile
                 first_s += _clocked(timed, case.device)[1]  # on the first gradient call, which belongs to compile_s, not warm-up
             compiled, graphs = compiled_graphs() - graphs, compiled_graphs()

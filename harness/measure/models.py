@@ -31,6 +31,7 @@ class ModelError(ValueError):
 
 
 VISION = ("vit", "clip_vision_model", "deit", "dinov2", "siglip_vision_model")
+PLAIN = (*VISION, "whisper", "gpt2", "gpt_neox", "bert", "roberta")  # an ungated MLP: up, GELU, down
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,12 @@ def read_config(config: dict[str, Any], where: str) -> tuple[tuple[tuple[str, An
         if hidden % heads:
             raise ModelError(f"{where}: {hidden_key} {hidden} is not a multiple of {heads_key} {heads}, and no head_dim")
         head_dim = hidden // heads
-    shape = {"heads": (heads,), "heads_kv": (heads_kv,), "head_dim": (head_dim,)}
+    shape = {
+        "heads": (heads,),
+        "heads_kv": (heads_kv,),
+        "head_dim": (head_dim,),
+        "layer": _layer(config, kind, heads * head_dim, where),
+    }
     cap = config.get("attn_logit_softcapping")
     if cap is not None:
         if isinstance(cap, bool) or not isinstance(cap, (int, float)) or not cap > 0:
@@ -94,6 +100,18 @@ def read_config(config: dict[str, Any], where: str) -> tuple[tuple[tuple[str, An
         patches = (_positive(config, "image_size", where) // _positive(config, "patch_size", where)) ** 2
         return (_sorted({**shape, "masks": ("none",), "seq_lens": (patches + 1,)}),)
     return tuple(_sorted({**shape, "masks": (mask,)}) for mask in _layer_masks(config, kind, where))
+
+
+def _layer(config: dict, kind: str, width: int, where: str) -> str:
+    """The decoder layer's spec "mlp:hidden:ffn" (`variants.decoder.LayerShape`): plain GELU for the encoders and
+    GPT-2's kin (PLAIN), else gated, GeGLU where the activation is a GELU (Gemma), SwiGLU otherwise (Llama)."""
+    hidden_key = "d_model" if kind == "whisper" else "hidden_size"
+    hidden = _positive(config, hidden_key, where) if config.get(hidden_key) is not None else width
+    ffn_key = next((key for key in ("intermediate_size", "decoder_ffn_dim", "n_inner") if config.get(key)), None)
+    ffn = _positive(config, ffn_key, where) if ffn_key else 4 * hidden
+    act = str(config.get("hidden_activation") or config.get("hidden_act") or config.get("activation_function") or "")
+    mlp = "gelu" if kind in PLAIN else "geglu" if "gelu" in act else "swiglu"
+    return f"{mlp}:{hidden}:{ffn}"
 
 
 def _layer_masks(config: dict, kind: str, where: str) -> list[str]:
@@ -134,27 +152,33 @@ HUB = "https://huggingface.co/{}/blob/main/config.json"
 # Excerpts of each publisher's config.json: the fields read above, as published.
 BUILT_IN: dict[str, tuple[str, dict[str, Any]]] = {
     "llama-3-8b": (HUB.format("meta-llama/Meta-Llama-3-8B"),
-                   {"model_type": "llama", "hidden_size": 4096, "num_attention_heads": 32, "num_key_value_heads": 8}),
+                   {"model_type": "llama", "hidden_size": 4096, "num_attention_heads": 32, "num_key_value_heads": 8,
+                    "intermediate_size": 14336, "hidden_act": "silu"}),
     "llama-3-70b": (HUB.format("meta-llama/Meta-Llama-3-70B"),
-                    {"model_type": "llama", "hidden_size": 8192, "num_attention_heads": 64, "num_key_value_heads": 8}),
+                    {"model_type": "llama", "hidden_size": 8192, "num_attention_heads": 64, "num_key_value_heads": 8,
+                     "intermediate_size": 28672, "hidden_act": "silu"}),
     "mistral-7b": (HUB.format("mistralai/Mistral-7B-v0.1"),
                    {"model_type": "mistral", "hidden_size": 4096, "num_attention_heads": 32, "num_key_value_heads": 8,
-                    "sliding_window": 4096}),
+                    "sliding_window": 4096, "intermediate_size": 14336, "hidden_act": "silu"}),
     "gemma-2-9b": (HUB.format("google/gemma-2-9b"),
                    {"model_type": "gemma2", "hidden_size": 3584, "num_attention_heads": 16, "num_key_value_heads": 8,
-                    "head_dim": 256, "sliding_window": 4096, "attn_logit_softcapping": 50.0}),
+                    "head_dim": 256, "sliding_window": 4096, "attn_logit_softcapping": 50.0, "intermediate_size": 14336,
+                    "hidden_activation": "gelu_pytorch_tanh"}),
     "qwen2-7b": (HUB.format("Qwen/Qwen2-7B"),
                  {"model_type": "qwen2", "hidden_size": 3584, "num_attention_heads": 28, "num_key_value_heads": 4,
-                  "sliding_window": 131072, "use_sliding_window": False}),
+                  "sliding_window": 131072, "use_sliding_window": False, "intermediate_size": 18944, "hidden_act": "silu"}),
     "vit-b-16": (HUB.format("google/vit-base-patch16-224"),
-                 {"model_type": "vit", "hidden_size": 768, "num_attention_heads": 12, "image_size": 224, "patch_size": 16}),
+                 {"model_type": "vit", "hidden_size": 768, "num_attention_heads": 12, "image_size": 224, "patch_size": 16,
+                  "intermediate_size": 3072, "hidden_act": "gelu"}),
     "vit-l-14-336": (HUB.format("openai/clip-vit-large-patch14-336"),
                      {"model_type": "clip", "vision_config": {"hidden_size": 1024, "num_attention_heads": 16,
-                                                              "image_size": 336, "patch_size": 14}}),
+                                                              "image_size": 336, "patch_size": 14,
+                                                              "intermediate_size": 4096, "hidden_act": "quick_gelu"}}),
     "whisper-small": (HUB.format("openai/whisper-small"),
                       {"model_type": "whisper", "d_model": 768, "decoder_attention_heads": 12, "max_source_positions": 1500,
-                       "max_target_positions": 448}),
+                       "max_target_positions": 448, "decoder_ffn_dim": 3072, "activation_function": "gelu"}),
     "llava-1.5-7b": (HUB.format("llava-hf/llava-1.5-7b-hf"),
                      {"model_type": "llava", "image_seq_length": 576,
-                      "text_config": {"model_type": "llama", "hidden_size": 4096, "num_attention_heads": 32}}),
+                      "text_config": {"model_type": "llama", "hidden_size": 4096, "num_attention_heads": 32,
+                                      "intermediate_size": 11008, "hidden_act": "silu"}}),
 }  # fmt: skip

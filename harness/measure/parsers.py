@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from variants import get_variant
+from variants.decoder import LayerShape
 from variants.masks import CAUSAL, NONE, MaskError, parse_mask
 from variants.score_mods import ScoreModError, parse_score_mod
 
@@ -146,6 +147,23 @@ def kv_layout(value: Any, what: str) -> str:
         return parse_kv_layout(value)
     except KVLayoutError as exc:
         raise SweepError(f"{what}: {exc}") from None
+
+
+SCOPES = ("attention", "layer")
+
+
+def layer_shape(value: Any, what: str) -> str:
+    """A decoder layer's spec "mlp:hidden:ffn" (`variants.decoder.LayerShape`), canonical."""
+    try:
+        return LayerShape.parse(value).spec
+    except ValueError as exc:
+        raise SweepError(f"{what}: {exc}") from None
+
+
+def scope_items(value: Any) -> list[Any]:
+    """Scopes as typed -> their items; a layer brings the attention along, so its share is measured in the same run."""
+    given = items(value)
+    return ["attention", *given] if "layer" in given and "attention" not in given else given
 
 
 def variant_name(value: Any, what: str) -> str:

@@ -23,7 +23,7 @@ from variants import get_variant
 
 from .accuracy import measure_accuracy
 from .case import Case, make_grad_output, make_inputs
-from .contract import REPEAT_TOLERANCE, relative_difference, too_wrong, unlike
+from .contract import REPEAT_TOLERANCE, contract_violation, relative_difference, too_wrong, unlike
 from .kv_layout import KVLayout
 
 CHECK_ROWS = 32  # query rows an exact variant's refilled answer is checked on against float64
@@ -35,7 +35,12 @@ class Workload:
     output (B, H, N_q, D_v); ``inputs`` are the tensors the variant is handed (q, k, v; for a paged cache, q and
     the pools of k and v), ``logical(handed)`` turns such tensors back into contiguous q, k, v, and
     ``store(q, k, v)`` writes contiguous values into them in place; ``last[0]`` is the latest timed call's
-    forward output; ``on(q, k, v)`` is the variant's forward output on other (contiguous) tensors."""
+    forward output; ``on(q, k, v)`` is the variant's forward output on other (contiguous) tensors; ``draw(seed)``
+    the case's contiguous inputs drawn from another seed; ``broken(out)`` what is wrong with an output's type,
+    shape, dtype or device (`harness.measure.contract`). A layer's workload (`harness.measure.layer_scope`) has
+    other inputs (x, and the memory of cross-attention): its ``logical`` gives the q, k, v its attention sees, and
+    ``accuracy(out, inputs, rows)`` its own error against float64 (None here: the attention's, from
+    `harness.measure.accuracy`)."""
 
     timed: Callable[[], None]
     forward: Callable[[], torch.Tensor]
@@ -44,6 +49,9 @@ class Workload:
     on: Callable[..., torch.Tensor]
     logical: Callable[[tuple], tuple]
     store: Callable[..., None]
+    draw: Callable[[int], tuple]
+    broken: Callable[[Any], str | None]
+    accuracy: Callable[..., Any] | None = None
 
 
 def workload(case: Case, inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> Workload:
@@ -70,7 +78,15 @@ def workload(case: Case, inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
             for tensor, value in zip(inputs[1:], values[1:]):
                 layout.write(tensor, value, pages)
 
-    common = {"inputs": inputs, "last": last, "on": on, "logical": logical, "store": store}
+    common = {
+        "inputs": inputs,
+        "last": last,
+        "on": on,
+        "logical": logical,
+        "store": store,
+        "draw": lambda seed: make_inputs(case, seed=seed),
+        "broken": lambda out: contract_violation(out, *inputs),
+    }
 
     if case.mode != "fwd_bwd":  # fwd, decode
 
@@ -118,7 +134,7 @@ def follows_inputs(
     (`harness.measure.memory`; the same shapes, so the same peak), so one call serves both. The inputs are
     changed for good: call this last.
     """
-    fresh = make_inputs(case, seed=case.seed + 2)
+    fresh = w.draw(case.seed + 2)
     w.store(*fresh)
     measured = during(w.timed)
     refilled = w.last[0]
@@ -128,9 +144,12 @@ def follows_inputs(
             "it did not follow its inputs (a stale or cached answer?)"
         ), measured
     if get_variant(case.variant).exact:  # held to float64 on a few rows: cheaper than another call
-        error = measure_accuracy(
-            refilled, *fresh, mask=case.mask, score_mod=case.score_mod, max_rows=CHECK_ROWS, seed=case.seed
-        ).rel_err
+        if w.accuracy is not None:
+            error = w.accuracy(refilled, fresh, CHECK_ROWS).rel_err
+        else:
+            error = measure_accuracy(
+                refilled, *fresh, mask=case.mask, score_mod=case.score_mod, max_rows=CHECK_ROWS, seed=case.seed
+            ).rel_err
         wrong = too_wrong(error, case.torch_dtype, True, None)
         why = f"after its inputs were refilled in place, its {wrong}: it did not follow its inputs" if wrong else None
         return why, measured

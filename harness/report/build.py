@@ -21,6 +21,7 @@ import jinja2
 import pandas as pd
 
 from ..analyze.families import ERROR_LIMIT, RECALL_LIMIT, breaking_points, family_table
+from ..analyze.layers import layer_share_table
 from ..analyze.packing import packing_table
 from ..analyze.paging import paging_cost_table
 from ..analyze.tables import (
@@ -54,6 +55,8 @@ FIGURE_CAPTIONS = {
     "families": "Approximations across input families: relative error (left) and the top-8 recall of the implied "
     "attention map (right) against the mean entropy of the exact attention rows of the inputs: uniform attention "
     "at the right, sharp attention at the left.",
+    "layer_share": "Attention's share of a decoder layer's time against N, per model's layer: the variant alone over "
+    "the whole layer (norm, projections, attention, MLP), both measured in the same run; dashed: one half.",
     "accuracy": "Relative Frobenius error against exact float64 attention on the same inputs, vs N.",
     "tradeoff": "Error vs time at the largest N every variant of the configuration reached: the speed/accuracy trade-off.",
     "exponents": "Fitted exponents with 95% bootstrap intervals, time (left) and memory (right); x marks the declared "
@@ -242,6 +245,7 @@ def build_report(run_dirs: list[str | Path], out: str | Path, *, baseline: str |
         "families": family_table(frame),
         "breaking_points": breaking_points(frame),
         "paging_cost": paging_cost_table(frame),
+        "layer_share": layer_share_table(frame),
         "failures": failure_table(frame),
         "compilation": compile_table(frame),
         "quality": quality_table(frame),

@@ -1,5 +1,5 @@
-"""The figures of the workload dimensions: packed documents against their number, and approximations across
-input families (their errors, and their attention maps per family). Drawn with `harness.report.figures`' helpers, in its style."""
+"""The figures of the workload dimensions: packed documents against their number, approximations across
+input families (their errors, and their attention maps per family), and attention's share of a layer. Drawn with `harness.report.figures`' helpers, in its style."""
 
 from __future__ import annotations
 
@@ -75,3 +75,20 @@ def family_map_figure(families: dict, path: Path) -> Path | None:
     fig.suptitle("implied attention per input family (N=64, d=64, V = identity): exact, then each approximation", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def layer_share_figure(shares: pd.DataFrame, colours: dict, path: Path) -> Path:
+    """Attention's share of a decoder layer's time against N (`harness.analyze.layers`), one panel per
+    configuration (a model's layer), a line per variant; the dashed line is one half."""
+    grid = sns.relplot(
+        data=shares, x="seq_len", y="share", hue="variant", col="config", col_wrap=_wrap(shares, "config"), kind="line",
+        palette=colours, style="variant", markers=markers(colours), dashes=False, **_panel_size(shares["config"].nunique()),
+    )  # fmt: skip
+    for ax in grid.axes.flat:
+        ax.set_xscale("log", base=2)
+        ax.set_ylim(0, 1)
+        ax.axhline(0.5, color="grey", linestyle="--", linewidth=0.8)
+        ax.grid(True, which="major", alpha=0.3)
+    grid.set_axis_labels("sequence length N", "attention's share of the layer's time")
+    grid.set_titles("{col_name}")
+    return _save(grid.figure, path)

@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 
 from ..analyze.families import family_table
+from ..analyze.layers import layer_share_table
 from ..analyze.packing import packing_table
 from ..analyze.tables import with_config
-from .dimension_figures import families_figure, family_map_figure, packing_figure
+from .dimension_figures import families_figure, family_map_figure, layer_share_figure, packing_figure
 from .figures import (
     accuracy_figure,
     attention_map_figure,
@@ -57,6 +58,7 @@ NEEDS = {
     "decode": (lambda ok: _positive(ok[ok["mode"] == "decode"], "gbytes_per_s"), "the run has no ok decode case"),
     "packing": (lambda ok: _positive(packing_table(ok), "time_median_s"), "the run has no ok packed-document case"),
     "families": (lambda ok: _several_families(family_table(ok)), "the run measured approximations on one input family"),
+    "layer_share": (lambda ok: layer_share_table(ok), "the run has no layer case with its attention beside it (--scope layer)"),
     "accuracy": (lambda ok: _positive(ok, "rel_err"), "every ok case's error is zero or unmeasured: nothing for a log axis"),
     "tradeoff": (
         lambda ok: _positive(_positive(ok, "rel_err"), "time_median_s"),
@@ -87,6 +89,7 @@ def _draw(name: str, ok: pd.DataFrame, colours: dict, ceilings: dict, fits: pd.D
         "decode": lambda: decode_figure(data, colours, ceilings, out / "decode_gbps.png"),
         "packing": lambda: packing_figure(data, colours, out / "packing.png"),
         "families": lambda: families_figure(data, colours, out / "families.png"),
+        "layer_share": lambda: layer_share_figure(data, colours, out / "layer_share.png"),
         "accuracy": lambda: accuracy_figure(data, colours, out / "accuracy_vs_n.png"),
         "tradeoff": lambda: tradeoff_figure(data, colours, out / "error_vs_time.png"),
     }

@@ -18,6 +18,7 @@ from ..analyze.findings import (
     fastest_ranges,
     without_work_model,
 )
+from ..analyze.layers import half_table, layer_share_table
 from .human import mark, significant
 
 
@@ -167,6 +168,12 @@ def findings_sections(frame: pd.DataFrame, fits: pd.DataFrame, crossovers: pd.Da
                  "the declared class, in how many configurations (– : no verdict, e.g. too few or noisy points)."},
         {"title": "Error of the approximations", "table": error_table(frame), "empty": "no approximate variant ran",
          "note": errors_note},
+        {"title": "Attention's share of the layer", "table": half_table(layer_share_table(frame)),
+         "empty": "no layer case (--scope layer)",
+         "note": "A decoder layer (norm, Q/K/V/O projections, MLP) around each variant, timed against the variant "
+                 "alone in the same run: the share of the layer's time its attention takes at the largest N, and "
+                 "the N where it passes half (measured: interpolated between the neighbouring N, or extrapolated "
+                 "from the two largest), beside the N where the attention's FLOPs pass the rest of the layer's."},
         {"title": "Approximations as attention sharpens", "table": family_lines(frame),
          "empty": "no approximation ran on more than one input family (--inputs)",
          "note": "Over the input families (--inputs), each placed by the mean entropy of its exact attention rows "

@@ -37,6 +37,7 @@ from variants.score_mods import parse_score_mod
 
 from ..measure.case import Case
 from ..measure.fields import BY_NAME, CASE_FIELDS, SWEEP_FIELDS, normalize_settings, plain
+from ..measure.inputs import GAUSSIAN
 from ..measure.parsers import SweepError
 
 
@@ -235,6 +236,10 @@ def check_combinations(sweep: Sweep) -> Sweep:
     paged = [layout for layout in sweep.kv_layouts if layout != "contiguous"]
     if paged and set(sweep.modes) - {"decode"}:
         raise SweepError(f"--kv-layout {paged[0]} is a decode cache; this sweep's modes are {', '.join(sweep.modes)}")
+    if "layer" in sweep.scopes and "decode" in sweep.modes:
+        raise SweepError("--scope layer times fwd or fwd_bwd (a layer's prefill or training step), not decode")
+    if "layer" in sweep.scopes and any(f != GAUSSIAN for f in sweep.inputs):
+        raise SweepError("--scope layer draws its own Gaussian inputs x; --inputs shapes the q, k, v of attention alone")
     if "decode" in sweep.modes and (sweep.q_len or 1) > min(sweep.seq_lens):
         raise SweepError(f"--q-len {sweep.q_len} is larger than N={min(sweep.seq_lens)}: decode queries follow the N keys")
     return sweep
