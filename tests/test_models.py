@@ -28,6 +28,20 @@ EXPECTED = {
     "llava-1.5-7b": ((32, 32, 128, None, None), {("causal", "none")}),
 }
 
+# Each model's decoder layer (--scope layer) as its config.json publishes it: MLP kind, hidden_size (d_model),
+# intermediate_size (decoder_ffn_dim); gated where the config's act is silu or a GELU on a Llama-kin model.
+LAYERS = {
+    "llama-3-8b": "swiglu:4096:14336",
+    "llama-3-70b": "swiglu:8192:28672",
+    "mistral-7b": "swiglu:4096:14336",
+    "gemma-2-9b": "geglu:3584:14336",  # gelu_pytorch_tanh, gated
+    "qwen2-7b": "swiglu:3584:18944",
+    "vit-b-16": "gelu:768:3072",
+    "vit-l-14-336": "gelu:1024:4096",  # quick_gelu, timed as GELU: the same cost
+    "whisper-small": "gelu:768:3072",
+    "llava-1.5-7b": "swiglu:4096:11008",  # its Llama-2-7B language model
+}
+
 
 @pytest.mark.parametrize("name", EXPECTED)
 def test_each_built_in_model_has_the_shapes_its_config_publishes(name):
@@ -38,6 +52,8 @@ def test_each_built_in_model_has_the_shapes_its_config_publishes(name):
     assert shapes == {EXPECTED[name][0]}
     assert {(c.mask.spec, c.score_mod.spec) for c in cases} == EXPECTED[name][1]
     assert {c.model for c in cases} == {name} and BUILT_IN[name][0].startswith("https://huggingface.co/")
+    layered = expand(build_sweep(models=name, variants="naive", threads="1", scopes="layer", seq_lens="64"))
+    assert {c.layer for c in layered if c.scope == "layer"} == {LAYERS[name]}
 
 
 def test_flags_beside_a_model_override_it():

@@ -1,5 +1,6 @@
 """The figures of the workload dimensions: packed documents against their number, approximations across
-input families (their errors, and their attention maps per family), and attention's share of a layer. Drawn with `harness.report.figures`' helpers, in its style."""
+input families (their errors, and their attention maps per family), and attention's share of a layer. Drawn with
+`harness.report.figures`' helpers, in its style."""
 
 from __future__ import annotations
 
