@@ -111,7 +111,8 @@ class DecoderLayer(nn.Module):
         device = self.q_proj.weight.device
         twin = DecoderLayer(self.shape, heads=self.heads, heads_kv=self.heads_kv, head_dim=self.head_dim,
                             variant=self.core.name, mask=self.mask, score_mod=self.score_mod, seed=self.seed,
-                            device=device, dtype=dtype)  # fmt: skip
+                            device="meta", dtype=dtype)  # fmt: skip
+        twin.to_empty(device=device)  # no weights drawn only to be overwritten
         twin.load_state_dict(self.state_dict())  # copied, and cast
         return twin
 
