@@ -41,3 +41,34 @@ def test_a_variant_installed_into_transformers_runs_a_model():
         approximate = _tiny_llama(install("performer-64"))(tokens).logits
     assert torch.allclose(exact, reference, atol=1e-4)
     assert torch.isfinite(approximate).all() and not torch.allclose(approximate, reference, atol=1e-2)
+
+
+@pytest.mark.parametrize("mode", ["fwd", "fwd_bwd"])
+def test_a_model_case_runs_transformers_llama_with_the_variant_installed(mode):
+    """--scope model: the variant inside a 2-layer Transformers Llama, held to the float64 model with eager attention."""
+    from harness.measure.case import Case
+    from harness.measure.case_work import case_flops
+    from harness.measure.measure_case import measure_case
+
+    shape = {"heads": 4, "heads_kv": 2, "head_dim": 16, "mask": "causal", "mode": mode, "threads": 1}
+    exact = measure_case(Case("chunked-online", 80, scope="model", layer="swiglu:64:128", **shape), max_time_s=0.1)
+    approximate = measure_case(Case("performer-64", 80, scope="model", layer="swiglu:64:128", **shape), max_time_s=0.1)
+    assert exact.status == "ok" and exact.rel_err < 1e-5, exact.reason
+    assert approximate.status == "ok" and approximate.rel_err > 10 * exact.rel_err
+    layer = case_flops(Case("chunked-online", 80, scope="layer", layer="swiglu:64:128", **shape))
+    assert exact.flops == pytest.approx(2 * layer)  # two layers, each a layer's work
+
+
+def test_model_scope_settings_are_checked(monkeypatch):
+    import importlib.util
+
+    from harness.measure.parsers import SweepError
+    from harness.run.sweep import build_sweep
+
+    with pytest.raises(SweepError, match="--scope model runs a Llama model: --mask causal"):
+        build_sweep(variants="naive", scopes="model", masks="none", seq_lens="64")
+    assert build_sweep(variants="naive", scopes="model", masks="causal", seq_lens="64").scopes == ("model",)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "transformers" else real(name, *a))
+    with pytest.raises(SweepError, match=r"pip install -e '\.\[hf\]'"):
+        build_sweep(variants="naive", scopes="model", masks="causal", seq_lens="64")

@@ -98,8 +98,8 @@ class Case:
             raise ValueError(f"Case.cuda_graphs is true only on a CUDA device, got true on {self.device}")
 
     def _check_scope(self) -> None:
-        """A layer case has a layer (default: GPT-2's, gelu:H·D:4·H·D) and is a forward or training step on Gaussian
-        inputs; an attention case has none (one spelling, one id)."""
+        """A layer or model case has a layer (default: GPT-2's, gelu:H·D:4·H·D) and is a forward or training step on
+        Gaussian inputs (a model's: causal, unmodified); an attention case has none (one spelling, one id)."""
         if self.scope == "attention":
             object.__setattr__(self, "layer", None)
             return
@@ -107,9 +107,11 @@ class Case:
             width = self.heads * self.head_dim
             object.__setattr__(self, "layer", f"gelu:{width}:{4 * width}")
         if self.mode == "decode":
-            raise ValueError("Case.scope layer times fwd or fwd_bwd (a layer's prefill or training step), not decode")
+            raise ValueError(f"Case.scope {self.scope} times fwd or fwd_bwd (a prefill or training step), not decode")
         if self.inputs != GAUSSIAN:
-            raise ValueError(f"Case.scope layer draws its own Gaussian inputs x; --inputs {self.inputs} shapes q, k, v")
+            raise ValueError(f"Case.scope {self.scope} draws its own Gaussian inputs x; --inputs {self.inputs} shapes q, k, v")
+        if self.scope == "model" and (self.mask != CAUSAL or self.score_mod != NO_MOD or self.q_len is not None):
+            raise ValueError("Case.scope model runs a Llama model: causal self-attention, no score modification")
 
     def to_dict(self) -> dict:
         """The case as JSON data (the mask as its spec): what a worker gets, and ``Case(**to_dict())`` undoes."""

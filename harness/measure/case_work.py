@@ -10,6 +10,7 @@ from variants.decoder import LayerShape
 
 from .case import Case
 from .complexity import declared_exponent
+from .model_scope import MODEL_LAYERS
 
 BACKWARD_FLOPS_FACTOR = 2.5  # backward ~2.5x forward (two matmuls per forward one, plus recompute)
 
@@ -40,6 +41,7 @@ def _layer_work(case: Case) -> tuple[float, float]:
     output written. Zero for an attention case."""
     if case.layer is None:
         return 0.0, 0.0
+    # (a model's layers each do a layer's work: `case_flops` and `case_bytes` count them MODEL_LAYERS times)
     shape = LayerShape.parse(case.layer)
     cross = case.n_q != case.seq_len
     flops = case.batch * shape.linear_flops(case.n_q, case.seq_len, case.heads, case.n_heads_kv, case.head_dim, cross)
@@ -59,7 +61,7 @@ def case_bytes(case: Case) -> float:
         forward += 8 * case.batch * -(-case.seq_len // int(case.kv_layout.partition(":")[2])) / element
     backward = (3 * q + 2 * kv) + (q + 2 * kv)  # reads q, out, dout, k, v; writes dq, dk, dv
     layer = _layer_work(case)[1] * (3 if case.mode == "fwd_bwd" else 1)
-    return float(element * (forward + (backward if case.mode == "fwd_bwd" else 0) + layer))
+    return float(element * (forward + (backward if case.mode == "fwd_bwd" else 0) + layer) * _layers(case))
 
 
 def case_flops(case: Case) -> float | None:
@@ -70,4 +72,9 @@ def case_flops(case: Case) -> float | None:
         return None
     forward = float(spec.flops(case))
     layer = _layer_work(case)[0] * (3 if case.mode == "fwd_bwd" else 1)
-    return (forward * (1 + BACKWARD_FLOPS_FACTOR) if case.mode == "fwd_bwd" else forward) + layer
+    return ((forward * (1 + BACKWARD_FLOPS_FACTOR) if case.mode == "fwd_bwd" else forward) + layer) * _layers(case)
+
+
+def _layers(case: Case) -> int:
+    """How many layers one call runs: a model case's MODEL_LAYERS, else one."""
+    return MODEL_LAYERS if case.scope == "model" else 1

@@ -116,7 +116,8 @@ FIELDS: tuple[Field, ...] = (
           flag="--kv-layout"),
     Field("scopes", p.one_of(p.SCOPES, "scope"), ("attention",), "comma-separated: attention (the call alone), layer "
           "(a decoder layer around it: norm, Q/K/V/O projections, MLP; it brings attention along, so each layer's "
-          "attention share is measured in the same run)", grid=True, case="scope", flag="--scope", split=p.scope_items),
+          "attention share is measured in the same run), model (a 2-layer Transformers Llama of the shape with the "
+          "variant installed as its attention; .[hf], causal)", grid=True, case="scope", flag="--scope", split=p.scope_items),
     Field("layer", p.layer_shape, None, "the decoder layer of --scope layer: MLP:hidden:ffn with MLP gelu, swiglu or "
           "geglu (default gelu:H·D:4·H·D; --model sets its own)", case="layer", in_grids=True),
     Field("inputs", p.inputs, (GAUSSIAN,), "comma-separated input families: gaussian,peaked:T,local:L,lowrank:R,"

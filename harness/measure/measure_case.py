@@ -32,12 +32,15 @@ from .device import device_name
 from .fidelity import measure_fidelity
 from .layer_scope import layer_workload
 from .memory import peak_memory
+from .model_scope import model_workload
 from .record import Record
 from .reference_cache import ReferenceCache, input_set_key
 from .sampling import per_round
 from .threads import thread_count
 from .timing import time_callable
 from .workload import Workload, follows_inputs, plainly, workload
+
+SCOPES = {"layer": layer_workload, "model": model_workload}  # the workloads of a case timed inside more than attention
 
 
 def record_for(case: Case, status: str = "ok", reason: str = "") -> Record:
@@ -220,7 +223,7 @@ def measure_case(
     record.allocator, record.warnings = _use_allocator(case)
     try:
         with thread_count(case.threads):
-            w = layer_workload(case) if case.scope == "layer" else workload(case, make_inputs(case))
+            w = SCOPES[case.scope](case) if case.scope in SCOPES else workload(case, make_inputs(case))
             timed, forward, inputs = w.timed, w.forward, w.inputs  # what the variant is handed
             pristine = tuple(t.clone() for t in inputs)
             graphs = compiled_graphs()

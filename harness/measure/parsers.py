@@ -149,7 +149,7 @@ def kv_layout(value: Any, what: str) -> str:
         raise SweepError(f"{what}: {exc}") from None
 
 
-SCOPES = ("attention", "layer")
+SCOPES = ("attention", "layer", "model")
 
 
 def layer_shape(value: Any, what: str) -> str:

@@ -20,6 +20,7 @@ TOML keys are the `Sweep` field names::
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 from collections.abc import Iterator
 from dataclasses import field, make_dataclass, replace
@@ -33,7 +34,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 from variants import get_variant, list_variants
 from variants.masks import CAUSAL, NONE, PACKED, Mask, MaskError
-from variants.score_mods import parse_score_mod
+from variants.score_mods import NO_MOD, parse_score_mod
 
 from ..measure.case import Case
 from ..measure.fields import BY_NAME, CASE_FIELDS, SWEEP_FIELDS, normalize_settings, plain
@@ -236,13 +237,24 @@ def check_combinations(sweep: Sweep) -> Sweep:
     paged = [layout for layout in sweep.kv_layouts if layout != "contiguous"]
     if paged and set(sweep.modes) - {"decode"}:
         raise SweepError(f"--kv-layout {paged[0]} is a decode cache; this sweep's modes are {', '.join(sweep.modes)}")
-    if "layer" in sweep.scopes and "decode" in sweep.modes:
-        raise SweepError("--scope layer times fwd or fwd_bwd (a layer's prefill or training step), not decode")
-    if "layer" in sweep.scopes and any(f != GAUSSIAN for f in sweep.inputs):
-        raise SweepError("--scope layer draws its own Gaussian inputs x; --inputs shapes the q, k, v of attention alone")
+    for scope in (s for s in sweep.scopes if s != "attention"):
+        if "decode" in sweep.modes:
+            raise SweepError(f"--scope {scope} times fwd or fwd_bwd (a prefill or training step), not decode")
+        if any(f != GAUSSIAN for f in sweep.inputs):
+            raise SweepError(f"--scope {scope} draws its own Gaussian inputs x; --inputs shapes the q, k, v of attention alone")
+    if "model" in sweep.scopes:
+        _check_model_scope(sweep)
     if "decode" in sweep.modes and (sweep.q_len or 1) > min(sweep.seq_lens):
         raise SweepError(f"--q-len {sweep.q_len} is larger than N={min(sweep.seq_lens)}: decode queries follow the N keys")
     return sweep
+
+
+def _check_model_scope(sweep: Sweep) -> None:
+    """--scope model runs Transformers' Llama: the extra installed, causal self-attention, unmodified scores."""
+    if importlib.util.find_spec("transformers") is None:
+        raise SweepError("--scope model runs a Transformers model: pip install -e '.[hf]'")
+    if set(sweep.masks) != {CAUSAL} or set(sweep.score_mods) != {NO_MOD} or sweep.q_len is not None:
+        raise SweepError("--scope model runs a Llama model: --mask causal, no --score-mod and no --q-len")
 
 
 def _decoding(mask: Mask, mode: str) -> Mask:
