@@ -34,7 +34,7 @@ _EXPORTS = {  # name -> module (the stages: measure -> verify -> run -> analyze 
     "time_callable": "measure.timing",
     "quiet_check": "measure.interference",
     "check_variant": "verify.checks",
-    "PRESETS": "run.sweep",
+    "PRESETS": "run.presets",
     "Sweep": "run.sweep",
     "build_sweep": "run.sweep",
     "expand": "run.sweep",

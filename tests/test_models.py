@@ -114,3 +114,16 @@ def test_a_query_count_above_the_keys_is_cross_attention_outside_decode_only():
 def test_an_older_sweep_json_q_len_of_one_was_decodes_default():
     assert upgrade_sweep({"q_len": 1, "modes": ["fwd"]})["q_len"] is None  # before --model, 1 meant "decode's 1"
     assert upgrade_sweep({"q_len": 1, "modes": ["fwd"], "models": []})["q_len"] == 1  # since: as given
+
+
+def test_the_attn_implementation_finding_names_the_winner_and_the_fastest_of_all():
+    from harness.analyze.implementations import implementation_table
+
+    rows = [{"variant": v, "family": f, "exact": True, "status": "ok", "seq_len": 1024, "time_median_s": t,
+             "model": "llama-3-8b", "device": "cpu", "dtype": "float32", "mode": "fwd", "mask": "causal"}
+            for v, f, t in (("hf-eager", "hf", 3.0), ("hf-sdpa", "hf", 1.5), ("sdpa", "sdpa", 1.2), ("naive", "naive", 4.0))]
+    rows.append({**rows[0], "seq_len": 2048})  # one implementation alone at 2048: no row
+    table = implementation_table(pd.DataFrame(rows))
+    assert table.to_dict("records") == [{"config": "llama-3-8b cpu float32 fwd causal", "seq_len": 1024,
+                                         "attn_implementation": "sdpa", "lead": "2.00× over eager",
+                                         "fastest exact of all": "sdpa", "its time over the winner's": "0.80×"}]

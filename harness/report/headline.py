@@ -18,6 +18,7 @@ from ..analyze.findings import (
     fastest_ranges,
     without_work_model,
 )
+from ..analyze.implementations import implementation_table
 from ..analyze.layers import half_table, layer_share_table
 from .human import mark, significant
 
@@ -168,6 +169,11 @@ def findings_sections(frame: pd.DataFrame, fits: pd.DataFrame, crossovers: pd.Da
                  "the declared class, in how many configurations (– : no verdict, e.g. too few or noisy points)."},
         {"title": "Error of the approximations", "table": error_table(frame), "empty": "no approximate variant ran",
          "note": errors_note},
+        {"title": "Transformers' attn_implementation per model", "table": implementation_table(frame),
+         "empty": "no two of Transformers' attention functions ran on one case (.[hf]: hf-sdpa, hf-eager)",
+         "note": "Per configuration (a model's, under --model) and N: which of Transformers' own attention functions "
+                 "(attn_implementation) is fastest, by how much, and the fastest exact variant of any kind beside "
+                 "it (its time over the winner's; below 1×: faster than what Transformers offers)."},
         {"title": "Attention's share of the layer", "table": half_table(layer_share_table(frame)),
          "empty": "no layer case (--scope layer)",
          "note": "A decoder layer (norm, Q/K/V/O projections, MLP) around each variant, timed against the variant "

@@ -1,0 +1,151 @@
+"""The presets: named sweeps, from the quick start to the reference GPU run, each with what it costs.
+
+``attnbench sweep --preset NAME`` starts from one (`harness.run.sweep.build_sweep`); a flag or TOML key given
+beside it overrides its field, in every one of its sub-grids too.
+"""
+
+from __future__ import annotations
+
+from variants.masks import CAUSAL, NONE, Mask
+from variants.score_mods import parse_score_mod
+
+from ..measure.fields import normalize_settings
+from ..measure.models import load_model
+from .sweep import Sweep
+
+# Every variant of the registry that runs eagerly on a GPU, xformers included where it is installed.
+GPU_EAGER = ("naive", "sdpa", "sdpa-flash", "sdpa-efficient", "sdpa-cudnn", "sdpa-math", "chunked-query", "chunked-online",
+             "linear-elu", "performer-64", "performer-256", "nystrom-32", "nystrom-64", "linformer-128", "linformer-256",
+             "xformers")  # fmt: skip
+
+SLIDING_256 = Mask("sliding", 256)
+ALIBI, SOFTCAP_50 = parse_score_mod("alibi"), parse_score_mod("softcap:50")
+PRESETS: dict[str, Sweep] = {
+    # Every variant available on the device, N = 128..4096, forward fp32: ~2.5 minutes on 2 CPU cores.
+    "quick": Sweep(),
+    # Quick plus causal, bf16 and forward+backward, N up to 8192. Trimmed to stay
+    # under 15 minutes on a 2-core CPU: forward+backward of the quadratic-time
+    # variants stops at N=4096 (at 8192 one call takes 1-5 s, and each case makes
+    # about seven calls), and so do naive and sdpa-math forward (2-3 s a call at
+    # 8192, and their O(N^2) memory is already plain by 4096); the linear-time
+    # variants, and sdpa, sdpa-flash and the chunked ones forward, go to 8192.
+    "default": Sweep(
+        seq_lens=(128, 256, 512, 1024, 2048, 4096, 8192),
+        dtypes=("float32", "bfloat16"),
+        masks=(NONE, CAUSAL),
+        modes=("fwd", "fwd_bwd"),
+        max_time_s=0.5,
+        max_seq_len={
+            "naive": 4096,
+            "sdpa-math": 4096,
+            **{f"{name}:fwd_bwd": 4096 for name in ("sdpa", "sdpa-flash", "chunked-query", "chunked-online", "xformers")},
+        },
+    ),
+    # What practitioners compare on (Llama-like heads: H=32, H_kv=8, D=128), on 2 CPU cores:
+    # decoding one query against 1K..64K cached keys (memory-bound; GB/s against the copy bandwidth), B = 1
+    # and 8; sliding, document and prefix-LM masks at N = 1K..4K; the banded mask to 16K for the kernels
+    # that skip hidden blocks (the others cost O(N^2) under any mask: a prefix mask at 16K is ~2 TFLOP a call);
+    # ALiBi causal at 1K..8K, a Gemma-2-like soft-capped window at 8K, and packed documents at 4K and 8K
+    # (51 minutes with three rounds a case, measured 2026-11-30).
+    "workloads": Sweep(
+        variants=("naive", "sdpa", "chunked-query", "chunked-online"),
+        heads=(32,),
+        heads_kv=(8,),
+        head_dim=(128,),
+        max_time_s=0.3,
+        grids=(
+            {"modes": ("decode",), "masks": (CAUSAL,), "batch": (1, 8), "seq_lens": tuple(2**i for i in range(10, 17))},
+            {"modes": ("fwd",), "masks": (SLIDING_256, Mask("document", 8), Mask("prefix", 256)), "seq_lens": (1024, 2048, 4096)},
+            {
+                "modes": ("fwd",),
+                "masks": (SLIDING_256,),
+                "seq_lens": (8192, 16384),
+                "variants": ("chunked-query", "chunked-online"),
+            },
+            # ALiBi (BLOOM, MPT) under the causal mask: SDPA takes it as a dense float bias of N^2·H
+            # entries (2 GiB at 8K), and naive and SDPA cost ~35 s a call at 8K here, so they stop at 4K.
+            {
+                "modes": ("fwd",),
+                "masks": (CAUSAL,),
+                "score_mods": (ALIBI,),
+                "seq_lens": (1024, 2048, 4096, 8192),
+                "max_seq_len": {"naive": 4096, "sdpa": 4096},
+            },
+            # Gemma-2-like: logits soft-capped at 50 inside a 4096-token window, H = 16, H_kv = 8, D = 256.
+            # SDPA cannot express a soft cap; naive would hold 4 GiB of scores: the chunked kernels run it.
+            {
+                "modes": ("fwd",),
+                "masks": (Mask("sliding", 4096),),
+                "score_mods": (SOFTCAP_50,),
+                "seq_lens": (8192,),
+                "heads": (16,),
+                "heads_kv": (8,),
+                "head_dim": (256,),
+                "variants": ("chunked-query", "chunked-online"),
+            },
+            # Packed documents of unequal length (drawn), against padding them to a batch and nested tensors.
+            {
+                "modes": ("fwd",),
+                "masks": tuple(Mask("docs", k) for k in (2, 8, 32)),
+                "seq_lens": (4096,),
+                "variants": ("sdpa", "sdpa-padded", "sdpa-nested", "chunked-query", "chunked-online"),
+            },
+            {
+                "modes": ("fwd",),
+                "masks": (Mask("docs", 8),),
+                "seq_lens": (8192,),
+                "variants": ("sdpa", "sdpa-padded", "chunked-online"),
+            },
+        ),  # fmt: skip
+    ),
+    # The reference GPU sweep (results/reference-h200/): bf16, H=16, D=64, N = 1K..32K, forward and
+    # forward+backward, about 6 minutes on one H200. The compiled variants run forward only: each
+    # compile (dynamic in N) costs tens of seconds, their backward a second one.
+    "gpu": Sweep(
+        devices=("cuda",),
+        seq_lens=tuple(2**i for i in range(10, 16)),
+        heads=(16,),
+        dtypes=("bfloat16",),
+        max_time_s=0.1,
+        grids=(
+            {"modes": ("fwd", "fwd_bwd"), "variants": tuple(GPU_EAGER)},
+            {"modes": ("fwd",), "variants": ("flex", "naive-compiled")},
+        ),
+    ),
+    # N up to 65536; cases predicted not to fit in memory are recorded as skipped.
+    "full": Sweep(
+        seq_lens=tuple(2**i for i in range(7, 17)),
+        dtypes=("float32", "bfloat16"),
+        masks=(NONE, CAUSAL),
+        modes=("fwd", "fwd_bwd"),
+        timeout_s=600.0,
+    ),
+}
+
+
+def _of_models(names: tuple[str, ...], **fields) -> tuple[dict, ...]:
+    """Each model's own grids (its heads, KV heads, head dim, mask, score modification and layer; one per kind of
+    layer), with ``fields`` over them: sub-grids of a preset, as ``--model`` makes them."""
+    grids = (grid for name in names for grid in load_model(name, "the models preset").grids())
+    return tuple(normalize_settings({**grid, **fields}, "the models preset") for grid in grids)
+
+
+LANGUAGE = ("llama-3-8b", "llama-3-70b", "mistral-7b", "gemma-2-9b", "qwen2-7b", "llava-1.5-7b")
+VISION = ("vit-b-16", "vit-l-14-336")
+MODEL_VARIANTS = ("sdpa", "chunked-online", "hf-sdpa", "hf-eager")  # ours, and two of Transformers' attn_implementation
+# The model's-eye view, forward fp32 on 2 CPU cores: each model of the table at its own shapes, the language
+# models at N = 1K..8K (hf-eager, O(N^2) memory, to 4K; at 16K one sdpa call of llama-3-70b's shape is ~50 s
+# here, so 16K belongs to a GPU), the vision encoders at their own N and batch 1..64, Whisper's cross-attention
+# at its own lengths; and the share of the layer (--scope layer) for llama-3-8b, gemma-2-9b and vit-b-16.
+PRESETS["models"] = Sweep(
+    variants=MODEL_VARIANTS,
+    max_time_s=0.3,
+    grids=(
+        *_of_models(LANGUAGE, seq_lens=(1024, 2048, 4096, 8192), max_seq_len={"hf-eager": 4096}),
+        *_of_models(VISION, batch=(1, 8, 64)),
+        *_of_models(("whisper-small",)),
+        *_of_models(("llama-3-8b", "gemma-2-9b"), seq_lens=(1024, 2048, 4096), scopes=("attention", "layer"),
+                    variants=("sdpa", "chunked-online")),  # fmt: skip
+        *_of_models(("vit-b-16",), batch=(1, 8, 64), scopes=("attention", "layer"), variants=("sdpa", "chunked-online")),
+    ),
+)
