@@ -24,6 +24,15 @@ def test_transformers_functions_match_float64(name, mask, n_q):
     assert torch.allclose(out.double(), reference_attention(q, k, v, mask=mask), atol=1e-5)
 
 
+def test_transformers_flex_matches_float64_on_a_gemma_2_kind_of_layer():
+    """hf-flex: a sliding window, a soft cap Transformers passes to flex, grouped heads (one compile)."""
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, h, 200, 32, generator=gen) for h in (8, 2, 2))
+    out = get_variant("hf-flex")(q, k, v, mask="sliding:48", score_mod="softcap:20")
+    expected = reference_attention(q, k, v, mask="sliding:48", score_mod="softcap:20")
+    assert torch.allclose(out.double(), expected, atol=1e-5)
+
+
 def _tiny_llama(implementation: str):
     """Two layers, hidden 64, 4 heads over 2 KV heads; random weights from a fixed seed, nothing downloaded."""
     config = transformers.LlamaConfig(vocab_size=101, hidden_size=64, intermediate_size=128, num_hidden_layers=2,

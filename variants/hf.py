@@ -8,6 +8,13 @@ Transformers user sees the code their model runs beside ours:
   O(N² d), memory O(N²).
 - ``hf-sdpa``: `transformers.integrations.sdpa_attention.sdpa_attention_forward`: PyTorch SDPA under
   Transformers' rules (``is_causal`` when no mask is needed, ``enable_gqa`` or ``repeat_kv`` by its own test).
+- ``hf-flex``: `transformers.integrations.flex_attention.flex_attention_forward`: FlexAttention through
+  Transformers' compile-once wrapper and its ``score_mod`` closure (the soft cap Gemma 2 passes), K and V
+  repeated where the head count is not a power of two; the ``BlockMask`` is attnbench's
+  (`variants.compiled.block_mask`: the same mask Transformers' ``flex_attention_mask`` makes, built in
+  O(N²/block²) rather than by evaluating every pair). It compiles (family ``compiled``); no CPU backward. It
+  runs where named, not in ``--variants all``: ``flex`` already compiles the same kernel there, and a second
+  compile per shape and round would add a minute to the quick preset.
 
 Each gets q (B, H, N_q, D) and k, v (B, H_kv, N_kv, D), a stand-in for the layer module (its
 ``num_key_value_groups``, ``is_causal`` and ``training``), and the mask Transformers' mask builder would make for
@@ -31,9 +38,11 @@ from types import SimpleNamespace
 import torch
 
 from .masks import CAUSAL, NONE, Mask, parse_mask
-from .registry import get_variant, register
+from .registry import Unsupported, get_variant, register
+from .score_mods import NO_MOD, ScoreMod
 
 MASKS = ("none", "causal", "causal-br")
+FLEX_MASKS = (*MASKS, "sliding")  # Mistral's and Gemma 2's windows, which Transformers gives flex as a block mask
 INSTALL_PREFIX = "attnbench-"
 
 
@@ -79,6 +88,24 @@ def hf_eager(q, k, v, *, mask: Mask, scale: float | None = None) -> torch.Tensor
     scaling = scale if scale is not None else 1 / math.sqrt(q.shape[-1])
     out, _ = eager_attention_forward(_layer(q, k, mask != NONE), q, k, v, attention_mask, scaling=scaling)
     return _blind_rows_zeroed(out.transpose(1, 2), visible)
+
+
+@register("hf-flex", family="compiled", exact=True, time="O(N^2 d)", memory="O(N)", masks=FLEX_MASKS, gqa=True,
+          skips_masked=True, dtypes=("float32", "bfloat16", "float16"), score_mods=("none", "softcap"),
+          requires="transformers", in_all=False)  # fmt: skip
+def hf_flex(q, k, v, *, mask: Mask, scale: float | None = None, score_mod: ScoreMod = NO_MOD) -> torch.Tensor:
+    """Transformers' ``flex_attention_forward``. Shapes as `hf_sdpa`'s; time O(B·H·visible pairs·D)."""
+    from transformers.integrations.flex_attention import flex_attention_forward
+
+    from .compiled import block_mask
+
+    if q.device.type == "cpu" and any(t.requires_grad for t in (q, k, v)):
+        raise Unsupported("hf-flex: FlexAttention does not support backward on CPU (torch's own limit)")
+    blocks = None if mask == NONE else block_mask(mask, q.shape[2], k.shape[2], q.device)
+    scaling = scale if scale is not None else 1 / math.sqrt(q.shape[-1])
+    softcap = score_mod.size if score_mod.kind == "softcap" else None
+    out, _ = flex_attention_forward(_layer(q, k, mask != NONE), q, k, v, blocks, scaling=scaling, softcap=softcap)
+    return out.transpose(1, 2)
 
 
 def install(name: str) -> str:

@@ -95,6 +95,7 @@ class VariantSpec:
     layouts: tuple[str, ...] = ("contiguous",)  # KV cache layouts read: "contiguous", "paged" (variants.paged)
     reference: Mask | None = None  # an approximation's exact counterpart (see above)
     tolerance: float | None = None  # the relative error against it that `attnbench check` allows
+    in_all: bool = True  # runs in "--variants all"; False: only where named (a second copy of a costly compile)
     takes_mask: bool = False  # the function takes mask= (set by register from its signature)
     doc: str = ""
 

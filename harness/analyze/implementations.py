@@ -1,7 +1,7 @@
 """For a Transformers user: which ``attn_implementation`` wins, per model's configuration and N.
 
-Transformers' own attention functions are variants of family ``hf`` (`variants.hf`: ``hf-sdpa``, ``hf-eager``;
-the name after ``hf-`` is the ``attn_implementation``). Per configuration and N where at least two of them ran
+Transformers' own attention functions are the variants named ``hf-…`` (`variants.hf`: ``hf-sdpa``, ``hf-eager``,
+``hf-flex``; the name after ``hf-`` is the ``attn_implementation``). Per configuration and N where at least two of them ran
 ok: the fastest, its lead over the next (their median times' ratio), and the fastest exact variant of any
 family at that N beside it, with its time over the winner's. Pure pandas over results rows.
 """
@@ -18,12 +18,12 @@ COLUMNS = ["config", "seq_len", "attn_implementation", "lead", "fastest exact of
 def implementation_table(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration and N with two or more of Transformers' implementations ok (module docstring)."""
     ok = frame[(frame["status"] == "ok") & (frame["exact"] == True)]  # noqa: E712 — a column of True/False/None
-    if ok.empty or "family" not in ok or not (ok["family"] == "hf").any():
+    if ok.empty or not ok["variant"].str.startswith("hf-").any():
         return pd.DataFrame(columns=COLUMNS)
     ok = with_config(ok)
     rows = []
     for (config, n), at in ok.groupby(["config", "seq_len"], sort=True):
-        hf = at[at["family"] == "hf"].sort_values("time_median_s")
+        hf = at[at["variant"].str.startswith("hf-")].sort_values("time_median_s")
         if len(hf) < 2:
             continue
         best = at.sort_values("time_median_s").iloc[0]

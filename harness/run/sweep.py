@@ -158,12 +158,12 @@ def _decoding(mask: Mask, mode: str) -> Mask:
 def variants_for(sweep: Sweep, device: str) -> list[str]:
     """The sweep's variants on ``device``; "all" means those whose spec can run there and serves one of the
     grid's masks, one of its score modifications and one of its KV layouts (else it would give only
-    ``unsupported`` rows)."""
+    ``unsupported`` rows), less those registered ``in_all=False`` (run where named)."""
     if sweep.variants == ("all",):
         kinds = {_decoding(mask, mode).kind for mask in sweep.masks for mode in sweep.modes} | {m.kind for m in sweep.masks}
         mods = {m.kind for m in sweep.score_mods}
         layouts = {layout.partition(":")[0] for layout in sweep.kv_layouts}
-        return [n for n in list_variants() if get_variant(n).unavailable_reason(device) is None
+        return [n for n in list_variants() if get_variant(n).in_all and get_variant(n).unavailable_reason(device) is None
                 and kinds & set(get_variant(n).masks) and mods & set(get_variant(n).score_mods)
                 and layouts & set(get_variant(n).layouts)]  # fmt: skip
     return list(sweep.variants)
