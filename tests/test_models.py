@@ -79,15 +79,18 @@ def test_a_config_that_cannot_be_read_is_one_line(tmp_path, config, message):
 
 
 def test_a_config_of_ones_own_sweeps_with_its_shapes(tmp_path):
-    """A made-up model: 6 heads over 2 KV heads, head dim 16 from hidden 96, a 24-token window, a soft cap of 30."""
+    """A made-up model: 6 heads over 2 KV heads, head dim 16 from hidden 96, a 24-token window, a soft cap of 30,
+    a GELU-gated MLP of 160 (its layer timed too, --scope layer)."""
     config = {"model_type": "made-up", "hidden_size": 96, "num_attention_heads": 6, "num_key_value_heads": 2,
-              "sliding_window": 24, "attn_logit_softcapping": 30.0}  # fmt: skip
+              "sliding_window": 24, "attn_logit_softcapping": 30.0, "intermediate_size": 160, "hidden_act": "gelu"}  # fmt: skip
     (tmp_path / "config.json").write_text(json.dumps(config))
     done = run_attnbench("sweep", "--model", "config.json", "--variants", "naive,chunked-online", "--seq-lens", "64",
-                         "--threads", "1", "--rounds", "1", "--max-time", "0.02", "--out", "run", cwd=tmp_path)  # fmt: skip
+                         "--scope", "layer", "--threads", "1", "--rounds", "1", "--max-time", "0.02", "--out", "run",
+                         cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr
     frame = pd.read_parquet(tmp_path / "run" / "results.parquet")
     assert set(zip(frame["heads"], frame["heads_kv"], frame["head_dim"])) == {(6, 2, 16)}
+    assert set(zip(frame["scope"], frame["layer"].fillna("-"))) == {("attention", "-"), ("layer", "geglu:96:160")}
     assert set(frame["mask"]) == {"sliding:24"} and set(frame["score_mod"]) == {"softcap:30"}
     assert set(frame["model"]) == {"config.json"} and (frame["rel_err"] < 1e-5).all()
     bad = run_attnbench("sweep", "--model", "gpt-17", "--out", "bad", cwd=tmp_path)
@@ -127,3 +130,12 @@ def test_the_attn_implementation_finding_names_the_winner_and_the_fastest_of_all
     assert table.to_dict("records") == [{"config": "llama-3-8b cpu float32 fwd causal", "seq_len": 1024,
                                          "attn_implementation": "sdpa", "lead": "2.00× over eager",
                                          "fastest exact of all": "sdpa", "its time over the winner's": "0.80×"}]
+
+
+def test_the_models_preset_measures_every_built_in_model_and_three_layers():
+    cases = expand(build_sweep("models"))
+    assert {c.model for c in cases} == set(BUILT_IN)
+    assert {c.model for c in cases if c.scope == "layer"} == {"llama-3-8b", "gemma-2-9b", "vit-b-16"}
+    assert {c.variant for c in cases if c.model == "llama-3-70b"} == {"sdpa", "chunked-online", "hf-sdpa", "hf-eager"}
+    assert max(c.seq_len for c in cases if c.variant == "hf-eager") == 4096  # O(N^2) memory: trimmed
+    assert {c.batch for c in cases if c.model == "vit-b-16"} == {1, 8, 64}

@@ -92,7 +92,8 @@ def _accuracy(record: Record, spec, case: Case, w: Workload, out, pristine, rows
     """The first call's error against float64 (`harness.measure.accuracy`; the rows shared through ``references``
     by the variants of one input set); ``record`` an ``error`` when it is beyond what the variant's kind allows
     (`harness.measure.contract.too_wrong`). An approximation's fidelity (`harness.measure.fidelity`) and the
-    trained input family's task accuracy go on ``record`` too."""
+    trained input family's task accuracy go on ``record`` too. A layer or model case's workload brings its own
+    ``accuracy`` (`harness.measure.layer_scope`, `harness.measure.model_scope`)."""
     if w.accuracy is not None:  # a layer's output, held to the layer in float64 (`harness.measure.layer_scope`)
         acc = w.accuracy(out, pristine, rows)
     else:
@@ -238,7 +239,7 @@ def measure_case(
             )
             if record.status == "error":  # too far from float64 for its kind
                 return record
-            record.backend = None if timing_only else _backend(spec, case, w.logical(pristine))
+            record.backend = None if timing_only or spec.backend is None else _backend(spec, case, w.logical(pristine))
             if case.mode == "fwd_bwd" and compiled_graphs():  # something compiles here: its backward may compile
                 first_s += _clocked(timed, case.device)[1]  # on the first gradient call, which belongs to compile_s, not warm-up
             compiled, graphs = compiled_graphs() - graphs, compiled_graphs()
