@@ -35,6 +35,7 @@ from torch.nn.attention.flex_attention import BlockMask, flex_attention
 from .common import made_once
 from .masks import PACKED, Mask
 from .naive import naive
+from .paged import PageTable, refuse_gradients
 from .registry import ALL_MASKS, ALL_SCORE_MODS, Unsupported, register
 from .score_mods import NO_MOD, ScoreMod
 
@@ -87,23 +88,59 @@ def flex_score_mod(score_mod: ScoreMod, n_q: int, n_kv: int, heads: int, device:
     return score_mod.score_mod_fn(n_q, n_kv, heads, device)
 
 
+@made_once(maxsize=8)
+def paged_block_mask(mask: Mask, n_q: int, pages: PageTable, pool_tokens: int, device: torch.device) -> BlockMask:
+    """The case's ``BlockMask`` over a paged pool (`variants.paged`): the logical mask in key tiles of one page
+    (PagedAttention asks a key tile to be a page), one per sequence, its tiles mapped to their physical pages
+    by torch's ``PagedAttention.convert_logical_block_mask``, keys past the sequence's length hidden. Cached:
+    the timed calls of a case reuse it. O(B·pool pages) memory."""
+    from torch.nn.attention.experimental._paged_attention import PagedAttention
+
+    B, per_sequence = pages.block_table.shape
+    logical = block_mask(mask, n_q, pages.n_kv, device, pages.page_size)
+
+    def batched(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else t.expand(B, *t.shape[1:]).contiguous()
+
+    logical = BlockMask.from_kv_blocks(batched(logical.kv_num_blocks), batched(logical.kv_indices),
+                                       batched(logical.full_kv_num_blocks), batched(logical.full_kv_indices),
+                                       BLOCK_SIZE=logical.BLOCK_SIZE, mask_mod=logical.mask_mod,
+                                       seq_lengths=logical.seq_lengths)  # fmt: skip
+    table = PagedAttention(pool_tokens // pages.page_size, pages.page_size, B, device=device)
+    table.page_table[:, :per_sequence] = pages.block_table
+    logical_pages = torch.arange(per_sequence, device=device).expand(B, -1)
+    table.physical_to_logical.scatter_(1, pages.block_table, logical_pages)
+    return table.convert_logical_block_mask(logical, kv_len=torch.full((B,), pages.n_kv, device=device))
+
+
 @register("flex", family="compiled", exact=True, time="O(N^2 d)", memory="O(N)", masks=ALL_MASKS, gqa=True,
-          skips_masked=True, dtypes=("float32", "bfloat16", "float16"), score_mods=ALL_SCORE_MODS)  # fmt: skip
-def flex(q, k, v, *, mask: Mask, scale: float | None = None, score_mod: ScoreMod = NO_MOD) -> torch.Tensor:
+          skips_masked=True, dtypes=("float32", "bfloat16", "float16"), score_mods=ALL_SCORE_MODS,
+          layouts=("contiguous", "paged"))  # fmt: skip
+def flex(q, k, v, *, mask: Mask, scale: float | None = None, score_mod: ScoreMod = NO_MOD,
+         pages: PageTable | None = None) -> torch.Tensor:  # fmt: skip
     """FlexAttention under torch.compile, with the case's mask as a cached block mask.
 
     q: (B, H, N_q, D); k, v: (B, H_kv, N_kv, D|D_v) -> (B, H, N_q, D_v); grouped
     heads natively (``enable_gqa``); the score modification as FlexAttention's
     ``score_mod``, fused into the kernel. Time O(B·H·visible pairs·D): blocks the
     mask hides cost nothing; memory O(B·H·N_q·D) beyond the inputs.
-    FlexAttention has no CPU backward and no float64 CPU kernel.
+    FlexAttention has no CPU backward and no float64 CPU kernel. With ``pages``
+    (`variants.paged`, decode), k and v are pools (1, H_kv, T, D) read in place
+    through a paged block mask (`paged_block_mask`: torch's PagedAttention), no
+    copy; unmodified scores only.
     Paper: Dong et al., "Flex Attention: A Programming Model for Generating
     Optimized Attention Kernels", 2024.
     """
     if q.device.type == "cpu" and any(t.requires_grad for t in (q, k, v)):
         raise Unsupported("flex: FlexAttention does not support backward on CPU (torch's own limit)")
-    blocks = block_mask(mask, q.shape[2], k.shape[2], q.device)
     grouped = k.shape[1] != q.shape[1]
+    if pages is not None:  # k, v are pools (1, H_kv, T, D), read through the paged block mask
+        refuse_gradients(q, k, v)
+        if score_mod.kind != "none":
+            raise Unsupported("flex: a score modification over a paged cache is not wired (its positions are logical)")
+        blocks = paged_block_mask(mask, q.shape[2], pages, k.shape[2], q.device)
+        return _compiled(_paged_flex)(q, k, v, blocks, scale, grouped)
+    blocks = block_mask(mask, q.shape[2], k.shape[2], q.device)
     if score_mod.kind == "none" and mask.kind not in PACKED:
         return _compiled(flex_attention)(q, k, v, block_mask=blocks, scale=scale, enable_gqa=grouped)
     if score_mod.kind == "none":  # per-query bounds captured as tensors: compiled apart, as _modified_flex says
@@ -123,6 +160,12 @@ def _packed_flex(q, k, v, block_mask, scale, enable_gqa):
     """FlexAttention under a packed-document mask (its ``mask_mod`` indexes captured tensors), compiled as a
     function of its own for the same torch 2.13 CPU fault as `_modified_flex`: after the plain kernel compiled
     in the process, this one failed to build (an undeclared ``cur_qSplitSize7``)."""
+    return flex_attention(q, k, v, block_mask=block_mask, scale=scale, enable_gqa=enable_gqa)
+
+
+def _paged_flex(q, k, v, block_mask, scale, enable_gqa):
+    """FlexAttention over a paged pool (the query batch against a pool of batch 1), compiled as a function of its
+    own, as `_packed_flex` is: its mask_mod indexes the page tables."""
     return flex_attention(q, k, v, block_mask=block_mask, scale=scale, enable_gqa=enable_gqa)
 
 

@@ -10,6 +10,8 @@ sequence b's i-th logical page. A variant that declares ``layouts=("paged", ...)
                     server does, paying a copy of the whole cache per call.
 ``chunked-online``  walks the cache a key block at a time, gathering only that block's pages (a tile, as a
                     kernel loads a page into fast memory), never the whole cache (`variants.chunked`).
+``flex``            FlexAttention reading the pool in place through a block mask whose key tiles are pages,
+                    mapped to their physical pages by torch's PagedAttention (`variants.compiled`).
 
 Every sequence here has the same length N (the case's); a last page may be partly filled.
 """

@@ -27,8 +27,8 @@ from ..measure.case import Case, seeded_qkv
 from ..measure.case_work import case_bytes
 from .workloadcheck import interleaved_medians
 
-CONTIGUOUS = ["naive", "sdpa", "chunked-query", "chunked-online"]
-PAGED = ["gather", "chunked-online"]
+CONTIGUOUS = ["naive", "sdpa", "chunked-query", "chunked-online", "flex"]
+PAGED = ["gather", "chunked-online", "flex"]
 PAGE_SIZES = [16, 256]
 
 

@@ -134,16 +134,17 @@ LANGUAGE = ("llama-3-8b", "llama-3-70b", "mistral-7b", "gemma-2-9b", "qwen2-7b",
 VISION = ("vit-b-16", "vit-l-14-336")
 MODEL_VARIANTS = ("sdpa", "chunked-online", "hf-sdpa", "hf-eager")  # ours, and two of Transformers' attn_implementation
 # The model's-eye view, forward fp32 on 2 CPU cores: each model of the table at its own shapes, the language
-# models at N = 1K..8K (and Transformers' flex path for llama-3-8b and gemma-2-9b) (hf-eager, O(N^2) memory, to 4K; at 16K one sdpa call of llama-3-70b's shape is ~50 s
-# here, so 16K belongs to a GPU), the vision encoders at their own N and batch 1..64, Whisper's cross-attention
-# at its own lengths; and the share of the layer (--scope layer) for llama-3-8b, gemma-2-9b and vit-b-16.
+# models at N = 1K..4K (and Transformers' flex path for llama-3-8b and gemma-2-9b), the vision encoders at their
+# own N and batch 1..64, Whisper's cross-attention at its own lengths; and the share of the layer
+# (--scope layer) for llama-3-8b, gemma-2-9b and vit-b-16. N = 8K and 16K belong to a GPU: at 8K one sdpa
+# call of llama-3-70b's shape takes ~7 s here, and the language models at 8K alone took past 20 minutes.
 PRESETS["models"] = Sweep(
     variants=MODEL_VARIANTS,
     max_time_s=0.3,
     grids=(
-        *_of_models(LANGUAGE, seq_lens=(1024, 2048, 4096, 8192), max_seq_len={"hf-eager": 4096}),
+        *_of_models(LANGUAGE, seq_lens=(1024, 2048, 4096)),
         # Transformers' flex path where flex's masks and soft cap matter; it compiles per shape and round
-        *_of_models(("llama-3-8b", "gemma-2-9b"), seq_lens=(1024, 2048, 4096, 8192), variants=("hf-flex",)),
+        *_of_models(("llama-3-8b", "gemma-2-9b"), seq_lens=(1024, 2048, 4096), variants=("hf-flex",)),
         *_of_models(VISION, batch=(1, 8, 64)),
         *_of_models(("whisper-small",)),
         *_of_models(("llama-3-8b", "gemma-2-9b"), seq_lens=(1024, 2048, 4096), scopes=("attention", "layer"),
