@@ -136,6 +136,7 @@ def test_the_models_preset_measures_every_built_in_model_and_three_layers():
     cases = expand(build_sweep("models"))
     assert {c.model for c in cases} == set(BUILT_IN)
     assert {c.model for c in cases if c.scope == "layer"} == {"llama-3-8b", "gemma-2-9b", "vit-b-16"}
-    assert {c.variant for c in cases if c.model == "llama-3-70b"} == {"sdpa", "chunked-online", "hf-sdpa", "hf-eager"}
+    assert {c.variant for c in cases if c.model == "llama-3-70b"} == {"sdpa", "hf-sdpa", "hf-eager"}
+    assert {c.variant for c in cases if c.model == "gemma-2-9b"} >= {"chunked-online", "hf-flex"}  # a soft cap
     assert max(c.seq_len for c in cases if c.model == "llama-3-70b") == 4096  # 8K and 16K: a GPU's
     assert {c.batch for c in cases if c.model == "vit-b-16"} == {1, 8, 64}

@@ -132,23 +132,24 @@ def _of_models(names: tuple[str, ...], **fields) -> tuple[dict, ...]:
 
 LANGUAGE = ("llama-3-8b", "llama-3-70b", "mistral-7b", "gemma-2-9b", "qwen2-7b", "llava-1.5-7b")
 VISION = ("vit-b-16", "vit-l-14-336")
-MODEL_VARIANTS = ("sdpa", "chunked-online", "hf-sdpa", "hf-eager")  # ours, and two of Transformers' attn_implementation
+MODEL_VARIANTS = ("sdpa", "hf-sdpa", "hf-eager")  # PyTorch's, and two of Transformers' attn_implementation
 # The model's-eye view, forward fp32 on 2 CPU cores: each model of the table at its own shapes, the language
-# models at N = 1K..4K (and Transformers' flex path for llama-3-8b and gemma-2-9b), the vision encoders at their
-# own N and batch 1..64, Whisper's cross-attention at its own lengths; and the share of the layer
-# (--scope layer) for llama-3-8b, gemma-2-9b and vit-b-16. N = 8K and 16K belong to a GPU: at 8K one sdpa
-# call of llama-3-70b's shape takes ~7 s here, and the language models at 8K alone took past 20 minutes.
+# models at N = 1K..4K, the vision encoders at their own N and batch 1..64, Whisper's cross-attention at its
+# own lengths; chunked-online and Transformers' flex path where a soft cap needs them (Gemma 2) and beside
+# Llama-3-8B; the share of the layer (--scope layer) for Llama-3-8B, Gemma 2's global layer and ViT-B/16.
+# N = 8K and 16K belong to a GPU: at 8K one sdpa call of llama-3-70b's shape takes ~7 s here, and layers
+# are costly (one Llama-3-8B layer at 4K: ~10 s a call, ~1 minute a case), so each model gets one kind.
 PRESETS["models"] = Sweep(
     variants=MODEL_VARIANTS,
     max_time_s=0.3,
     grids=(
         *_of_models(LANGUAGE, seq_lens=(1024, 2048, 4096)),
-        # Transformers' flex path where flex's masks and soft cap matter; it compiles per shape and round
-        *_of_models(("llama-3-8b", "gemma-2-9b"), seq_lens=(1024, 2048, 4096), variants=("hf-flex",)),
+        *_of_models(("llama-3-8b", "gemma-2-9b"), seq_lens=(1024, 2048, 4096), variants=("chunked-online", "hf-flex")),
         *_of_models(VISION, batch=(1, 8, 64)),
         *_of_models(("whisper-small",)),
-        *_of_models(("llama-3-8b", "gemma-2-9b"), seq_lens=(1024, 2048, 4096), scopes=("attention", "layer"),
-                    variants=("sdpa", "chunked-online")),  # fmt: skip
-        *_of_models(("vit-b-16",), batch=(1, 8, 64), scopes=("attention", "layer"), variants=("sdpa", "chunked-online")),
+        *_of_models(("llama-3-8b",), seq_lens=(1024, 2048, 4096), scopes=("attention", "layer"), variants=("sdpa",)),
+        *_of_models(("gemma-2-9b",), seq_lens=(1024, 2048, 4096), scopes=("attention", "layer"), masks=(CAUSAL,),
+                    variants=("chunked-online",)),  # fmt: skip
+        *_of_models(("vit-b-16",), batch=(1, 8, 64), scopes=("attention", "layer"), variants=("sdpa",)),
     ),
 )
