@@ -17,7 +17,7 @@ from harness.measure.layer_scope import layer_accuracy, layer_inputs, layer_of
 from harness.measure.measure_case import measure_case
 from harness.measure.reference import reference_attention
 from harness.run.sweep import build_sweep, expand
-from variants.decoder import LayerShape
+from variants.decoder import DecoderLayer, LayerShape
 
 
 def _by_hand(layer, x: torch.Tensor, memory: torch.Tensor | None = None) -> torch.Tensor:
@@ -27,7 +27,7 @@ def _by_hand(layer, x: torch.Tensor, memory: torch.Tensor | None = None) -> torc
 
     def norm(t, prefix):
         if layer.shape.gated:  # RMSNorm
-            return t / torch.sqrt(t.square().mean(-1, keepdim=True) + torch.finfo(torch.float32).eps) * w[f"{prefix}.weight"]
+            return t / torch.sqrt(t.square().mean(-1, keepdim=True) + 1e-5) * w[f"{prefix}.weight"]
         return F.layer_norm(t, t.shape[-1:], w[f"{prefix}.weight"], w[f"{prefix}.bias"])
 
     def heads(t, h):
@@ -110,6 +110,8 @@ def test_a_layer_scope_brings_its_attention_and_a_model_its_layer():
     (["--scope", "layer", "--inputs", "peaked:4"], "--scope layer draws its own Gaussian inputs"),
     (["--scope", "block"], "unknown scope 'block'"),
     (["--scope", "layer", "--layer", "relu:64:128"], "--layer: layer 'relu:64:128' is not MLP:hidden:ffn"),
+    (["--layer", "gelu:64:256"], "--layer shapes the layer of --scope layer or model"),
+    (["--scope", "model", "--mask", "causal", "--layer", "gelu:64:256"], "whose MLP is gated"),
 ])  # fmt: skip
 def test_bad_scope_settings_are_one_line(tmp_path, flags, message):
     done = run_attnbench("sweep", "--variants", "naive", "--seq-lens", "64", "--out", str(tmp_path / "run"), *flags)
@@ -137,3 +139,24 @@ def test_the_half_of_the_layer_is_found_between_points_and_past_them():
     assert row["analytic half at N"] == f"≈{4096 * 4 ** (math.log(4) / math.log(9 / 4)):,.0f} (extrapolated)"
     flat = half_table(layer_share_table(_rows({1024: 0.2, 4096: 0.2}, {1024: 0.6, 4096: 0.7})))
     assert flat.iloc[0]["measured half at N"] == "not approaching" and flat.iloc[0]["analytic half at N"] == "below 1,024"
+
+
+def test_a_share_timed_past_the_whole_layer_or_unknown_is_no_verdict_of_never():
+    # Noise can time attention alone above its layer: still past one half, between 1024 and 4096.
+    noisy = half_table(layer_share_table(_rows({1024: 0.25, 4096: 1.05}, {1024: 0.1, 4096: 0.2})))
+    assert noisy.iloc[0]["measured half at N"].startswith("≈") and "extrapolated" not in noisy.iloc[0]["measured half at N"]
+    unknown = half_table(layer_share_table(_rows({1024: 0.25, 4096: 0.5}, {1024: float("nan"), 4096: float("nan")})))
+    assert unknown.iloc[0]["analytic half at N"] == "–"
+
+
+def test_a_layer_draws_its_weights_from_its_seed_and_leaves_the_generator_alone():
+    shape = LayerShape.parse("swiglu:32:64")
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    first, again = (DecoderLayer(shape, heads=2, head_dim=16, seed=7) for _ in range(2))
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))
+    other = DecoderLayer(shape, heads=2, head_dim=16, seed=8)
+    assert not torch.equal(first.q_proj.weight, other.q_proj.weight)
+    twin = first.twin(torch.float64)
+    assert twin.q_proj.weight.dtype == torch.float64 and torch.equal(twin.q_proj.weight.float(), first.q_proj.weight)

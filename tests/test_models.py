@@ -29,7 +29,7 @@ EXPECTED = {
 }
 
 # Each model's decoder layer (--scope layer) as its config.json publishes it: MLP kind, hidden_size (d_model),
-# intermediate_size (decoder_ffn_dim); gated where the config's act is silu or a GELU on a Llama-kin model.
+# intermediate_size (decoder_ffn_dim); gated where the activation is SiLU (SwiGLU) and for Gemma (GeGLU).
 LAYERS = {
     "llama-3-8b": "swiglu:4096:14336",
     "llama-3-70b": "swiglu:8192:28672",
@@ -80,7 +80,7 @@ def test_a_config_that_cannot_be_read_is_one_line(tmp_path, config, message):
 
 def test_a_config_of_ones_own_sweeps_with_its_shapes(tmp_path):
     """A made-up model: 6 heads over 2 KV heads, head dim 16 from hidden 96, a 24-token window, a soft cap of 30,
-    a GELU-gated MLP of 160 (its layer timed too, --scope layer)."""
+    a plain GELU MLP of 160 (its layer timed too, --scope layer)."""
     config = {"model_type": "made-up", "hidden_size": 96, "num_attention_heads": 6, "num_key_value_heads": 2,
               "sliding_window": 24, "attn_logit_softcapping": 30.0, "intermediate_size": 160, "hidden_act": "gelu"}  # fmt: skip
     (tmp_path / "config.json").write_text(json.dumps(config))
@@ -90,7 +90,7 @@ def test_a_config_of_ones_own_sweeps_with_its_shapes(tmp_path):
     assert done.returncode == 0, done.stderr
     frame = pd.read_parquet(tmp_path / "run" / "results.parquet")
     assert set(zip(frame["heads"], frame["heads_kv"], frame["head_dim"])) == {(6, 2, 16)}
-    assert set(zip(frame["scope"], frame["layer"].fillna("-"))) == {("attention", "-"), ("layer", "geglu:96:160")}
+    assert set(zip(frame["scope"], frame["layer"].fillna("-"))) == {("attention", "-"), ("layer", "gelu:96:160")}
     assert set(frame["mask"]) == {"sliding:24"} and set(frame["score_mod"]) == {"softcap:30"}
     assert set(frame["model"]) == {"config.json"} and (frame["rel_err"] < 1e-5).all()
     bad = run_attnbench("sweep", "--model", "gpt-17", "--out", "bad", cwd=tmp_path)
@@ -122,14 +122,34 @@ def test_an_older_sweep_json_q_len_of_one_was_decodes_default():
 def test_the_attn_implementation_finding_names_the_winner_and_the_fastest_of_all():
     from harness.analyze.implementations import implementation_table
 
-    rows = [{"variant": v, "family": f, "exact": True, "status": "ok", "seq_len": 1024, "time_median_s": t,
-             "model": "llama-3-8b", "device": "cpu", "dtype": "float32", "mode": "fwd", "mask": "causal"}
-            for v, f, t in (("hf-eager", "hf", 3.0), ("hf-sdpa", "hf", 1.5), ("sdpa", "sdpa", 1.2), ("naive", "naive", 4.0))]
+    rows = [
+        {
+            "variant": v,
+            "family": f,
+            "exact": True,
+            "status": "ok",
+            "seq_len": 1024,
+            "time_median_s": t,
+            "model": "llama-3-8b",
+            "device": "cpu",
+            "dtype": "float32",
+            "mode": "fwd",
+            "mask": "causal",
+        }
+        for v, f, t in (("hf-eager", "hf", 3.0), ("hf-sdpa", "hf", 1.5), ("sdpa", "sdpa", 1.2), ("naive", "naive", 4.0))
+    ]
     rows.append({**rows[0], "seq_len": 2048})  # one implementation alone at 2048: no row
     table = implementation_table(pd.DataFrame(rows))
-    assert table.to_dict("records") == [{"config": "llama-3-8b cpu float32 fwd causal", "seq_len": 1024,
-                                         "attn_implementation": "sdpa", "lead": "2.00× over eager",
-                                         "fastest exact of all": "sdpa", "its time over the winner's": "0.80×"}]
+    assert table.to_dict("records") == [
+        {
+            "config": "llama-3-8b cpu float32 fwd causal",
+            "seq_len": 1024,
+            "attn_implementation": "sdpa",
+            "lead": "2.00× over eager",
+            "fastest exact of all": "sdpa",
+            "its time over the winner's": "0.80×",
+        }
+    ]
 
 
 def test_the_models_preset_measures_every_built_in_model_and_three_layers():

@@ -51,8 +51,9 @@ def _compiled(fn):
 
 
 @made_once(maxsize=8)
-def block_mask(mask: Mask, n_q: int, n_kv: int, device: torch.device, block: int = 128) -> BlockMask:
-    """The ``BlockMask`` of ``mask`` for these lengths on ``device`` (tiles of ``block``).
+def block_mask(mask: Mask, n_q: int, n_kv: int, device: torch.device, block: int = 128, kv_block: int | None = None) -> BlockMask:
+    """The ``BlockMask`` of ``mask`` for these lengths on ``device`` (tiles of ``block`` queries by ``kv_block``
+    keys, default ``block``).
 
     Read off the mask's per-query key intervals (`Mask.bounds`, non-decreasing
     in the query): a query tile [a, b] meets key tile [k0, k1) when
@@ -63,21 +64,22 @@ def block_mask(mask: Mask, n_q: int, n_kv: int, device: torch.device, block: int
     ``create_block_mask`` evaluates ``mask_mod`` at all N_q·N_kv points (3 GB
     at N = 16384). Cached, so the timed calls of a case reuse it.
     """
+    kv_block = kv_block or block
     lo, hi = mask.bounds(torch.arange(n_q), n_q, n_kv)  # (N_q,) each
     first = torch.arange(0, n_q, block)  # each query tile's first row
     last = (first + block).clamp(max=n_q) - 1
-    k0 = torch.arange(0, n_kv, block)  # each key tile's first key
-    k1 = (k0 + block).clamp(max=n_kv)
+    k0 = torch.arange(0, n_kv, kv_block)  # each key tile's first key
+    k1 = (k0 + kv_block).clamp(max=n_kv)
     meets = (lo[first, None] < k1) & (hi[last, None] > k0)  # (query tiles, key tiles)
     whole = (lo[last, None] <= k0) & (hi[first, None] >= k1)
-    whole &= ((first + block <= n_q)[:, None]) & (k0 + block <= n_kv)  # a tile cut by a sequence end is partial
+    whole &= ((first + block <= n_q)[:, None]) & (k0 + kv_block <= n_kv)  # a tile cut by a sequence end is partial
     partial = meets & ~whole
 
     def listed(tiles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # (count per row, indices, True first)
         order = torch.argsort((~tiles).to(torch.int8), dim=-1, stable=True)
         return tiles.sum(-1, dtype=torch.int32)[None, None].to(device), order.to(torch.int32)[None, None].to(device)
 
-    return BlockMask.from_kv_blocks(*listed(partial), *listed(whole), BLOCK_SIZE=block,
+    return BlockMask.from_kv_blocks(*listed(partial), *listed(whole), BLOCK_SIZE=(block, kv_block),
                                     mask_mod=mask.mask_mod(n_q, n_kv, device), seq_lengths=(n_q, n_kv))  # fmt: skip
 
 
@@ -97,7 +99,7 @@ def paged_block_mask(mask: Mask, n_q: int, pages: PageTable, pool_tokens: int, d
     from torch.nn.attention.experimental._paged_attention import PagedAttention
 
     B, per_sequence = pages.block_table.shape
-    logical = block_mask(mask, n_q, pages.n_kv, device, pages.page_size)
+    logical = block_mask(mask, n_q, pages.n_kv, device, 128, pages.page_size)
 
     def batched(t: torch.Tensor | None) -> torch.Tensor | None:
         return None if t is None else t.expand(B, *t.shape[1:]).contiguous()

@@ -27,6 +27,7 @@ from .registry import get_variant
 from .score_mods import NO_MOD, ScoreMod, parse_score_mod
 
 MLPS = {"gelu": F.gelu, "swiglu": F.silu, "geglu": partial(F.gelu, approximate="tanh")}
+NORM_EPS = 1e-5  # Llama's rms_norm_eps and LayerNorm's default: fixed, so the float64 twin computes the same function
 
 
 @dataclass(frozen=True)
@@ -95,16 +96,20 @@ class DecoderLayer(nn.Module):
             raise ValueError(f"heads_kv={heads_kv} must divide heads={heads}")
         self.shape, self.heads, self.heads_kv, self.head_dim = shape, heads, heads_kv, head_dim
         self.core, self.mask, self.score_mod, self.seed = get_variant(variant), parse_mask(mask), parse_score_mod(score_mod), seed
-        factory = {"device": device, "dtype": dtype}
-        norm = partial(nn.RMSNorm if shape.gated else nn.LayerNorm, shape.hidden, **factory)
+        # Drawn on the CPU from the CPU generator alone (the same weights on every device, no CUDA generator
+        # touched), then moved; a "meta" layer draws nothing (`twin` fills it).
+        factory = {"device": "meta" if str(device) == "meta" else "cpu", "dtype": dtype}
+        norm = partial(nn.RMSNorm if shape.gated else nn.LayerNorm, shape.hidden, eps=NORM_EPS, **factory)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            torch.default_generator.manual_seed(seed)
             self.norm1, self.norm2 = norm(), norm()
             self.q_proj = nn.Linear(shape.hidden, heads * head_dim, bias=False, **factory)
             self.k_proj = nn.Linear(shape.hidden, heads_kv * head_dim, bias=False, **factory)
             self.v_proj = nn.Linear(shape.hidden, heads_kv * head_dim, bias=False, **factory)
             self.o_proj = nn.Linear(heads * head_dim, shape.hidden, bias=False, **factory)
             self.mlp = MLP(shape, **factory)
+        if str(device) != "meta":
+            self.to(device)
 
     def twin(self, dtype: torch.dtype) -> DecoderLayer:
         """This layer with its weights cast to ``dtype`` (the float64 reference's)."""

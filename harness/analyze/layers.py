@@ -41,15 +41,19 @@ def layer_share_table(frame: pd.DataFrame) -> pd.DataFrame:
 def _half(ns: list[int], shares: list[float]) -> str:
     """The N where the share passes 1/2, from the odds s/(1-s) in log-log: "≈N" between two measured N, "≈N
     (extrapolated)" past the largest from the two largest, "below N_min" when already past it, "not approaching"
-    when the share is not rising towards one half at the largest N (a window's attention stops growing)."""
-    odds = [math.log(s / (1 - s)) if 0 < s < 1 else (math.inf if s >= 1 else math.nan) for s in shares]
+    when the share is not rising towards one half at the largest N (a window's attention stops growing), "–"
+    when a share is unknown."""
+    if not shares or not all(np.isfinite(shares)):
+        return "–"  # a time or a FLOP count missing (a variant with no work model)
+    # A share at or past 1 (attention alone timed slower than the layer: noise) is held just below it.
+    odds = [math.log(s / (1 - s)) for s in np.clip(shares, 1e-6, 1 - 1e-6)]
     logs = [math.log(n) for n in ns]
     for (n0, o0), (n1, o1) in zip(zip(logs, odds), zip(logs[1:], odds[1:])):
-        if o0 < 0 <= o1 and math.isfinite(o1):  # crosses between two measured N
+        if o0 < 0 <= o1:  # crosses between two measured N
             return f"≈{math.exp(n0 + (n1 - n0) * -o0 / (o1 - o0)):,.0f}"
     if odds and odds[0] >= 0:
         return f"below {ns[0]:,}"
-    if len(ns) < 2 or not all(np.isfinite(odds[-2:])):
+    if len(ns) < 2:
         return "not approaching"
     slope = (odds[-1] - odds[-2]) / (logs[-1] - logs[-2])
     return f"≈{math.exp(logs[-1] - odds[-1] / slope):,.0f} (extrapolated)" if slope > 0.05 else "not approaching"

@@ -98,20 +98,23 @@ class Case:
             raise ValueError(f"Case.cuda_graphs is true only on a CUDA device, got true on {self.device}")
 
     def _check_scope(self) -> None:
-        """A layer or model case has a layer (default: GPT-2's, gelu:H·D:4·H·D) and is a forward or training step on
-        Gaussian inputs (a model's: causal, unmodified); an attention case has none (one spelling, one id)."""
+        """A layer or model case has a layer (default: GPT-2's, gelu:H·D:4·H·D; a model's swiglu:H·D:4·H·D) and is a
+        forward or training step on Gaussian inputs (a model's: causal, unmodified, gated); an attention case has
+        none (one spelling, one id)."""
         if self.scope == "attention":
             object.__setattr__(self, "layer", None)
             return
-        if self.layer is None:
+        if self.layer is None:  # GPT-2's layer; a model's, a Llama's gated one
             width = self.heads * self.head_dim
-            object.__setattr__(self, "layer", f"gelu:{width}:{4 * width}")
+            object.__setattr__(self, "layer", f"{'swiglu' if self.scope == 'model' else 'gelu'}:{width}:{4 * width}")
         if self.mode == "decode":
             raise ValueError(f"Case.scope {self.scope} times fwd or fwd_bwd (a prefill or training step), not decode")
         if self.inputs != GAUSSIAN:
             raise ValueError(f"Case.scope {self.scope} draws its own Gaussian inputs x; --inputs {self.inputs} shapes q, k, v")
         if self.scope == "model" and (self.mask != CAUSAL or self.score_mod != NO_MOD or self.q_len is not None):
             raise ValueError("Case.scope model runs a Llama model: causal self-attention, no score modification")
+        if self.scope == "model" and self.layer.startswith("gelu:"):
+            raise ValueError(f"Case.layer {self.layer}: a Llama's MLP is gated (swiglu or geglu)")
 
     def to_dict(self) -> dict:
         """The case as JSON data (the mask as its spec): what a worker gets, and ``Case(**to_dict())`` undoes."""

@@ -49,6 +49,18 @@ def _layer_work(case: Case) -> tuple[float, float]:
     return flops, float(shape.weights(case.heads, case.n_heads_kv, case.head_dim) + activations)
 
 
+def layer_memory_bytes(case: Case) -> int:
+    """What a layer or model case holds beside its attention's working set: its weights, their float64 twin
+    (the reference's, built before timing), and the MLP's (B, N_q, ffn) activations a few times over; 0 for an
+    attention case. For the memory budget (`harness.run.budget`)."""
+    if case.layer is None:
+        return 0
+    shape = LayerShape.parse(case.layer)
+    element = torch.empty((), dtype=case.torch_dtype).element_size()
+    weights = shape.weights(case.heads, case.n_heads_kv, case.head_dim) * _layers(case)
+    return weights * (element + 8) + 3 * case.batch * case.n_q * shape.ffn * element * (2 if case.mode == "fwd_bwd" else 1)
+
+
 def case_bytes(case: Case) -> float:
     """The least memory traffic of one timed call: q, k, v read once and the output written
     (forward, decode); forward plus backward adds reading q, k, v, out, dout and writing dq, dk, dv.

@@ -17,8 +17,8 @@ def config_label(row: Mapping[str, Any], shown: Iterable[str] = ()) -> str:
     named = [(c, row.get(c)) for c in ("mask", "score_mod", "inputs", "kv_layout", "scope")]
     modified = [value for c, value in named if isinstance(value, str)
                 and value not in ("none", "gaussian", "contiguous", "attention")]  # fmt: skip
-    if row.get("scope") == "layer":  # which layer: "layer:swiglu:4096:14336"
-        modified[-1] = f"layer:{row.get('layer')}"
+    if row.get("scope") in ("layer", "model"):  # which layer: "layer:swiglu:4096:14336"
+        modified[-1] = f"{row['scope']}:{row.get('layer')}"
     model = [row["model"]] if isinstance(row.get("model"), str) and row["model"] else []
     label = " ".join([*model, row["device"], row["dtype"], row["mode"], *modified])
     crossing = row["mode"] != "decode" and row.get("q_len") not in (None, row.get("seq_len"))  # cross-attention

@@ -47,7 +47,9 @@ def record_for(case: Case, status: str = "ok", reason: str = "") -> Record:
     """A record carrying the case's identity, and the variant's spec when it is registered."""
     try:
         spec = get_variant(case.variant)
-        described = {"family": spec.family, "exact": spec.exact, **declared_classes(spec, case),
+        # A layer's or model's time is its projections' O(N) plus its attention's: no one class to hold it to.
+        classes = declared_classes(spec, case) if case.scope == "attention" else {"declared_time": None, "declared_memory": None}
+        described = {"family": spec.family, "exact": spec.exact, **classes,
                      "params": json.dumps(dict(spec.params), sort_keys=True),
                      "gqa_method": spec.gqa_method if case.heads_kv else None,
                      "padding_fraction": spec.padding(case) if spec.padding else None}  # fmt: skip

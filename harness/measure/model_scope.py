@@ -2,7 +2,8 @@
 
 The model is Transformers' own ``LlamaModel`` built from a config of the case's shape (nothing downloaded):
 MODEL_LAYERS layers of hidden size, heads, KV heads and head dim from the case, the MLP's inner size from its
-``layer`` (a GELU-gated one for ``geglu``; a Llama MLP is always gated), weights drawn from the case's seed.
+``layer`` (``swiglu``, or ``geglu``: a GELU-gated one; a Llama MLP is always gated, so ``gelu`` is refused),
+weights drawn from the case's seed.
 The variant runs inside it through Transformers' ``AttentionInterface`` (`variants.hf.install`), so the time
 includes what Transformers does around attention: rotary embeddings, its mask handling, its reshapes. Its
 input is ``inputs_embeds`` (B, N, hidden), Gaussian times ``input_scale``; its output the last hidden state.
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from variants.decoder import LayerShape
+from variants.decoder import NORM_EPS, LayerShape
 
 from .accuracy import Accuracy, compare
 from .case import Case
@@ -35,11 +36,17 @@ def model_of(case: Case, implementation: str, dtype: torch.dtype | None = None):
         vocab_size=8, hidden_size=shape.hidden, intermediate_size=shape.ffn, num_hidden_layers=MODEL_LAYERS,
         num_attention_heads=case.heads, num_key_value_heads=case.n_heads_kv, head_dim=case.head_dim,
         max_position_embeddings=max(case.seq_len, 2), hidden_act="gelu_pytorch_tanh" if shape.mlp == "geglu" else "silu",
+        rms_norm_eps=NORM_EPS,
     )  # fmt: skip
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(case.seed)
+    with torch.random.fork_rng(devices=[]):  # drawn on the CPU from its generator alone, then moved
+        torch.default_generator.manual_seed(case.seed)
         model = transformers.LlamaModel._from_config(config, attn_implementation=implementation)
-    return model.to(device=case.device, dtype=dtype or case.torch_dtype).eval()
+    if dtype == torch.float64:  # the reference: everything in float64, the rotary frequencies too
+        return model.to(device=case.device, dtype=dtype).eval()
+    # The parameters in the case's dtype; the rotary frequencies stay float32, as Transformers keeps them.
+    for parameter in model.parameters():
+        parameter.data = parameter.data.to(case.torch_dtype)
+    return model.to(device=case.device).eval()
 
 
 def model_inputs(case: Case, seed: int) -> tuple[torch.Tensor]:

@@ -32,6 +32,9 @@ class ModelError(ValueError):
 
 VISION = ("vit", "clip_vision_model", "deit", "dinov2", "siglip_vision_model")
 PLAIN = (*VISION, "whisper", "gpt2", "gpt_neox", "bert", "roberta")  # an ungated MLP: up, GELU, down
+GEMMA = ("gemma", "gemma2", "gemma3", "gemma3_text")  # gated by a tanh GELU
+SILU_BY_DEFAULT = ("llama", "mistral", "mixtral", "qwen2", "qwen3")  # a gated SiLU MLP when hidden_act is not given
+FFN_KEYS = ("intermediate_size", "decoder_ffn_dim", "ffn_dim", "ffn_hidden_size", "n_inner")
 
 
 @dataclass(frozen=True)
@@ -104,13 +107,15 @@ def read_config(config: dict[str, Any], where: str) -> tuple[tuple[tuple[str, An
 
 def _layer(config: dict, kind: str, width: int, where: str) -> str:
     """The decoder layer's spec "mlp:hidden:ffn" (`variants.decoder.LayerShape`): plain GELU for the encoders and
-    GPT-2's kin (PLAIN), else gated, GeGLU where the activation is a GELU (Gemma), SwiGLU otherwise (Llama)."""
+    GPT-2's kin (PLAIN), GeGLU for Gemma's, SwiGLU where the activation is SiLU (the Llama kin, whose configs may
+    leave it at its default); any other activation, an ungated MLP of its cost (GELU)."""
     hidden_key = "d_model" if kind == "whisper" else "hidden_size"
     hidden = _positive(config, hidden_key, where) if config.get(hidden_key) is not None else width
-    ffn_key = next((key for key in ("intermediate_size", "decoder_ffn_dim", "n_inner") if config.get(key)), None)
+    ffn_key = next((key for key in FFN_KEYS if config.get(key)), None)
     ffn = _positive(config, ffn_key, where) if ffn_key else 4 * hidden
-    act = str(config.get("hidden_activation") or config.get("hidden_act") or config.get("activation_function") or "")
-    mlp = "gelu" if kind in PLAIN else "geglu" if "gelu" in act else "swiglu"
+    act = config.get("hidden_activation") or config.get("hidden_act") or config.get("activation_function")
+    act = str(act or ("silu" if kind in SILU_BY_DEFAULT else "gelu"))
+    mlp = "gelu" if kind in PLAIN else "geglu" if kind in GEMMA else "swiglu" if act in ("silu", "swish") else "gelu"
     return f"{mlp}:{hidden}:{ffn}"
 
 

@@ -21,7 +21,7 @@ from variants import get_variant
 
 from ..measure.accuracy import CHUNK_BYTES, DEFAULT_MAX_ROWS
 from ..measure.case import Case, configuration
-from ..measure.case_work import declared_classes
+from ..measure.case_work import declared_classes, layer_memory_bytes
 from ..measure.complexity import declared_exponent
 from ..measure.device import available_bytes
 
@@ -56,7 +56,7 @@ def _analytic_peak_bytes(case: Case, spec) -> int:
     if case.mode == "fwd_bwd":
         working *= 2  # saved activations plus their gradients
         inputs *= 2
-    return inputs + max(working, reference_bytes(case))
+    return inputs + max(working, reference_bytes(case)) + layer_memory_bytes(case)
 
 
 def reference_bytes(case: Case) -> int:

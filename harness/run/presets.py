@@ -148,8 +148,13 @@ PRESETS["models"] = Sweep(
         *_of_models(VISION, batch=(1, 8, 64)),
         *_of_models(("whisper-small",)),
         *_of_models(("llama-3-8b",), seq_lens=(1024, 2048, 4096), scopes=("attention", "layer"), variants=("sdpa",)),
-        *_of_models(("gemma-2-9b",), seq_lens=(1024, 2048, 4096), scopes=("attention", "layer"), masks=(CAUSAL,),
-                    variants=("chunked-online",)),  # fmt: skip
+        *_of_models(
+            ("gemma-2-9b",),
+            seq_lens=(1024, 2048, 4096),
+            scopes=("attention", "layer"),
+            masks=(CAUSAL,),
+            variants=("chunked-online",),
+        ),  # fmt: skip
         *_of_models(("vit-b-16",), batch=(1, 8, 64), scopes=("attention", "layer"), variants=("sdpa",)),
     ),
 )

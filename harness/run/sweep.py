@@ -103,6 +103,8 @@ def build_sweep(preset: str | None = None, config: str | Path | None = None, **o
     # A flag overrides its field in every sub-grid too: what the user typed wins.
     grids = tuple({k: v for k, v in grid.items() if k not in given or k == "models"} for grid in sweep.grids)
     sweep = replace(sweep, **given, grids=grids)
+    if "layer" in given and all(scope == "attention" for grid in sweep.subgrids() for scope in grid.scopes):
+        raise SweepError("--layer shapes the layer of --scope layer or model; this sweep times attention alone")
     for grid in sweep.subgrids():
         check_combinations(grid)
     return sweep
@@ -148,6 +150,8 @@ def _check_model_scope(sweep: Sweep) -> None:
         raise SweepError("--scope model runs a Transformers model: pip install -e '.[hf]'")
     if set(sweep.masks) != {CAUSAL} or set(sweep.score_mods) != {NO_MOD} or sweep.q_len is not None:
         raise SweepError("--scope model runs a Llama model: --mask causal, no --score-mod and no --q-len")
+    if sweep.layer is not None and sweep.layer.startswith("gelu:"):
+        raise SweepError(f"--scope model runs a Llama model, whose MLP is gated: --layer {sweep.layer} is not (swiglu or geglu)")
 
 
 def _decoding(mask: Mask, mode: str) -> Mask:
