@@ -24,6 +24,15 @@ def test_transformers_functions_match_float64(name, mask, n_q):
     assert torch.allclose(out.double(), reference_attention(q, k, v, mask=mask), atol=1e-5)
 
 
+@pytest.mark.parametrize("name, score_mod", [("hf-sdpa", "none"), ("hf-eager", "none"), ("hf-eager", "softcap:20")])
+def test_transformers_windows_and_gemma_2s_soft_cap_match_float64(name, score_mod):
+    """Mistral's window as Transformers' mask; Gemma 2's eager function, which caps the scores before it."""
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, h, 96, 32, generator=gen) for h in (6, 2, 2))
+    out = get_variant(name)(q, k, v, mask="sliding:24", score_mod=score_mod)
+    assert torch.allclose(out.double(), reference_attention(q, k, v, mask="sliding:24", score_mod=score_mod), atol=1e-5)
+
+
 def test_transformers_flex_matches_float64_on_a_gemma_2_kind_of_layer():
     """hf-flex: a sliding window, a soft cap Transformers passes to flex, grouped heads (6 over 2: not a power of
     two, so Transformers repeats K and V; one compile)."""

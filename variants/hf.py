@@ -4,8 +4,8 @@ Transformers' own attention functions as variants, called as a Transformers atte
 Transformers user sees the code their model runs beside ours:
 
 - ``hf-eager``: `eager_attention_forward` (Llama's, the one most models copy): q·kᵀ·scale plus an additive mask,
-  softmax in fp32, ·v, with K and V repeated to H heads for grouped-query attention (``repeat_kv``). Time
-  O(N² d), memory O(N²).
+  softmax in fp32, ·v, with K and V repeated to H heads for grouped-query attention (``repeat_kv``); under a
+  soft cap, Gemma 2's, which caps the scores first. Time O(N² d), memory O(N²).
 - ``hf-sdpa``: `transformers.integrations.sdpa_attention.sdpa_attention_forward`: PyTorch SDPA under
   Transformers' rules (``is_causal`` when no mask is needed, ``enable_gqa`` or ``repeat_kv`` by its own test).
 - ``hf-flex``: `transformers.integrations.flex_attention.flex_attention_forward`: FlexAttention through
@@ -32,6 +32,7 @@ padding mask: batches of equal-length sequences.
 
 from __future__ import annotations
 
+import functools
 import math
 from types import SimpleNamespace
 
@@ -41,8 +42,7 @@ from .masks import CAUSAL, NONE, Mask, parse_mask
 from .registry import Unsupported, get_variant, register
 from .score_mods import NO_MOD, ScoreMod
 
-MASKS = ("none", "causal", "causal-br")
-FLEX_MASKS = (*MASKS, "sliding")  # Mistral's and Gemma 2's windows, which Transformers gives flex as a block mask
+MASKS = ("none", "causal", "causal-br", "sliding")  # sliding: Mistral's and Gemma 2's windows, as a mask
 INSTALL_PREFIX = "attnbench-"
 
 
@@ -74,10 +74,17 @@ def hf_sdpa(q, k, v, *, mask: Mask, scale: float | None = None) -> torch.Tensor:
     return _blind_rows_zeroed(out.transpose(1, 2), visible)
 
 
-@register("hf-eager", family="hf", exact=True, time="O(N^2 d)", memory="O(N^2)", masks=MASKS, gqa=True, requires="transformers")
-def hf_eager(q, k, v, *, mask: Mask, scale: float | None = None) -> torch.Tensor:
-    """Transformers' (Llama's) ``eager_attention_forward``. Shapes as `hf_sdpa`'s."""
-    from transformers.models.llama.modeling_llama import eager_attention_forward
+@register("hf-eager", family="hf", exact=True, time="O(N^2 d)", memory="O(N^2)", masks=MASKS, gqa=True,
+          score_mods=("none", "softcap"), requires="transformers")  # fmt: skip
+def hf_eager(q, k, v, *, mask: Mask, scale: float | None = None, score_mod: ScoreMod = NO_MOD) -> torch.Tensor:
+    """Transformers' ``eager_attention_forward``: Llama's, or under a soft cap Gemma 2's (which caps the scores
+    before the mask). Shapes as `hf_sdpa`'s."""
+    if score_mod.kind == "softcap":
+        from transformers.models.gemma2.modeling_gemma2 import eager_attention_forward as gemma2_eager
+
+        eager_attention_forward = functools.partial(gemma2_eager, softcap=score_mod.size)
+    else:
+        from transformers.models.llama.modeling_llama import eager_attention_forward
 
     n_q, n_kv = q.shape[2], k.shape[2]
     visible = attention_mask = None
@@ -90,7 +97,7 @@ def hf_eager(q, k, v, *, mask: Mask, scale: float | None = None) -> torch.Tensor
     return _blind_rows_zeroed(out.transpose(1, 2), visible)
 
 
-@register("hf-flex", family="compiled", exact=True, time="O(N^2 d)", memory="O(N)", masks=FLEX_MASKS, gqa=True,
+@register("hf-flex", family="compiled", exact=True, time="O(N^2 d)", memory="O(N)", masks=MASKS, gqa=True,
           skips_masked=True, dtypes=("float32", "bfloat16", "float16"), score_mods=("none", "softcap"),
           requires="transformers", in_all=False)  # fmt: skip
 def hf_flex(q, k, v, *, mask: Mask, scale: float | None = None, score_mod: ScoreMod = NO_MOD) -> torch.Tensor:

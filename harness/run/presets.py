@@ -137,13 +137,15 @@ MODEL_VARIANTS = ("sdpa", "hf-sdpa", "hf-eager")  # PyTorch's, and two of Transf
 # models at N = 1K..4K, the vision encoders at their own N and batch 1..64, Whisper's cross-attention at its
 # own lengths; chunked-online and Transformers' flex path where a soft cap needs them (Gemma 2) and beside
 # Llama-3-8B; the share of the layer (--scope layer) for Llama-3-8B, Gemma 2's global layer and ViT-B/16.
-# N = 8K and 16K belong to a GPU: at 8K one sdpa call of llama-3-70b's shape takes ~7 s here, and layers
-# are costly (one Llama-3-8B layer at 4K: ~10 s a call, ~1 minute a case), so each model gets one kind.
+# N = 8K and 16K belong to a GPU: at 8K one sdpa call of llama-3-70b's shape takes ~7 s here. Layers are
+# costly (a Llama-3-8B layer at 4K: ~10 s a call, ~2.5 minutes a case over its rounds), so they stop at 2K
+# (results/layer-llama-3-8b-cpu/ has one to 8K), as does hf-eager, whose O(N^2) scores of llama-3-70b's 64
+# heads (4 GiB at 4K) ran out of memory. Measured: 23.5 minutes with both at 4K.
 PRESETS["models"] = Sweep(
     variants=MODEL_VARIANTS,
     max_time_s=0.3,
     grids=(
-        *_of_models(LANGUAGE, seq_lens=(1024, 2048, 4096)),
+        *_of_models(LANGUAGE, seq_lens=(1024, 2048, 4096), max_seq_len={"hf-eager": 2048}),
         *_of_models(("llama-3-8b", "gemma-2-9b"), seq_lens=(1024, 2048, 4096), variants=("chunked-online", "hf-flex")),
         *_of_models(VISION, batch=(1, 8, 64)),
         *_of_models(("whisper-small",)),
