@@ -96,6 +96,7 @@ def fit_table(frame: pd.DataFrame) -> pd.DataFrame:
                 "time_local_slopes": " ".join(f"{s:.2f}" for s in time_fit.local_slopes),
                 "noisy_points": noisy_points,
                 "note": "; ".join(part for part in (time_fit.note, why) if part),
+                "scope": curve["scope"].iloc[-1] if "scope" in curve else "attention",
             }
         )
     return pd.DataFrame(rows)

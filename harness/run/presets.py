@@ -134,13 +134,12 @@ LANGUAGE = ("llama-3-8b", "llama-3-70b", "mistral-7b", "gemma-2-9b", "qwen2-7b",
 VISION = ("vit-b-16", "vit-l-14-336")
 MODEL_VARIANTS = ("sdpa", "hf-sdpa", "hf-eager")  # PyTorch's, and two of Transformers' attn_implementation
 # The model's-eye view, forward fp32 on 2 CPU cores: each model of the table at its own shapes, the language
-# models at N = 1K..4K, the vision encoders at their own N and batch 1..64, Whisper's cross-attention at its
+# models at N = 1K..4K (layers too), the vision encoders at their own N and batch 1..64, Whisper's cross-attention at its
 # own lengths; chunked-online and Transformers' flex path where a soft cap needs them (Gemma 2) and beside
 # Llama-3-8B; the share of the layer (--scope layer) for Llama-3-8B, Gemma 2's global layer and ViT-B/16.
-# N = 8K and 16K belong to a GPU: at 8K one sdpa call of llama-3-70b's shape takes ~7 s here. Layers are
-# costly (a Llama-3-8B layer at 4K: ~10 s a call, ~2.5 minutes a case over its rounds), so they stop at 2K
-# (results/layer-llama-3-8b-cpu/ has one to 8K), as does hf-eager, whose O(N^2) scores of llama-3-70b's 64
-# heads (4 GiB at 4K) ran out of memory. Measured: 23.5 minutes with both at 4K.
+# N = 8K and 16K belong to a GPU: at 8K one sdpa call of llama-3-70b's shape takes ~7 s here, and a
+# Llama-3-8B layer at 4K ~10 s (~2.5 minutes a case over its rounds). hf-eager stops at 2K: its O(N^2) scores
+# of llama-3-70b's 64 heads (4 GiB at 4K) ran out of memory. Measured 2026-11-30: 104 cases in 1219 s.
 PRESETS["models"] = Sweep(
     variants=MODEL_VARIANTS,
     max_time_s=0.3,
