@@ -17,7 +17,7 @@ import pandas as pd
 
 from .tables import CONFIG_COLUMNS, with_config
 
-COLUMNS = ["config", "variant", "seq_len", "layer_s", "attention_s", "share", "flops_share"]
+COLUMNS = ["config", "model", "batch", "variant", "seq_len", "layer_s", "attention_s", "share", "flops_share"]
 HALF_COLUMNS = ["config", "variant", "largest N", "share there", "measured half at N", "analytic half at N"]
 
 
@@ -35,6 +35,7 @@ def layer_share_table(frame: pd.DataFrame) -> pd.DataFrame:
     both = both.assign(layer_s=both["time_median_s"], attention_s=both["time_median_s_attention"],
                        flops_share=both["flops_attention"] / both["flops"])  # fmt: skip
     both["share"] = both["attention_s"] / both["layer_s"]
+    both = both.assign(model=both["model"] if "model" in both else None, batch=both["batch"] if "batch" in both else 1)
     return both[COLUMNS].sort_values(["config", "variant", "seq_len"]).reset_index(drop=True)
 
 

@@ -79,17 +79,19 @@ def family_map_figure(families: dict, path: Path) -> Path | None:
 
 
 def layer_share_figure(shares: pd.DataFrame, colours: dict, path: Path) -> Path:
-    """Attention's share of a decoder layer's time against N (`harness.analyze.layers`), one panel per
-    configuration (a model's layer), a line per variant; the dashed line is one half."""
-    grid = sns.relplot(
-        data=shares, x="seq_len", y="share", hue="variant", col="config", col_wrap=_wrap(shares, "config"), kind="line",
-        palette=colours, style="variant", markers=markers(colours), dashes=False, **_panel_size(shares["config"].nunique()),
-    )  # fmt: skip
-    for ax in grid.axes.flat:
-        ax.set_xscale("log", base=2)
-        ax.set_ylim(0, 1)
-        ax.axhline(0.5, color="grey", linestyle="--", linewidth=0.8)
-        ax.grid(True, which="major", alpha=0.3)
-    grid.set_axis_labels("sequence length N", "attention's share of the layer's time")
-    grid.set_titles("{col_name}")
-    return _save(grid.figure, path)
+    """Attention's share of a decoder layer's time against N (`harness.analyze.layers`) on one axis: a line per
+    model's layer (its batch named where it varies), a marker per variant; the dashed line is one half."""
+    named = shares["model"].fillna(shares["config"])
+    several = shares.groupby(named)["batch"].transform("nunique") > 1
+    data = shares.assign(layer=[f"{n} · B={b}" if many else n for n, b, many in zip(named, shares["batch"], several)])
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    sns.lineplot(data=data, x="seq_len", y="share", hue="layer", style="variant", markers=True, dashes=False, ax=ax)
+    ax.set_xscale("log", base=2)
+    ax.set_ylim(0, 1)
+    ax.axhline(0.5, color="grey", linestyle="--", linewidth=0.8)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.set_xlabel("sequence length N")
+    ax.set_ylabel("attention's share of the layer's time")
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
