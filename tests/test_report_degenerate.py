@@ -71,7 +71,7 @@ def test_a_degenerate_run_reports_each_missing_figure_with_a_reason(real_run, tm
     drawn = re.findall(r'<img src="figures/([^"]+)"', page)
     omitted = dict(re.findall(r'data-figure="(\w+)">Not drawn: .*? Left out because (.*?)\.</p>', page))
     assert all((tmp_path / "report" / "figures" / png).stat().st_size > 1000 for png in drawn)
-    assert len(drawn) + len(omitted) == 12  # every figure is drawn or says why not
+    assert len(drawn) + len(omitted) == 13  # every figure is drawn or says why not
     assert not [why for why in omitted.values() if why.startswith("could not be drawn")], omitted
     if (rows["status"] == "ok").any():
         assert "time_vs_n.png" in drawn
