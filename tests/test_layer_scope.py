@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pandas as pd
 import pytest
@@ -15,6 +16,7 @@ from harness.measure.case import Case
 from harness.measure.case_work import case_flops
 from harness.measure.layer_scope import layer_accuracy, layer_inputs, layer_of
 from harness.measure.measure_case import measure_case
+from harness.measure.parsers import SweepError
 from harness.measure.reference import reference_attention
 from harness.run.sweep import build_sweep, expand
 from variants.decoder import DecoderLayer, LayerShape
@@ -105,17 +107,24 @@ def test_a_layer_scope_brings_its_attention_and_a_model_its_layer():
     assert {c.layer for c in plain if c.scope == "layer"} == {"gelu:16:64"}  # GPT-2's: H·D, 4·H·D
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--scope", "layer", "--mode", "decode"], "--scope layer times fwd or fwd_bwd"),
-    (["--scope", "layer", "--inputs", "peaked:4"], "--scope layer draws its own Gaussian inputs"),
-    (["--scope", "block"], "unknown scope 'block'"),
-    (["--scope", "layer", "--layer", "relu:64:128"], "--layer: layer 'relu:64:128' is not MLP:hidden:ffn"),
-    (["--layer", "gelu:64:256"], "--layer shapes the layer of --scope layer or model"),
-    (["--scope", "model", "--mask", "causal", "--layer", "gelu:64:256"], "whose MLP is gated"),
+@pytest.mark.parametrize("settings, message", [
+    ({"scopes": "layer", "modes": "decode"}, "--scope layer times fwd or fwd_bwd"),
+    ({"scopes": "layer", "inputs": "peaked:4"}, "--scope layer draws its own Gaussian inputs"),
+    ({"scopes": "block"}, "unknown scope 'block'"),
+    ({"scopes": "layer", "layer": "relu:64:128"}, "--layer: layer 'relu:64:128' is not MLP:hidden:ffn"),
+    ({"layer": "gelu:64:256"}, "--layer shapes the layer of --scope layer or model"),
+    ({"scopes": "model", "masks": "causal", "layer": "gelu:64:256"}, "whose MLP is gated"),
 ])  # fmt: skip
-def test_bad_scope_settings_are_one_line(tmp_path, flags, message):
-    done = run_attnbench("sweep", "--variants", "naive", "--seq-lens", "64", "--out", str(tmp_path / "run"), *flags)
-    assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+def test_bad_scope_settings_are_one_line(settings, message):
+    with pytest.raises(SweepError, match=re.escape(message)) as refused:
+        build_sweep(variants="naive", seq_lens="64", **settings)
+    assert "\n" not in str(refused.value)
+
+
+def test_a_bad_scope_on_the_command_line_is_one_line_and_exit_2(tmp_path):
+    done = run_attnbench("sweep", "--variants", "naive", "--seq-lens", "64", "--scope", "layer", "--mode", "decode",
+                         "--out", str(tmp_path / "run"))  # fmt: skip
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and "not decode" in done.stderr
     assert not (tmp_path / "run").exists()
 
 
