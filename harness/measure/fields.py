@@ -1,6 +1,6 @@
 """The sweep's fields, one row each: flags, TOML keys, validation, the grid and `Case` checks derive from here.
 
-A `Field` says everything about one `harness.run.sweep.Sweep` field: its
+A `Field` says everything about one `harness.run.grid.Sweep` field: its
 default and help, its flag (or TOML only), whether it is a grid axis (a
 list of values, one case per value) or one value for the whole sweep, the
 `Case` field it fills, and its parser (`harness.measure.parsers`). The

@@ -11,7 +11,7 @@ from variants.score_mods import parse_score_mod
 
 from ..measure.fields import normalize_settings
 from ..measure.models import load_model
-from .sweep import Sweep
+from .grid import Sweep
 
 # Every variant of the registry that runs eagerly on a GPU, xformers included where it is installed.
 GPU_EAGER = ("naive", "sdpa", "sdpa-flash", "sdpa-efficient", "sdpa-cudnn", "sdpa-math", "chunked-query", "chunked-online",

@@ -23,7 +23,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 from collections.abc import Iterator
-from dataclasses import field, make_dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,37 +37,11 @@ from variants.masks import CAUSAL, PACKED, Mask, MaskError
 from variants.score_mods import NO_MOD
 
 from ..measure.case import Case
-from ..measure.fields import BY_NAME, CASE_FIELDS, SWEEP_FIELDS, normalize_settings, plain
+from ..measure.fields import BY_NAME, CASE_FIELDS, normalize_settings
 from ..measure.inputs import GAUSSIAN
 from ..measure.parsers import SweepError
-
-
-class _SweepMethods:
-    def to_dict(self) -> dict[str, Any]:
-        """The sweep as JSON data (``sweep.json``): masks as their specs, tuples as lists."""
-        return {f.name: plain(getattr(self, f.name)) for f in SWEEP_FIELDS}
-
-    def subgrids(self) -> list[Sweep]:
-        """The grids whose union is the sweep: each sub-grid over this sweep, or the sweep itself."""
-        return [replace(self, **grid, grids=()) for grid in self.grids] or [self]
-
-
-def _default(value: Any):
-    """A field's default: a callable is a factory (threads: torch's count now), a dict a fresh copy per sweep."""
-    if callable(value):
-        return field(default_factory=value)
-    if isinstance(value, dict):
-        return field(default_factory=lambda: dict(value))
-    return field(default=value)
-
-
-# A grid of cases, one field per row of `harness.measure.fields.FIELDS` (its alias rows aside).
-# ``variants == ("all",)`` means every variant available on the device.
-Sweep = make_dataclass("Sweep", [(f.name, Any, _default(f.default)) for f in SWEEP_FIELDS], bases=(_SweepMethods,),
-                       frozen=True)  # fmt: skip
-Sweep.__module__ = __name__  # where it is defined, for pickling (Ray) and reprs
-Sweep.__doc__ = "A grid of cases; its fields are the rows of `harness.measure.fields.FIELDS`."
-
+from .grid import Sweep
+from .presets import PRESETS
 
 MIN_TIMEOUT_S = 2.0  # below it, even a trivial case (fork, first call, reference, a timing) times out
 
@@ -88,8 +62,6 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 
 def build_sweep(preset: str | None = None, config: str | Path | None = None, **overrides: Any) -> Sweep:
     """The preset (default ``quick``), then the TOML file's settings, then the overrides (flags, by field name)."""
-    from .presets import PRESETS  # the presets are Sweeps: defined after Sweep, in a module of their own
-
     name = preset or "quick"
     if name not in PRESETS:
         raise SweepError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
