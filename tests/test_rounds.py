@@ -73,6 +73,22 @@ def test_each_round_is_read_at_the_reference_speed_of_the_run():
     assert 1.2 < SLOW_LIMIT
 
 
+def test_a_preempted_canary_is_not_a_speed_and_a_row_disturbed_in_every_round_is_contended():
+    # Measured beside a CPU hog: the case's timer dropped its preempted blocks and read the kernel right (2.3 ms),
+    # while the canary's 0.18 ms matmul read a 16 ms scheduler slice. Scaled by it, the row read 0.03 ms.
+    machine = Machine(canary_ref_s={("cpu", 2): 0.18e-3})
+    record = one_round(2.3e-3, 16e-3)
+    for _ in range(2):
+        record = add_round(record, one_round(2.3e-3, 16e-3), machine)
+    assert record["round_disturbed"] == [True, True, True]
+    assert record["time_median_s"] == pytest.approx(2.3e-3)  # as measured, not x 0.18/16
+    assert record["status"] == "contended" and "every round disturbed" in record["reason"]
+    # one calm round among them: that round alone, adjusted, and the row is ok
+    calm = add_round(record, one_round(2.0e-3, 0.2e-3), machine)
+    assert calm["status"] == "ok" and calm["reason"] == "" and calm["rounds"] == 1
+    assert calm["time_median_s"] == pytest.approx(2.0e-3 * 0.18 / 0.2)
+
+
 def test_the_machine_variance_moderates_a_rows_own():
     quiet = rounds([1.0e-3, 1.0e-3, 1.0e-3], [None] * 3)
     noisy = rounds([1.0e-3, 1.5e-3, 0.7e-3], [None] * 3)
