@@ -31,5 +31,6 @@ CANARY_MIN_TIME_S = 0.008
 def canary_time(device: str = "cpu") -> float:
     """Seconds per call of the canary matmul on ``device`` (this process's threads), median of ~10 ms of blocks."""
     gen = torch.Generator().manual_seed(0)
-    a, b = (torch.randn(CANARY_SIZE, CANARY_SIZE, generator=gen).to(device) for _ in range(2))
+    # float32 by name: a plugin may have changed the process's default dtype, and a float64 canary runs 2x slow
+    a, b = (torch.randn(CANARY_SIZE, CANARY_SIZE, generator=gen, dtype=torch.float32).to(device) for _ in range(2))
     return time_callable(lambda: torch.mm(a, b), device, max_time_s=CANARY_MAX_TIME_S, min_time_s=CANARY_MIN_TIME_S).median
