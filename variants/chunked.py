@@ -27,6 +27,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from .common import group_queries, hide, row_positions, softmax_scale, ungroup
+from .kv_lens import bounds as ragged_bounds
 from .masks import Mask, tile_rows
 from .paged import PageTable, refuse_gradients
 from .registry import ALL_MASKS, ALL_SCORE_MODS, register
@@ -139,30 +140,45 @@ class _Blocks:
     need their tile masked.
     """
 
-    def __init__(self, mask: Mask, n_q: int, n_kv: int, groups: int, block: int) -> None:
-        self.mask, self.n_q, self.n_kv = mask, n_q, n_kv
+    def __init__(self, mask: Mask, n_q: int, n_kv: int, groups: int, block: int, kv_lens: torch.Tensor | None = None):
+        self.mask, self.n_q, self.n_kv, self.kv_lens = mask, n_q, n_kv, kv_lens
         self.positions = row_positions(n_q, groups)  # (R,)
         self.folded = torch.arange(len(self.positions))  # (R,): the folded rows, for a score modification
-        self.lo, self.hi = mask.bounds(self.positions, n_q, n_kv)
+        if kv_lens is None:
+            self.lo, self.hi = mask.bounds(self.positions, n_q, n_kv)
+            self.full = (self.lo, self.hi)
+        else:  # caches of unequal lengths: a row meets a block if it does in any sequence, skips the mask in all
+            lo, hi = ragged_bounds(mask, self.positions, n_q, kv_lens.cpu())  # (B, 1, R)
+            self.lo, self.hi = lo.amin(0)[0], hi.amax(0)[0]
+            self.full = (lo.amax(0)[0], hi.amin(0)[0])
         self.block = block
 
     def __iter__(self):
         for k0 in range(0, self.n_kv, self.block):
             k1 = min(k0 + self.block, self.n_kv)
             r0, r1, f0, f1 = tile_rows(self.lo, self.hi, k0, k1)
+            if self.kv_lens is not None:
+                f0, f1 = tile_rows(*self.full, k0, k1)[2:]
+                f0 = min(max(f0, r0), r1)
+                f1 = max(f0, min(f1, r1))
             if r1 > r0:
                 yield k0, k1, r0, r1, f0, f1
 
     def hide(self, tile: torch.Tensor, k0: int, r0: int, r1: int, f0: int, f1: int) -> None:
-        """Mask the partly visible rows of ``tile`` (rows r0..r1 against keys k0..)."""
+        """Mask the partly visible rows of ``tile`` (B·H_kv, rows r0..r1, keys k0..)."""
         for a, b in ((r0, f0), (f1, r1)):
             if b > a:
-                hide(tile[:, a - r0 : b - r0], self.mask, self.positions[a:b], self.n_q, self.n_kv, k0)
+                part = tile[:, a - r0 : b - r0]
+                if self.kv_lens is not None:
+                    part = part.unflatten(0, (len(self.kv_lens), -1))  # (B, H_kv, rows, keys): a view
+                hide(part, self.mask, self.positions[a:b], self.n_q, self.n_kv, k0, self.kv_lens)
 
 
-def _online_forward(q, k, v, mask: Mask, scale: float, block: int, score_mod: ScoreMod, pages: PageTable | None = None):
+def _online_forward(q, k, v, mask: Mask, scale: float, block: int, score_mod: ScoreMod, pages: PageTable | None = None,
+                    kv_lens: torch.Tensor | None = None):  # fmt: skip
     """Returns out (B, H, N_q, D_v) in q's dtype and lse (B·H_kv, N_q·G, 1) in fp32/fp64. With ``pages``, k and v
-    are pools (`variants.paged`) and each key block is gathered from its pages as the loop reaches it."""
+    are pools (`variants.paged`) and each key block is gathered from its pages as the loop reaches it; with
+    ``kv_lens`` (B,), sequence b reads its first kv_lens[b] keys (`variants.kv_lens`)."""
     B, H, n_q, D = q.shape
     H_kv, E = k.shape[1], v.shape[-1]
     n_kv = k.shape[2] if pages is None else pages.n_kv
@@ -187,7 +203,7 @@ def _online_forward(q, k, v, mask: Mask, scale: float, block: int, score_mod: Sc
     tile = torch.empty(B * H_kv, R, block, dtype=dt, device=q.device)  # scores, then probabilities
     new_max = torch.empty_like(row_max)
     rescale = torch.empty_like(row_max)
-    blocks = _Blocks(mask, n_q, n_kv, H // H_kv, block)
+    blocks = _Blocks(mask, n_q, n_kv, H // H_kv, block, kv_lens)
     for k0, k1, r0, r1, f0, f1 in blocks:
         kb, vb = keys(k0, k1)  # (BH_kv, b, D), (BH_kv, b, E)
         s = tile[:, : r1 - r0, : k1 - k0]  # (BH_kv, rows, b)
@@ -197,10 +213,14 @@ def _online_forward(q, k, v, mask: Mask, scale: float, block: int, score_mod: Sc
         m, total, a, nm = row_max[:, r0:r1], row_sum[:, r0:r1], acc[:, r0:r1], new_max[:, r0:r1]
         torch.amax(s, dim=-1, keepdim=True, out=nm)
         torch.maximum(nm, m, out=nm)
-        torch.sub(m, nm, out=rescale[:, r0:r1])
+        # Unequal caches: a block one sequence's row does not see yet (a window further on) is all -inf for it,
+        # and -inf - -inf is NaN; subtracting 0 there leaves junk that the row's first visible block scales away.
+        # (Elsewhere such a row sees no key at all: its NaN becomes the zeros of an empty row.)
+        top = nm if kv_lens is None else nm.masked_fill(nm == float("-inf"), 0.0)
+        torch.sub(m, top, out=rescale[:, r0:r1])
         r = rescale[:, r0:r1].exp_()  # exp(old max - new max), <= 1
         m.copy_(nm)
-        s.sub_(m).clamp_(min=EXP_FLOOR).exp_()  # (BH_kv, rows, b) unnormalized probabilities
+        s.sub_(top).clamp_(min=EXP_FLOOR).exp_()  # (BH_kv, rows, b) unnormalized probabilities
         total.mul_(r).add_(s.sum(dim=-1, keepdim=True))
         a.mul_(r).baddbmm_(s, vb)
     out = acc / row_sum  # a row no block reached (it sees no key) is 0/0
@@ -252,9 +272,10 @@ def _online_backward(q, k, v, out, lse, grad_out, mask: Mask, scale: float, bloc
 
 
 @register("chunked-online", family="chunked", exact=True, time="O(N^2 d)", memory="O(N)", params={"block": 128},
-          masks=ALL_MASKS, gqa=True, skips_masked=True, score_mods=ALL_SCORE_MODS, layouts=("contiguous", "paged"))  # fmt: skip
-def chunked_online(q, k, v, *, mask: Mask, scale: float | None = None, block: int = 128,
-                   score_mod: ScoreMod = NO_MOD, pages: PageTable | None = None) -> torch.Tensor:  # fmt: skip
+          masks=ALL_MASKS, gqa=True, skips_masked=True, score_mods=ALL_SCORE_MODS, layouts=("contiguous", "paged"),
+          ragged=True)  # fmt: skip
+def chunked_online(q, k, v, *, mask: Mask, scale: float | None = None, block: int = 128, score_mod: ScoreMod = NO_MOD,
+                   pages: PageTable | None = None, kv_lens: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
     """Keys/values in blocks of ``block`` with a running max and sum (online softmax).
 
     q: (B, H, N_q, D); k, v: (B, H_kv, N_kv, D|D_v) -> (B, H, N_q, D_v).
@@ -263,9 +284,11 @@ def chunked_online(q, k, v, *, mask: Mask, scale: float | None = None, block: in
     memory O(N_q·G·block) for the one reused tile plus O(N·D) accumulators. A
     128-key block measured fastest on a 2-core AVX-512 CPU at N=4096 (64: 1.13x
     slower, 192: same, 256: 1.07x slower). With ``pages`` (`variants.paged`), k and v are pools of pages and
-    each key block is gathered from its pages when the loop reaches it (decode: forward only).
+    each key block is gathered from its pages when the loop reaches it (decode: forward only). With ``kv_lens``
+    (B,), sequence b reads its first kv_lens[b] keys (`variants.kv_lens`; decode: forward only): a key block
+    is computed where any sequence sees it and masked per sequence.
     """
-    if pages is not None:
+    if pages is not None or kv_lens is not None:
         refuse_gradients(q, k, v)
-        return _online_forward(q, k, v, mask, softmax_scale(q, scale), block, score_mod, pages)[0]
+        return _online_forward(q, k, v, mask, softmax_scale(q, scale), block, score_mod, pages, kv_lens)[0]
     return _OnlineSoftmaxAttention.apply(q, k, v, mask, softmax_scale(q, scale), block, score_mod)

@@ -20,6 +20,7 @@ from typing import TypeVar
 
 import torch
 
+from .kv_lens import bounds as ragged_bounds
 from .masks import Mask
 
 F = TypeVar("F", bound=Callable[..., object])
@@ -66,14 +67,19 @@ def row_positions(n_q: int, groups: int, device=None) -> torch.Tensor:
     return torch.arange(n_q, device=device).repeat_interleave(groups)
 
 
-def hide(scores: torch.Tensor, mask: Mask, rows: torch.Tensor, n_q: int, n_kv: int, k0: int = 0) -> torch.Tensor:
+def hide(scores: torch.Tensor, mask: Mask, rows: torch.Tensor, n_q: int, n_kv: int, k0: int = 0,
+         kv_lens: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
     """Set to -inf, in place, the entries of a (..., R, C) score tile that ``mask`` hides.
 
-    ``rows`` (R,) are the tile rows' query positions, its columns keys k0..k0+C.
+    ``rows`` (R,) are the tile rows' query positions, its columns keys k0..k0+C. With ``kv_lens`` (B,) the
+    tile is (B, H_kv, R, C) and sequence b's mask is read at its own cache length (`variants.kv_lens`).
     """
-    lo, hi = mask.bounds(rows, n_q, n_kv)
+    if kv_lens is None:
+        lo, hi = mask.bounds(rows, n_q, n_kv)  # (R,)
+    else:
+        lo, hi = ragged_bounds(mask, rows, n_q, kv_lens)  # (B, 1, R)
     keys = torch.arange(k0, k0 + scores.shape[-1], device=scores.device)
-    hidden = (keys < lo[:, None].to(scores.device)) | (keys >= hi[:, None].to(scores.device))  # (R, C)
+    hidden = (keys < lo[..., None].to(scores.device)) | (keys >= hi[..., None].to(scores.device))  # (R, C), (B, 1, R, C)
     return scores.masked_fill_(hidden, float("-inf"))
 
 

@@ -13,12 +13,13 @@ sequence b's i-th logical page. A variant that declares ``layouts=("paged", ...)
 ``flex``            FlexAttention reading the pool in place through a block mask whose key tiles are pages,
                     mapped to their physical pages by torch's PagedAttention (`variants.compiled`).
 
-Every sequence here has the same length N (the case's); a last page may be partly filled.
+Sequences hold the case's N keys, or their own lengths (`variants.kv_lens`); a last page may be partly filled.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -49,7 +50,10 @@ class PageTable:
 
     def gather(self, pool: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
         """The logical keys start..stop-1 of every sequence, (B, H_kv, stop - start, D), copied out of ``pool``
-        (1, H_kv, pages·P, D). O(B·H_kv·(stop - start)·D)."""
+        (1, H_kv, pages·P, D). O(B·H_kv·(stop - start)·D).
+
+        One index per token: gathering whole pages instead (one index per page, then a trim) measured 1.05x
+        faster at P = 16 and 0.5-0.86x at P = 256 on a 2-core CPU (8 sequences of 8K keys, H_kv = 8, D = 128)."""
         _, H_kv, T, D = pool.shape
         heads = torch.arange(H_kv, device=pool.device)[:, None] * T  # each head's offset in the flat pool
         index = self.token_index(start, self.n_kv if stop is None else stop)[:, None, :] + heads  # (B, H_kv, b)
@@ -61,17 +65,27 @@ class PageTable:
         return self.block_table.numel() * self.block_table.element_size()
 
 
-def page(k: torch.Tensor, v: torch.Tensor, page_size: int, seed: int = 0):
+def page(k: torch.Tensor, v: torch.Tensor, page_size: int, seed: int = 0, lengths: tuple[int, ...] | None = None):
     """(k_pool, v_pool, PageTable) holding k, v (B, H_kv, N, D): each sequence's ceil(N / P) pages placed at a
-    seeded random permutation of the pool's B·ceil(N / P) pages (a partly filled last page padded with zeros)."""
+    seeded random permutation of the pool's pages (a partly filled last page padded with zeros).
+
+    With ``lengths`` (caches of unequal length, `variants.kv_lens`) sequence b holds ceil(L_b / P) pages, and the
+    rest of its row of the block table names one scratch page at the pool's end: a server's table holds no
+    page a sequence does not have, and what is written past L_b lands there, never in another's page."""
     B, H_kv, n_kv, _ = k.shape
     per_sequence = math.ceil(n_kv / page_size)
-    order = torch.randperm(B * per_sequence, generator=torch.Generator().manual_seed(seed)).to(k.device)
-    table = PageTable(order.view(B, per_sequence), page_size, n_kv)
+    held = [per_sequence] * B if lengths is None else [math.ceil(n / page_size) for n in lengths]
+    total = sum(held)
+    order = torch.randperm(total, generator=torch.Generator().manual_seed(seed))
+    table = torch.full((B, per_sequence), total, dtype=torch.int64)  # the scratch page, where a sequence has none
+    for b, (start, count) in enumerate(zip(itertools.accumulate([0, *held]), held)):
+        table[b, :count] = order[start : start + count]
+    table = PageTable(table.to(k.device), page_size, n_kv)
     index = table.token_index(0, n_kv)  # (B, N)
+    pages = total + (lengths is not None)
 
     def pool_of(x: torch.Tensor) -> torch.Tensor:
-        pool = x.new_zeros(1, H_kv, B * per_sequence * page_size, x.shape[-1])
+        pool = x.new_zeros(1, H_kv, pages * page_size, x.shape[-1])
         pool[0][:, index] = x.transpose(0, 1)  # (H_kv, B, N, ·) into their pages
         return pool
 
@@ -79,13 +93,15 @@ def page(k: torch.Tensor, v: torch.Tensor, page_size: int, seed: int = 0):
 
 
 @register("gather", family="paged", exact=True, time="O(N^2 d)", memory="O(N)", masks=ALL_MASKS, gqa=True,
-          layouts=("paged",))  # fmt: skip
-def gather(q, k, v, *, mask: Mask, scale: float | None = None, pages: PageTable) -> torch.Tensor:
+          layouts=("paged",), ragged=True)  # fmt: skip
+def gather(q, k, v, *, mask: Mask, scale: float | None = None, pages: PageTable,
+           kv_lens: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
     """A paged cache gathered into contiguous K and V, then SDPA. q (B, H, N_q, D); k, v pools (1, H_kv, T, D)
-    -> (B, H, N_q, D_v). Time and memory: SDPA's plus the copy, O(B·H_kv·N·D)."""
+    -> (B, H, N_q, D_v). Time and memory: SDPA's plus the copy, O(B·H_kv·N·D). Caches of unequal lengths
+    (``kv_lens``) are gathered padded to the longest, as a simple server does, and masked."""
     from .sdpa import sdpa  # the registered function: what the gathered cache is handed to
 
-    return sdpa(q, pages.gather(k), pages.gather(v), mask=mask, scale=scale)
+    return sdpa(q, pages.gather(k), pages.gather(v), mask=mask, scale=scale, kv_lens=kv_lens)
 
 
 def refuse_gradients(*tensors: torch.Tensor) -> None:

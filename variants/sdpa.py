@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .common import zero_empty_rows
+from .kv_lens import dense as ragged_dense
 from .masks import NONE, Mask
 from .registry import ALL_MASKS, Unsupported, register
 from .score_mods import NO_MOD, ScoreMod
@@ -38,13 +39,16 @@ _BACKENDS = {
 }
 
 
-def _arguments(q, k, mask: Mask, score_mod: ScoreMod = NO_MOD) -> dict:
+def _arguments(q, k, mask: Mask, score_mod: ScoreMod = NO_MOD, kv_lens: torch.Tensor | None = None) -> dict:
     """SDPA's masking and grouping keywords for ``mask``, ``score_mod`` and the heads of q and k.
 
     A bias modification (ALiBi, a relative-position bias) is a float ``attn_mask`` (H, N_q, N_kv) with the
-    hidden keys at -inf, as Transformers passes ALiBi: real memory, which the case's peak records.
+    hidden keys at -inf, as Transformers passes ALiBi: real memory, which the case's peak records. Caches of
+    unequal lengths (``kv_lens``, B) are a boolean (B, 1, N_q, N_kv) mask, as a server pads a batch.
     """
     n_q, n_kv, grouped = q.shape[2], k.shape[2], q.shape[1] != k.shape[1]
+    if kv_lens is not None:  # position-free score modifications only (variants.kv_lens): none, here
+        return {"attn_mask": ragged_dense(mask, n_q, n_kv, kv_lens), "is_causal": False, "enable_gqa": grouped}
     if score_mod.is_bias:
         bias = score_mod.bias(q.shape[1], torch.arange(n_q, device=q.device), n_q, n_kv, dtype=q.dtype)  # (H, N_q, N_kv)
         if mask.kind != "none":
@@ -54,38 +58,42 @@ def _arguments(q, k, mask: Mask, score_mod: ScoreMod = NO_MOD) -> dict:
     return {"attn_mask": dense, "is_causal": mask.kind == "causal", "enable_gqa": grouped}
 
 
-def chosen_backend(q, k, v, *, mask: Mask = NONE, scale: float | None = None, score_mod: ScoreMod = NO_MOD) -> str:
+def chosen_backend(q, k, v, *, mask: Mask = NONE, scale: float | None = None, score_mod: ScoreMod = NO_MOD,
+                   kv_lens: torch.Tensor | None = None) -> str:  # fmt: skip
     """The backend default dispatch picks for these inputs ("flash_attention", "math", ...)."""
-    a = _arguments(q, k, mask, score_mod)
+    a = _arguments(q, k, mask, score_mod, kv_lens)
     choice = torch._fused_sdp_choice(q, k, v, a["attn_mask"], 0.0, a["is_causal"], scale=scale, enable_gqa=a["enable_gqa"])
     return SDPBackend(choice).name.lower()
 
 
-def _sdpa(q, k, v, mask: Mask, scale: float | None, score_mod: ScoreMod) -> torch.Tensor:
-    out = F.scaled_dot_product_attention(q, k, v, scale=scale, **_arguments(q, k, mask, score_mod))  # (B, H, N_q, D_v)
-    return zero_empty_rows(out, mask, q.shape[2], k.shape[2])
+def _sdpa(q, k, v, mask: Mask, scale: float | None, score_mod: ScoreMod, kv_lens=None) -> torch.Tensor:
+    out = F.scaled_dot_product_attention(q, k, v, scale=scale, **_arguments(q, k, mask, score_mod, kv_lens))  # (B, H, N_q, D_v)
+    return zero_empty_rows(out, mask, q.shape[2], k.shape[2])  # unequal caches leave no query empty (variants.kv_lens)
 
 
 @register("sdpa", family="sdpa", exact=True, time="O(N^2 d)", memory="O(N)", backend=chosen_backend, masks=ALL_MASKS,
-          gqa=True, score_mods=BIASES, dense_masks=True)  # fmt: skip
-def sdpa(q, k, v, *, mask: Mask, scale: float | None = None, score_mod: ScoreMod = NO_MOD) -> torch.Tensor:
+          gqa=True, score_mods=BIASES, dense_masks=True, ragged=True)  # fmt: skip
+def sdpa(q, k, v, *, mask: Mask, scale: float | None = None, score_mod: ScoreMod = NO_MOD,
+         kv_lens: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
     """``F.scaled_dot_product_attention`` with PyTorch's default kernel choice.
 
     q: (B, H, N_q, D); k, v: (B, H_kv, N_kv, D|D_v) -> (B, H, N_q, D_v).
     Time O(N^2 d). Memory O(N) when a fused kernel runs and no dense mask is
-    needed; the math fallback, and a dense mask, are O(N^2).
+    needed; the math fallback, and a dense mask, are O(N^2). ``kv_lens`` (B,): sequence b reads its first
+    kv_lens[b] keys (`variants.kv_lens`), through a dense (B, 1, N_q, N_kv) mask.
     """
-    return _sdpa(q, k, v, mask, scale, score_mod)
+    return _sdpa(q, k, v, mask, scale, score_mod, kv_lens)
 
 
-def _pinned(backend: str, q, k, v, *, mask: Mask, scale: float | None = None, score_mod: ScoreMod = NO_MOD) -> torch.Tensor:
+def _pinned(backend: str, q, k, v, *, mask: Mask, scale: float | None = None, score_mod: ScoreMod = NO_MOD,
+            kv_lens: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
     """SDPA restricted to one backend; `Unsupported` with PyTorch's reasons if it cannot run."""
     # PyTorch explains a refused backend only through warnings: record them
     # (about 1 us a call, against the 8 us sdpa_kernel itself costs).
     with warnings.catch_warnings(record=True) as caught, sdpa_kernel(_BACKENDS[backend]):
         warnings.simplefilter("always")
         try:
-            return _sdpa(q, k, v, mask, scale, score_mod)
+            return _sdpa(q, k, v, mask, scale, score_mod, kv_lens)
         except RuntimeError as exc:
             if "No available kernel" not in str(exc):
                 raise
@@ -109,6 +117,7 @@ def _register_pinned(backend: str, devices: tuple[str, ...], memory: str) -> Non
         gqa=True,
         score_mods=BIASES,
         dense_masks=True,
+        ragged=True,
     )(fn)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from .kv_lens import refusal as kv_lens_refusal
 from .masks import CAUSAL, NONE, Mask, parse_mask
 from .score_mods import NO_MOD, ScoreMod, parse_score_mod
 
@@ -62,7 +63,9 @@ class VariantSpec:
     modification, reach the kernel as an (N_q, N_kv) tensor, so its memory is
     O(N²) under them whatever ``memory`` declares (SDPA's ``attn_mask``).
     ``layouts``: the KV cache layouts read; a "paged" one is called with k
-    and v pools and ``pages=`` (a `variants.paged.PageTable`).
+    and v pools and ``pages=`` (a `variants.paged.PageTable`). ``ragged``:
+    reads a decode batch whose caches differ in length, called with
+    ``kv_lens=`` (`variants.kv_lens`).
     ``reference`` (approximations only): the `Mask` of the exact attention the
     variant approximates when a case asks for none -- e.g. "sliding:256" for a
     windowed approximation -- so its error against float64 (in sweeps and in
@@ -93,6 +96,7 @@ class VariantSpec:
     skips_masked: bool = False
     dense_masks: bool = False
     layouts: tuple[str, ...] = ("contiguous",)  # KV cache layouts read: "contiguous", "paged" (variants.paged)
+    ragged: bool = False  # reads caches of unequal lengths in one batch (kv_lens=, variants.kv_lens)
     reference: Mask | None = None  # an approximation's exact counterpart (see above)
     tolerance: float | None = None  # the relative error against it that `attnbench check` allows
     in_all: bool = True  # runs in "--variants all"; False: only where named (a second copy of a costly compile)
@@ -130,7 +134,7 @@ class VariantSpec:
             "name": self.name, "family": self.family, "exact": self.exact, "time": self.time, "memory": self.memory,
             "devices": list(self.devices), "dtypes": list(self.dtypes),
             "masks": list(self.masks), "score_mods": list(self.score_mods), "gqa": self.gqa_method,
-            "layouts": list(self.layouts),
+            "layouts": list(self.layouts), "ragged": self.ragged,
             "backward": self.backward, "params": dict(self.params), "requires": self.requires,
             "randomized": self.randomized, "reference": self.reference and self.reference.spec, "tolerance": self.tolerance,
             "available": reason is None, "unavailable_reason": reason, "doc": self.doc,
@@ -170,11 +174,13 @@ class VariantSpec:
         seed: int = 0,
         score_mod: ScoreMod | str | None = None,
         pages: Any = None,
+        kv_lens: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Run the variant: q (B, H, N_q, D), k (B, H_kv, N_kv, D), v (B, H_kv, N_kv, D_v) -> (B, H, N_q, D_v).
 
         ``mask`` is a `Mask` (or its spec string, "sliding:256"), ``score_mod`` a `ScoreMod` (or its spec,
         "softcap:50"); None: "none". ``pages``: a `variants.paged.PageTable`, k and v then pools of pages.
+        ``kv_lens``: int64 (B,), sequence b's cache is its first kv_lens[b] keys (`variants.kv_lens`).
         """
         mask, score_mod = parse_mask(mask), parse_score_mod(score_mod)
         self.check(q, k, v, mask=mask, score_mod=score_mod)
@@ -185,6 +191,13 @@ class VariantSpec:
             groups = q.shape[1] // k.shape[1]
             k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)  # (B, H, N_kv, ·) copies
         paging = {} if pages is None else {"pages": pages}
+        if kv_lens is not None:
+            if not self.ragged:
+                raise Unsupported(f"{self.name} does not read KV caches of unequal lengths")
+            why = kv_lens_refusal(mask, score_mod.kind)
+            if why:
+                raise Unsupported(why)
+            paging["kv_lens"] = kv_lens
         return self.fn(q, k, v, **self.keywords(mask, scale, seed, score_mod), **paging)
 
     def keywords(self, mask: Mask, scale: float | None = None, seed: int = 0, score_mod: ScoreMod = NO_MOD) -> dict[str, Any]:

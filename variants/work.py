@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .kv_lens import visible_pairs
 from .masks import Mask, parse_mask
 
 
@@ -18,8 +19,12 @@ def exact_flops(case: Any) -> float:
     ``case`` is anything with ``batch, heads, seq_len, head_dim`` and ``mask``
     (optionally ``q_len``, the query count when it differs from
     N): a harness ``Case``. A mask counts only the pairs it leaves visible, so
-    a causal case does about half the work and ``sliding:W`` about N·W.
+    a causal case does about half the work and ``sliding:W`` about N·W; caches
+    of unequal length (``cache_lengths``) count each sequence's at its length.
     """
     n_q = getattr(case, "q_len", None) or case.seq_len
+    lengths = getattr(case, "cache_lengths", None)  # caches of unequal length: each sequence's own pairs
+    if lengths:
+        return 4.0 * case.heads * visible_pairs(case_mask(case), n_q, lengths) * case.head_dim
     pairs = case_mask(case).visible_pairs(n_q, case.seq_len)
     return 4.0 * case.batch * case.heads * pairs * case.head_dim

@@ -25,7 +25,7 @@ from .fits import agrees, crossovers, fit_power_law, implausible
 MIN_LEAD = 0.10  # a crossover counts when the curves end at least this far apart
 # device_name too: on a heterogeneous cluster the same "cuda" is several GPU models, each its own curve.
 CONFIG_COLUMNS = ["run_id", "model", "device", "device_name", "dtype", "mode", "mask", "score_mod", "inputs", "kv_layout",
-                  "scope", "batch", "heads", "heads_kv", "q_len", "head_dim"]  # fmt: skip
+                  "kv_lens", "scope", "batch", "heads", "heads_kv", "q_len", "head_dim"]  # fmt: skip
 
 
 def with_config(frame: pd.DataFrame) -> pd.DataFrame:
@@ -45,6 +45,7 @@ def with_config(frame: pd.DataFrame) -> pd.DataFrame:
         "score_mod",
         "inputs",
         "kv_layout",
+        "kv_lens",
         "scope",
     )  # always in the label (`config_label`)
     shown = [c for c in CONFIG_COLUMNS if c in frame and c not in named

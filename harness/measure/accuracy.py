@@ -81,10 +81,12 @@ def exact_rows(
     max_rows: int = DEFAULT_MAX_ROWS,
     seed: int = 0,
     chunk_bytes: int = CHUNK_BYTES,
+    kv_lens: torch.Tensor | None = None,
 ) -> ExactRows:
     """Float64 attention of q (B, H, N_q, D), k, v (B, H_kv, N_kv, D|D_v) under ``mask`` and ``score_mod`` on up
     to ``max_rows`` query rows (`sample_rows`). Time O(B·H·R·N_kv·D); the float64 scores are built
-    ``chunk_bytes`` at a time, so memory stays O(chunk_bytes + B·H·R·D_v) at any N."""
+    ``chunk_bytes`` at a time, so memory stays O(chunk_bytes + B·H·R·D_v) at any N. ``kv_lens``: caches of
+    unequal length (`variants.kv_lens`)."""
     rows = sample_rows(q.shape[2], max_rows, seed)
     rows = torch.arange(q.shape[2]) if rows is None else rows
     B, H, _, _ = q.shape
@@ -93,7 +95,8 @@ def exact_rows(
     with torch.no_grad():
         for start in range(0, len(rows), per_chunk):
             part = rows[start : start + per_chunk]
-            probs = reference_probabilities(q, k, mask=mask, score_mod=score_mod, scale=scale, rows=part)  # (B, H, r, N_kv)
+            probs = reference_probabilities(q, k, mask=mask, score_mod=score_mod, scale=scale, rows=part,
+                                            kv_lens=kv_lens)  # (B, H, r, N_kv)  # fmt: skip
             parts.append(weighted_values(probs, v))  # (B, H, r, D_v)
             entropy += torch.special.entr(probs).sum().item()  # -p log p, 0 where p = 0
             seeing += int((probs.sum(-1) > 0).sum())
@@ -113,12 +116,13 @@ def measure_accuracy(
     seed: int = 0,
     chunk_bytes: int = CHUNK_BYTES,
     exact: ExactRows | None = None,
+    kv_lens: torch.Tensor | None = None,
 ) -> Accuracy:
     """Error of ``out`` (B, H, N_q, D_v) against float64 attention of q, k, v (under ``mask`` and ``score_mod``) on
     the same rows: ``exact`` when given (computed once for these inputs), else `exact_rows` of them."""
     if exact is None:
         exact = exact_rows(q, k, v, mask=mask, score_mod=score_mod, scale=scale, max_rows=max_rows, seed=seed,
-                           chunk_bytes=chunk_bytes)  # fmt: skip
+                           chunk_bytes=chunk_bytes, kv_lens=kv_lens)  # fmt: skip
     rel, max_abs, cosine = compare(out[:, :, exact.rows.to(out.device)], exact.values.to(out.device))
     entropy = exact.entropy / exact.seeing if exact.seeing else float("nan")
     return Accuracy(rel, max_abs, cosine, len(exact.rows), entropy)

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field, fields
 import torch
 
 from variants import DTYPES
+from variants.kv_lens import KVLensError, cache_lengths
+from variants.kv_lens import refusal as kv_lens_refusal
 from variants.masks import CAUSAL, NONE, Mask
 from variants.score_mods import NO_MOD, ScoreMod
 
@@ -67,6 +69,7 @@ class Case:
     model: str | None = None  # the model whose shapes these are (`harness.measure.models`), as --model named it
     inputs: InputFamily = GAUSSIAN
     kv_layout: str = "contiguous"
+    kv_lens: str = "equal"
     scope: str = "attention"
     layer: str | None = None
 
@@ -89,6 +92,7 @@ class Case:
             raise ValueError(f"Case.q_len of a decode case must be a positive integer up to {self.seq_len}, got {self.q_len!r}")
         if self.kv_layout != "contiguous" and self.mode != "decode":
             raise ValueError(f"Case.kv_layout {self.kv_layout} is a decode cache; this case's mode is {self.mode}")
+        self._check_kv_lens()
         if self.model is not None and not (isinstance(self.model, str) and self.model):
             raise ValueError(f"Case.model must be a model's name, got {self.model!r}")
         self._check_scope()
@@ -96,6 +100,25 @@ class Case:
             raise ValueError(f"Case.heads_kv must divide heads={self.heads}, got {self.heads_kv}")
         if self.cuda_graphs and not self.device.startswith("cuda"):
             raise ValueError(f"Case.cuda_graphs is true only on a CUDA device, got true on {self.device}")
+
+    def _check_kv_lens(self) -> None:
+        """Unequal cache lengths: a decode case's, that fit its batch and N (`variants.kv_lens`)."""
+        if self.kv_lens == "equal":
+            return
+        if self.mode != "decode":
+            raise ValueError(f"Case.kv_lens {self.kv_lens} are a decode batch's cache lengths; this case's mode is {self.mode}")
+        why = kv_lens_refusal(self.mask, self.score_mod.kind)
+        if why:
+            raise ValueError(f"Case.kv_lens {self.kv_lens}: {why}")
+        try:
+            _ = self.cache_lengths  # given lengths that do not fit this batch and N raise here
+        except KVLensError as exc:
+            raise ValueError(f"Case.kv_lens {self.kv_lens}: {str(exc).split(': ', 1)[-1]}") from None
+
+    @property
+    def cache_lengths(self) -> tuple[int, ...] | None:
+        """Each sequence's cache length (``kv_lens``; drawn from the seed), or None when all hold N."""
+        return cache_lengths(self.kv_lens, self.batch, self.seq_len, self.n_q, self.seed)
 
     def _check_scope(self) -> None:
         """A layer or model case has a layer (default: GPT-2's, gelu:H·D:4·H·D; a model's swiglu:H·D:4·H·D) and is a

@@ -63,11 +63,12 @@ def layer_memory_bytes(case: Case) -> int:
 
 def case_bytes(case: Case) -> float:
     """The least memory traffic of one timed call: q, k, v read once and the output written
-    (forward, decode); forward plus backward adds reading q, k, v, out, dout and writing dq, dk, dv.
+    (forward, decode; each cache to its own length); forward plus backward adds reading q, k, v, out, dout and writing dq, dk, dv.
     A layer adds its own (`_layer_work`), three times over for forward plus backward."""
     element = torch.empty((), dtype=case.torch_dtype).element_size()
     q = case.batch * case.heads * case.n_q * case.head_dim  # q, the output, dout, dq: each this size
-    kv = case.batch * case.n_heads_kv * case.seq_len * case.head_dim  # k, v, dk, dv: each this size
+    lengths = case.cache_lengths or (case.seq_len,) * case.batch  # unequal caches: each read to its length
+    kv = sum(lengths) * case.n_heads_kv * case.head_dim  # k, v, dk, dv: each this size
     forward = 2 * q + 2 * kv
     if case.kv_layout != "contiguous":  # a paged cache's block table is read too: one int64 per page
         forward += 8 * case.batch * -(-case.seq_len // int(case.kv_layout.partition(":")[2])) / element

@@ -114,6 +114,9 @@ FIELDS: tuple[Field, ...] = (
     Field("kv_layouts", p.kv_layout, ("contiguous",), "comma-separated KV cache layouts of decode cases: "
           "contiguous,paged:P (pages of P tokens in a pool, read through a block table)", grid=True, case="kv_layout",
           flag="--kv-layout"),
+    Field("kv_lens", p.kv_lens, ("equal",), "comma-separated cache lengths of a decode batch: equal (each sequence "
+          "holds N keys), drawn (seeded log-normal, sigma 1, the longest N) or a+b+... (one per sequence, the longest "
+          "N): a server's batch of unequal histories", grid=True, case="kv_lens", flag="--kv-lens"),
     Field("scopes", p.one_of(p.SCOPES, "scope"), ("attention",), "comma-separated: attention (the call alone), layer "
           "(a decoder layer around it: norm, Q/K/V/O projections, MLP; it brings attention along, so each layer's "
           "attention share is measured in the same run), model (a 2-layer Transformers Llama of the shape with the "

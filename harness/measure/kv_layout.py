@@ -35,15 +35,15 @@ def parse_kv_layout(spec: str) -> str:
 class KVLayout:
     """How a case's contiguous k, v become what its variant reads, and how new values reach them in place."""
 
-    def __init__(self, spec: str, seed: int = 0) -> None:
-        self.spec, self.seed = parse_kv_layout(spec), seed
+    def __init__(self, spec: str, seed: int = 0, lengths: tuple[int, ...] | None = None) -> None:
+        self.spec, self.seed, self.lengths = parse_kv_layout(spec), seed, lengths  # lengths: variants.kv_lens
         self.page_size = int(self.spec.partition(":")[2]) if self.spec != CONTIGUOUS else None
 
     def store(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, PageTable | None]:
         """(k, v, None) as they are, or (k_pool, v_pool, PageTable) for a paged layout (pages placed by the seed)."""
         if self.page_size is None:
             return k, v, None
-        return page(k, v, self.page_size, seed=self.seed)
+        return page(k, v, self.page_size, seed=self.seed, lengths=self.lengths)
 
     @staticmethod
     def write(handed: torch.Tensor, value: torch.Tensor, pages: PageTable | None) -> None:

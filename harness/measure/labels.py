@@ -14,9 +14,9 @@ def config_label(row: Mapping[str, Any], shown: Iterable[str] = ()) -> str:
     for each column in ``shown`` (those that vary where the name is read) " · heads=16", the device's
     name as it is, and a run id first ("run-a · cpu ...")."""
     # A dimension at its default is not named (a value that is not a string is a row from before it: the same).
-    named = [(c, row.get(c)) for c in ("mask", "score_mod", "inputs", "kv_layout", "scope")]
-    modified = [value for c, value in named if isinstance(value, str)
-                and value not in ("none", "gaussian", "contiguous", "attention")]  # fmt: skip
+    named = [(c, row.get(c)) for c in ("mask", "score_mod", "inputs", "kv_layout", "kv_lens", "scope")]
+    modified = [f"kv-lens:{value}" if c == "kv_lens" else value for c, value in named if isinstance(value, str)
+                and value not in ("none", "gaussian", "contiguous", "equal", "attention")]  # fmt: skip
     if row.get("scope") in ("layer", "model"):  # which layer: "layer:swiglu:4096:14336"
         modified[-1] = f"{row['scope']}:{row.get('layer')}"
     model = [row["model"]] if isinstance(row.get("model"), str) and row["model"] else []

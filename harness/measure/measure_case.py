@@ -103,7 +103,7 @@ def _accuracy(record: Record, spec, case: Case, w: Workload, out, pristine, rows
         against = reference_mask(spec, case)
         key = input_set_key(case, against, case.score_mod, rows)
         exact = references.get(key, lambda: exact_rows(*pristine, mask=against, score_mod=case.score_mod,
-                                                       max_rows=rows, seed=case.seed))  # fmt: skip
+                                                       max_rows=rows, seed=case.seed, kv_lens=w.kv_lens))  # fmt: skip
         acc = measure_accuracy(out, *pristine, exact=exact)
         record.err_reference = against.spec if against != case.mask else None
     record.inputs_accuracy = case.inputs.task_accuracy(case.head_dim)
@@ -129,7 +129,8 @@ def _backend(spec, case: Case, pristine) -> str | None:
     if spec.backend is None:
         return None
     asked = tuple(t.detach().requires_grad_(case.mode == "fwd_bwd") for t in pristine)
-    return spec.backend(*asked, mask=case.mask, score_mod=case.score_mod)
+    lengths = {} if case.cache_lengths is None else {"kv_lens": torch.tensor(case.cache_lengths, device=case.device)}
+    return spec.backend(*asked, mask=case.mask, score_mod=case.score_mod, **lengths)
 
 
 def _first_call_wrong(out, w: Workload, pristine, variant: str) -> str | None:

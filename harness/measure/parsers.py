@@ -15,6 +15,7 @@ from typing import Any
 
 from variants import get_variant
 from variants.decoder import LayerShape
+from variants.kv_lens import KVLensError, parse_kv_lens
 from variants.masks import CAUSAL, NONE, MaskError, parse_mask
 from variants.score_mods import ScoreModError, parse_score_mod
 
@@ -146,6 +147,13 @@ def kv_layout(value: Any, what: str) -> str:
     try:
         return parse_kv_layout(value)
     except KVLayoutError as exc:
+        raise SweepError(f"{what}: {exc}") from None
+
+
+def kv_lens(value: Any, what: str) -> str:
+    try:
+        return parse_kv_lens(str(value) if isinstance(value, int) else value)
+    except KVLensError as exc:
         raise SweepError(f"{what}: {exc}") from None
 
 

@@ -41,6 +41,7 @@ class Record:
     inputs: str = "gaussian"  # the input family's spec (harness.measure.inputs)
     inputs_accuracy: float | None = None  # the trained family's model's accuracy on its recall task
     kv_layout: str = "contiguous"  # a decode case's KV cache: "contiguous" or "paged:P" (variants.paged)
+    kv_lens: str = "equal"  # a decode batch's cache lengths: "equal", "drawn" or "a+b+..." (variants.kv_lens)
     scope: str = "attention"  # what is timed: the attention call, or a decoder layer around it (--scope layer)
     layer: str | None = None  # a layer case's MLP:hidden:ffn (variants.decoder.LayerShape)
     head_dim: int

@@ -11,6 +11,8 @@ import math
 
 import torch
 
+from variants.kv_lens import dense as ragged_dense
+from variants.kv_lens import refusal as kv_lens_refusal
 from variants.masks import Mask, parse_mask
 from variants.score_mods import ScoreMod, parse_score_mod
 
@@ -24,6 +26,7 @@ def reference_attention(
     score_mod: ScoreMod | str | None = None,
     scale: float | None = None,
     rows: torch.Tensor | None = None,
+    kv_lens: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """softmax(score_mod(q k^T · scale)) v in float64 under ``mask``, for all query rows or the positions in ``rows``.
 
@@ -31,11 +34,14 @@ def reference_attention(
     h reads key head h // (H / H_kv)) -> (B, H, R, D_v) float64, R = N_q or
     len(rows). ``mask``: a `variants.masks.Mask` (or its spec); a query that
     sees no key gets zeros. ``score_mod``: a `variants.score_mods.ScoreMod` (or
-    its spec), applied to the scaled scores before the mask. Time
-    O(R·N_kv·(D + D_v)); memory O(B·H·R·N_kv). Differentiable (float64
-    gradients are the reference for the variants' backward passes).
+    its spec), applied to the scaled scores before the mask. ``kv_lens``
+    (B,): caches of unequal length, sequence b decoding at its own length
+    (`variants.kv_lens`). Time O(R·N_kv·(D + D_v)); memory O(B·H·R·N_kv).
+    Differentiable (float64 gradients are the reference for the variants'
+    backward passes).
     """
-    return weighted_values(reference_probabilities(q, k, mask=mask, score_mod=score_mod, scale=scale, rows=rows), v)
+    probs = reference_probabilities(q, k, mask=mask, score_mod=score_mod, scale=scale, rows=rows, kv_lens=kv_lens)
+    return weighted_values(probs, v)
 
 
 def weighted_values(probs: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -54,10 +60,13 @@ def reference_probabilities(
     score_mod: ScoreMod | str | None = None,
     scale: float | None = None,
     rows: torch.Tensor | None = None,
+    kv_lens: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The exact attention weights in float64: (B, H, R, N_kv), each row summing to 1 over the keys it sees
     (all zeros for a query that sees none). Arguments as `reference_attention`'s. Time O(R·N_kv·D)."""
     mask, score_mod = parse_mask(mask), parse_score_mod(score_mod)
+    if kv_lens is not None and kv_lens_refusal(mask, score_mod.kind):
+        raise ValueError(kv_lens_refusal(mask, score_mod.kind))
     scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
     B, H, n_q, D = q.shape
     H_kv, n_kv = k.shape[1], k.shape[2]
@@ -68,6 +77,9 @@ def reference_probabilities(
     qd = q.to(torch.float64)[:, :, index].reshape(B, H_kv, G * R, D)  # (B, H_kv, G·R, D)
     scores = (qd @ k.to(torch.float64).transpose(-1, -2) * scale).view(B, H, R, n_kv)  # head h = group·G + g
     scores = score_mod.apply(scores, index, n_q, n_kv)  # (B, H, R, N_kv)
-    visible = mask.dense(n_q, n_kv, rows=index, device=q.device)  # (R, N_kv)
+    if kv_lens is None:
+        visible = mask.dense(n_q, n_kv, rows=index, device=q.device)  # (R, N_kv)
+    else:  # each sequence at its own cache length
+        visible = ragged_dense(mask, n_q, n_kv, kv_lens.to(q.device), rows=index)  # (B, 1, R, N_kv)
     probs = torch.softmax(scores.masked_fill(~visible, float("-inf")), dim=-1)
     return probs.masked_fill(~visible.any(-1, keepdim=True), 0.0)  # no visible key: zeros, not NaN

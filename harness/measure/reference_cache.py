@@ -39,7 +39,7 @@ def input_set_key(case: Case, mask: Mask, score_mod: ScoreMod, max_rows: int) ->
     """A name for the exact rows of ``case``'s inputs under ``mask`` and ``score_mod``: equal for every case handed
     the same q, k, v (whatever its variant, mode or KV layout), different for any other."""
     inputs = (case.inputs.spec, case.batch, case.heads, case.n_heads_kv, case.n_q, case.seq_len, case.head_dim,
-              case.dtype, case.device, case.seed, case.input_scale)  # fmt: skip
+              case.dtype, case.device, case.seed, case.input_scale, case.kv_lens)  # fmt: skip
     described = json.dumps([inputs, mask.spec, score_mod.spec, max_rows], default=str)
     return hashlib.sha256(described.encode()).hexdigest()[:32]
 

@@ -40,7 +40,8 @@ class Workload:
     shape, dtype or device (`harness.measure.contract`). A layer's workload (`harness.measure.layer_scope`) has
     other inputs (x, and the memory of cross-attention): its ``logical`` gives the q, k, v its attention sees, and
     ``accuracy(out, inputs, rows)`` its own error against float64 (None here: the attention's, from
-    `harness.measure.accuracy`)."""
+    `harness.measure.accuracy`). ``kv_lens``: int64 (B,), each sequence's cache length where they differ
+    (`variants.kv_lens`), handed to the variant and the reference alike."""
 
     timed: Callable[[], None]
     forward: Callable[[], torch.Tensor]
@@ -52,15 +53,19 @@ class Workload:
     draw: Callable[[int], tuple]
     broken: Callable[[Any], str | None]
     accuracy: Callable[..., Any] | None = None
+    kv_lens: torch.Tensor | None = None
 
 
 def workload(case: Case, inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> Workload:
     """The calls of ``case`` on ``inputs`` (the case's contiguous q, k, v; paged into pools for a paged case)."""
     spec = get_variant(case.variant)
     q, k, v = inputs
+    lengths = case.cache_lengths
+    kv_lens = None if lengths is None else torch.tensor(lengths, device=case.device)
     kwargs = {"mask": case.mask, "score_mod": case.score_mod, "seed": case.seed}
+    kwargs |= {} if kv_lens is None else {"kv_lens": kv_lens}
     last: list = [None]
-    layout = KVLayout(case.kv_layout, case.seed)
+    layout = KVLayout(case.kv_layout, case.seed, lengths)
     k, v, pages = layout.store(k, v)
     inputs, kwargs = (q, k, v), {**kwargs, **({} if pages is None else {"pages": pages})}
 
@@ -86,6 +91,7 @@ def workload(case: Case, inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
         "store": store,
         "draw": lambda seed: make_inputs(case, seed=seed),
         "broken": lambda out: contract_violation(out, *inputs),
+        "kv_lens": kv_lens,
     }
 
     if case.mode != "fwd_bwd":  # fwd, decode
@@ -147,9 +153,8 @@ def follows_inputs(
         if w.accuracy is not None:
             error = w.accuracy(refilled, fresh, CHECK_ROWS).rel_err
         else:
-            error = measure_accuracy(
-                refilled, *fresh, mask=case.mask, score_mod=case.score_mod, max_rows=CHECK_ROWS, seed=case.seed
-            ).rel_err
+            error = measure_accuracy(refilled, *fresh, mask=case.mask, score_mod=case.score_mod, max_rows=CHECK_ROWS,
+                                     seed=case.seed, kv_lens=w.kv_lens).rel_err  # fmt: skip
         wrong = too_wrong(error, case.torch_dtype, True, None)
         why = f"after its inputs were refilled in place, its {wrong}: it did not follow its inputs" if wrong else None
         return why, measured

@@ -104,6 +104,7 @@ COLUMNS: dict[str, tuple[str, Callable[[Any], str]]] = {
     "contiguous_s": ("contiguous (ms)", _number(3, 1e3)),
     "cost": ("paged / contiguous", _number(3, suffix="×")),
     "kv_layout": ("KV layout", str),
+    "kv_lens": ("KV lengths", str),
     "worst_inputs": ("worst on", str),
     "best_rel_err": ("its error", _error),
     "worst_rel_err": ("its error", _error),

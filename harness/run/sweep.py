@@ -33,6 +33,8 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 from variants import get_variant, list_variants
+from variants.kv_lens import KVLensError, cache_lengths
+from variants.kv_lens import refusal as kv_lens_refusal
 from variants.masks import CAUSAL, PACKED, Mask, MaskError
 from variants.score_mods import NO_MOD
 
@@ -104,6 +106,7 @@ def check_combinations(sweep: Sweep) -> Sweep:
     paged = [layout for layout in sweep.kv_layouts if layout != "contiguous"]
     if paged and set(sweep.modes) - {"decode"}:
         raise SweepError(f"--kv-layout {paged[0]} is a decode cache; this sweep's modes are {', '.join(sweep.modes)}")
+    _check_kv_lens(sweep)
     for scope in (s for s in sweep.scopes if s != "attention"):
         if "decode" in sweep.modes:
             raise SweepError(f"--scope {scope} times fwd or fwd_bwd (a prefill or training step), not decode")
@@ -114,6 +117,28 @@ def check_combinations(sweep: Sweep) -> Sweep:
     if "decode" in sweep.modes and (sweep.q_len or 1) > min(sweep.seq_lens):
         raise SweepError(f"--q-len {sweep.q_len} is larger than N={min(sweep.seq_lens)}: decode queries follow the N keys")
     return sweep
+
+
+def _check_kv_lens(sweep: Sweep) -> None:
+    """Unequal cache lengths: decode only, masks and score modifications they can take, lengths that fit."""
+    unequal = [spec for spec in sweep.kv_lens if spec != "equal"]
+    if not unequal:
+        return
+    if set(sweep.modes) - {"decode"}:
+        raise SweepError(f"--kv-lens {unequal[0]} are a decode batch's cache lengths; this sweep's modes are "
+                         f"{', '.join(sweep.modes)}")  # fmt: skip
+    for mask in sweep.masks:
+        for mod in sweep.score_mods:
+            why = kv_lens_refusal(mask, mod.kind)
+            if why:
+                raise SweepError(f"--kv-lens {unequal[0]}: {why}")
+    for spec in unequal:
+        for n in sweep.seq_lens:
+            for batch in sweep.batch:
+                try:
+                    cache_lengths(spec, batch, n, sweep.q_len or 1, sweep.seed)
+                except KVLensError as exc:
+                    raise SweepError(f"--kv-lens {spec}: at N={n}, batch {batch}: {str(exc).split(': ', 1)[-1]}") from None
 
 
 def _check_model_scope(sweep: Sweep) -> None:
@@ -139,9 +164,10 @@ def variants_for(sweep: Sweep, device: str) -> list[str]:
         kinds = {_decoding(mask, mode).kind for mask in sweep.masks for mode in sweep.modes} | {m.kind for m in sweep.masks}
         mods = {m.kind for m in sweep.score_mods}
         layouts = {layout.partition(":")[0] for layout in sweep.kv_layouts}
+        equal = "equal" in sweep.kv_lens
         return [n for n in list_variants() if get_variant(n).in_all and get_variant(n).unavailable_reason(device) is None
                 and kinds & set(get_variant(n).masks) and mods & set(get_variant(n).score_mods)
-                and layouts & set(get_variant(n).layouts)]  # fmt: skip
+                and layouts & set(get_variant(n).layouts) and (equal or get_variant(n).ragged)]  # fmt: skip
     return list(sweep.variants)
 
 
