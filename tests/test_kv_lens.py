@@ -3,6 +3,8 @@ reads them against float64 (contiguous and paged, grouped heads), each sequence 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import torch
@@ -131,3 +133,11 @@ def test_bad_lengths_are_one_line_and_exit_2(tmp_path, flags, message):
     bad = run_attnbench("sweep", "--variants", "naive", "--seq-lens", "64", *flags, "--out", str(tmp_path / "bad"))
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and message in bad.stderr, bad.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_check_holds_a_declaration_of_unequal_lengths_to_float64():
+    plugin = str(Path(__file__).resolve().parent / "plugins" / "lengths.py")
+    honest = run_attnbench("check", "test-honors-lengths", "--plugin", plugin)
+    assert honest.returncode == 0 and "pass  unequal KV lengths" in honest.stdout, honest.stdout + honest.stderr
+    padded = run_attnbench("check", "test-ignores-lengths", "--plugin", plugin)
+    assert padded.returncode != 0 and "FAIL  unequal KV lengths" in padded.stdout, padded.stdout + padded.stderr

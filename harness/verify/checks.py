@@ -36,7 +36,7 @@ from ..measure.accuracy import relative_error
 from ..measure.case import seeded_qkv
 from ..measure.contract import contract_violation
 from ..measure.reference import reference_attention
-from .dimensions import check_mask, check_masks, check_paged, check_score_mods
+from .dimensions import check_kv_lens, check_mask, check_masks, check_paged, check_score_mods
 from .yardstick import GRAD_TOLERANCE, TOLERANCE, CheckResult, exact_error
 
 
@@ -211,18 +211,21 @@ CHECKS = {
     "score modifications": lambda spec, device: check_score_mods(spec, device=device),
     "backward": lambda spec, device: check_backward(spec, device=device),
     "paged KV cache": lambda spec, device: check_paged(spec, device=device),
+    "unequal KV lengths": lambda spec, device: check_kv_lens(spec, device=device),
     "accuracy": lambda spec, device: check_accuracy(spec, device=device),
 }
 
 
 def checks_for(spec: VariantSpec) -> list[str]:
     """The names of the checks that apply to ``spec`` (exact tolerances only for exact variants; the score
-    modifications only where it declares one; the paged cache only where it reads one)."""
-    exact_only, approximate_only = ("exact", "masks and GQA", "score modifications", "paged KV cache"), ("accuracy",)
+    modifications only where it declares one; the paged cache and unequal lengths only where it reads them)."""
+    exact_only = ("exact", "masks and GQA", "score modifications", "paged KV cache", "unequal KV lengths")
+    approximate_only = ("accuracy",)
     left_out = (
         (approximate_only if spec.exact else exact_only)
         + (("score modifications",) if spec.score_mods == ("none",) else ())
         + (("paged KV cache",) if "paged" not in spec.layouts else ())
+        + (("unequal KV lengths",) if not spec.ragged else ())
     )
     return [name for name in CHECKS if name not in left_out]
 

@@ -147,3 +147,27 @@ def check_paged(spec: VariantSpec, *, device: str = "cpu") -> CheckResult:
     if failures:
         return CheckResult("paged KV cache", False, "over tolerance: " + "; ".join(failures[:3]))
     return CheckResult("paged KV cache", True, f"pages of {', '.join(map(str, PAGE_SIZES))}: largest relative error {worst:.1e}")
+
+
+RAGGED_LENGTHS = (1, 7, 300)  # a one-key cache, a short one and a long one, in one batch of 300 slots
+
+
+def check_kv_lens(spec: VariantSpec, *, device: str = "cpu") -> CheckResult:
+    """A variant that reads caches of unequal length (`variants.kv_lens`), lengths 1, 7 and 300 in one batch,
+    against float64 with 4 query heads over 2 key heads, under each decode mask it declares, in each layout it
+    reads (paged: pages of 1 and 16)."""
+    if not spec.ragged:
+        return CheckResult("unequal KV lengths", None, f"{spec.name} reads no caches of unequal length")
+    layouts = ([None] if "contiguous" in spec.layouts else []) + ([1, 16] if "paged" in spec.layouts else [])
+    kinds = [kind for kind in ("causal-br", "none", "sliding", "prefix") if kind in spec.masks]
+    worst, failures = 0.0, []
+    for size, kind in itertools.product(layouts, kinds):
+        err = exact_error(spec, n_q=1, n_kv=max(RAGGED_LENGTHS), mask=MASK_SPECS[kind], heads=4, heads_kv=2,
+                          device=device, page_size=size, lengths=RAGGED_LENGTHS)  # fmt: skip
+        worst = max(worst, err)
+        if not err <= TOLERANCE[torch.float32]:  # NaN fails too
+            failures.append(f"{'contiguous' if size is None else f'paged:{size}'} {kind}: {err:.1e}")
+    if failures:
+        return CheckResult("unequal KV lengths", False, "over tolerance: " + "; ".join(failures[:3]))
+    return CheckResult("unequal KV lengths", True, f"lengths {'+'.join(map(str, RAGGED_LENGTHS))}, masks "
+                       f"{', '.join(kinds)}: largest relative error {worst:.1e}")  # fmt: skip
