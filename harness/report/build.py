@@ -24,6 +24,7 @@ from ..analyze.families import ERROR_LIMIT, RECALL_LIMIT, breaking_points, famil
 from ..analyze.layers import layer_share_table
 from ..analyze.packing import packing_table
 from ..analyze.paging import paging_cost_table
+from ..analyze.ragged import unequal_lengths_table
 from ..analyze.tables import (
     compile_table,
     crossover_table,
@@ -192,6 +193,12 @@ def _sections(tables: dict[str, pd.DataFrame], headline: pd.DataFrame, figures: 
                  "a block table: the fastest variant reading the pages over the fastest reading a contiguous cache "
                  "of the same shape. 'gather' copies the pages out first; chunked-online gathers one key block at a "
                  "time."},
+        {"title": "Caches of unequal length", "table": _html_table(tables["unequal_lengths"], "no unequal-length case"),
+         "note": "A decode batch whose sequences hold different numbers of keys (--kv-lens: drawn log-normal with "
+                 "sigma 1, the longest N; or given), N slots each: the fastest variant's time over the fastest on the "
+                 "same batch with every cache full. 'ideal (work left)': the work left (each sequence's pairs at its own length "
+                 "over the full batch's), what reading each cache to its own length alone would take; a padded "
+                 "batch that computes every slot and masks stays near 1, or above it (the mask is work too)."},
         {"title": "Approximations across input families", "table": _html_table(tables["breaking_points"],
          "no approximation ran on more than one input family"),
          "note": f"Per approximation and N: the highest exact-attention entropy (nats) at which its error exceeds "
@@ -245,6 +252,7 @@ def build_report(run_dirs: list[str | Path], out: str | Path, *, baseline: str |
         "families": family_table(frame),
         "breaking_points": breaking_points(frame),
         "paging_cost": paging_cost_table(frame),
+        "unequal_lengths": unequal_lengths_table(frame),
         "layer_share": layer_share_table(frame),
         "failures": failure_table(frame),
         "compilation": compile_table(frame),
