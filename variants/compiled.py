@@ -33,6 +33,8 @@ import torch
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
 from .common import made_once
+from .kv_lens import bounds as ragged_bounds
+from .kv_lens import mask_mod as ragged_mask_mod
 from .masks import PACKED, Mask
 from .naive import naive
 from .paged import PageTable, refuse_gradients
@@ -51,9 +53,11 @@ def _compiled(fn):
 
 
 @made_once(maxsize=8)
-def block_mask(mask: Mask, n_q: int, n_kv: int, device: torch.device, block: int = 128, kv_block: int | None = None) -> BlockMask:
+def block_mask(mask: Mask, n_q: int, n_kv: int, device: torch.device, block: int = 128, kv_block: int | None = None,
+               lengths: tuple[int, ...] | None = None) -> BlockMask:  # fmt: skip
     """The ``BlockMask`` of ``mask`` for these lengths on ``device`` (tiles of ``block`` queries by ``kv_block``
-    keys, default ``block``).
+    keys, default ``block``); with ``lengths`` (caches of unequal length, `variants.kv_lens`) one per sequence,
+    each read at its own length.
 
     Read off the mask's per-query key intervals (`Mask.bounds`, non-decreasing
     in the query): a query tile [a, b] meets key tile [k0, k1) when
@@ -65,22 +69,27 @@ def block_mask(mask: Mask, n_q: int, n_kv: int, device: torch.device, block: int
     at N = 16384). Cached, so the timed calls of a case reuse it.
     """
     kv_block = kv_block or block
-    lo, hi = mask.bounds(torch.arange(n_q), n_q, n_kv)  # (N_q,) each
+    if lengths is None:
+        lo, hi = (bound[None] for bound in mask.bounds(torch.arange(n_q), n_q, n_kv))  # (1, N_q) each
+        mask_mod = mask.mask_mod(n_q, n_kv, device)
+    else:
+        lo, hi = (bound[:, 0] for bound in ragged_bounds(mask, torch.arange(n_q), n_q, torch.tensor(lengths)))  # (B, N_q)
+        mask_mod = ragged_mask_mod(mask, n_q, torch.tensor(lengths, device=device))
     first = torch.arange(0, n_q, block)  # each query tile's first row
     last = (first + block).clamp(max=n_q) - 1
     k0 = torch.arange(0, n_kv, kv_block)  # each key tile's first key
     k1 = (k0 + kv_block).clamp(max=n_kv)
-    meets = (lo[first, None] < k1) & (hi[last, None] > k0)  # (query tiles, key tiles)
-    whole = (lo[last, None] <= k0) & (hi[first, None] >= k1)
+    meets = (lo[:, first, None] < k1) & (hi[:, last, None] > k0)  # (B or 1, query tiles, key tiles)
+    whole = (lo[:, last, None] <= k0) & (hi[:, first, None] >= k1)
     whole &= ((first + block <= n_q)[:, None]) & (k0 + kv_block <= n_kv)  # a tile cut by a sequence end is partial
     partial = meets & ~whole
 
     def listed(tiles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # (count per row, indices, True first)
         order = torch.argsort((~tiles).to(torch.int8), dim=-1, stable=True)
-        return tiles.sum(-1, dtype=torch.int32)[None, None].to(device), order.to(torch.int32)[None, None].to(device)
+        return tiles.sum(-1, dtype=torch.int32)[:, None].to(device), order.to(torch.int32)[:, None].to(device)
 
     return BlockMask.from_kv_blocks(*listed(partial), *listed(whole), BLOCK_SIZE=(block, kv_block),
-                                    mask_mod=mask.mask_mod(n_q, n_kv, device), seq_lengths=(n_q, n_kv))  # fmt: skip
+                                    mask_mod=mask_mod, seq_lengths=(n_q, n_kv))  # fmt: skip
 
 
 @made_once(maxsize=8)
@@ -91,15 +100,16 @@ def flex_score_mod(score_mod: ScoreMod, n_q: int, n_kv: int, heads: int, device:
 
 
 @made_once(maxsize=8)
-def paged_block_mask(mask: Mask, n_q: int, pages: PageTable, pool_tokens: int, device: torch.device) -> BlockMask:
+def paged_block_mask(mask: Mask, n_q: int, pages: PageTable, pool_tokens: int, device: torch.device,
+                     lengths: tuple[int, ...] | None = None) -> BlockMask:  # fmt: skip
     """The case's ``BlockMask`` over a paged pool (`variants.paged`): the logical mask in key tiles of one page
     (PagedAttention asks a key tile to be a page), one per sequence, its tiles mapped to their physical pages
-    by torch's ``PagedAttention.convert_logical_block_mask``, keys past the sequence's length hidden. Cached:
-    the timed calls of a case reuse it. O(B·pool pages) memory."""
+    by torch's ``PagedAttention.convert_logical_block_mask``, keys past the sequence's length (N, or its own
+    of ``lengths``) hidden. Cached: the timed calls of a case reuse it. O(B·pool pages) memory."""
     from torch.nn.attention.experimental._paged_attention import PagedAttention
 
     B, per_sequence = pages.block_table.shape
-    logical = block_mask(mask, n_q, pages.n_kv, device, 128, pages.page_size)
+    logical = block_mask(mask, n_q, pages.n_kv, device, 128, pages.page_size, lengths)
 
     def batched(t: torch.Tensor | None) -> torch.Tensor | None:
         return None if t is None else t.expand(B, *t.shape[1:]).contiguous()
@@ -112,14 +122,15 @@ def paged_block_mask(mask: Mask, n_q: int, pages: PageTable, pool_tokens: int, d
     table.page_table[:, :per_sequence] = pages.block_table
     logical_pages = torch.arange(per_sequence, device=device).expand(B, -1)
     table.physical_to_logical.scatter_(1, pages.block_table, logical_pages)
-    return table.convert_logical_block_mask(logical, kv_len=torch.full((B,), pages.n_kv, device=device))
+    kv_len = torch.tensor(lengths or (pages.n_kv,) * B, device=device)
+    return table.convert_logical_block_mask(logical, kv_len=kv_len)
 
 
 @register("flex", family="compiled", exact=True, time="O(N^2 d)", memory="O(N)", masks=ALL_MASKS, gqa=True,
           skips_masked=True, dtypes=("float32", "bfloat16", "float16"), score_mods=ALL_SCORE_MODS,
-          layouts=("contiguous", "paged"))  # fmt: skip
+          layouts=("contiguous", "paged"), ragged=True)  # fmt: skip
 def flex(q, k, v, *, mask: Mask, scale: float | None = None, score_mod: ScoreMod = NO_MOD,
-         pages: PageTable | None = None) -> torch.Tensor:  # fmt: skip
+         pages: PageTable | None = None, kv_lens: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
     """FlexAttention under torch.compile, with the case's mask as a cached block mask.
 
     q: (B, H, N_q, D); k, v: (B, H_kv, N_kv, D|D_v) -> (B, H, N_q, D_v); grouped
@@ -129,20 +140,24 @@ def flex(q, k, v, *, mask: Mask, scale: float | None = None, score_mod: ScoreMod
     FlexAttention has no CPU backward and no float64 CPU kernel. With ``pages``
     (`variants.paged`, decode), k and v are pools (1, H_kv, T, D) read in place
     through a paged block mask (`paged_block_mask`: torch's PagedAttention), no
-    copy; unmodified scores only.
+    copy; unmodified scores only. With ``kv_lens`` (B,; decode), each sequence is read to its own length
+    through a block mask per sequence (`variants.kv_lens`).
     Paper: Dong et al., "Flex Attention: A Programming Model for Generating
     Optimized Attention Kernels", 2024.
     """
     if q.device.type == "cpu" and any(t.requires_grad for t in (q, k, v)):
         raise Unsupported("flex: FlexAttention does not support backward on CPU (torch's own limit)")
     grouped = k.shape[1] != q.shape[1]
+    lengths = None if kv_lens is None else tuple(kv_lens.tolist())  # a cache key, by value
     if pages is not None:  # k, v are pools (1, H_kv, T, D), read through the paged block mask
         refuse_gradients(q, k, v)
         if score_mod.kind != "none":
             raise Unsupported("flex: a score modification over a paged cache is not wired (its positions are logical)")
-        blocks = paged_block_mask(mask, q.shape[2], pages, k.shape[2], q.device)
+        blocks = paged_block_mask(mask, q.shape[2], pages, k.shape[2], q.device, lengths)
         return _compiled(_paged_flex)(q, k, v, blocks, scale, grouped)
-    blocks = block_mask(mask, q.shape[2], k.shape[2], q.device)
+    blocks = block_mask(mask, q.shape[2], k.shape[2], q.device, lengths=lengths)
+    if lengths is not None and score_mod.kind == "none":  # its mask_mod indexes the lengths: compiled apart
+        return _compiled(_ragged_flex)(q, k, v, blocks, scale, grouped)
     if score_mod.kind == "none" and mask.kind not in PACKED:
         return _compiled(flex_attention)(q, k, v, block_mask=blocks, scale=scale, enable_gqa=grouped)
     if score_mod.kind == "none":  # per-query bounds captured as tensors: compiled apart, as _modified_flex says
@@ -162,6 +177,12 @@ def _packed_flex(q, k, v, block_mask, scale, enable_gqa):
     """FlexAttention under a packed-document mask (its ``mask_mod`` indexes captured tensors), compiled as a
     function of its own for the same torch 2.13 CPU fault as `_modified_flex`: after the plain kernel compiled
     in the process, this one failed to build (an undeclared ``cur_qSplitSize7``)."""
+    return flex_attention(q, k, v, block_mask=block_mask, scale=scale, enable_gqa=enable_gqa)
+
+
+def _ragged_flex(q, k, v, block_mask, scale, enable_gqa):
+    """FlexAttention over caches of unequal length (its ``mask_mod`` indexes the lengths by batch), compiled as a
+    function of its own, as `_packed_flex` is, for the same fault."""
     return flex_attention(q, k, v, block_mask=block_mask, scale=scale, enable_gqa=enable_gqa)
 
 

@@ -88,3 +88,15 @@ def dense(mask: Mask, n_q: int, n_kv: int, kv_lens: torch.Tensor, *, rows: torch
 def visible_pairs(mask: Mask, n_q: int, lengths: tuple[int, ...]) -> int:
     """Query-key pairs visible over the batch: each sequence's at its own length (the work model)."""
     return sum(mask.visible_pairs(n_q, n) for n in lengths)
+
+
+def mask_mod(mask: Mask, n_q: int, kv_lens: torch.Tensor):
+    """FlexAttention's ``mask_mod(b, h, q_idx, kv_idx)``: sequence b's mask at its own length, ``kv_lens`` (B,)
+    captured as a tensor on the inputs' device (indexed by ``b``, as a packed mask's tables are by ``q_idx``)."""
+    queries = torch.tensor(n_q, device=kv_lens.device)
+
+    def ragged_mod(b, h, q_idx, kv_idx):
+        lo, hi = mask.bounds(q_idx, queries, kv_lens[b])
+        return (kv_idx >= lo) & (kv_idx < hi)
+
+    return ragged_mod
