@@ -96,6 +96,26 @@ PRESETS: dict[str, Sweep] = {
                 "seq_lens": (8192,),
                 "variants": ("sdpa", "sdpa-padded", "chunked-online"),
             },
+            # Decode as served: 8 sequences of up to 8K keys, every cache full or of drawn lengths (the longest
+            # 8K), contiguous or in pages of 16 and 256 tokens in a shuffled pool: what paging and unequal
+            # lengths cost, each against the same batch contiguous and full, in one run.
+            {
+                "modes": ("decode",),
+                "masks": (CAUSAL,),
+                "batch": (8,),
+                "seq_lens": (8192,),
+                "kv_lens": ("equal", "drawn"),
+                "variants": ("naive", "sdpa", "chunked-online", "flex"),
+            },
+            {
+                "modes": ("decode",),
+                "masks": (CAUSAL,),
+                "batch": (8,),
+                "seq_lens": (8192,),
+                "kv_layouts": ("paged:16", "paged:256"),
+                "kv_lens": ("equal", "drawn"),
+                "variants": ("gather", "chunked-online", "flex"),
+            },
         ),  # fmt: skip
     ),
     # The reference GPU sweep (results/reference-h200/): bf16, H=16, D=64, N = 1K..32K, forward and
