@@ -48,7 +48,10 @@ class WorkerSlot:
     taken up again, since a fresh process would compile again (5-6 s a round on a 2-core CPU,
     a fifth of a quick sweep). Its rounds then differ in time, not in process; a parked worker
     idles, holding what its allocator kept. ``budgets`` maps a device to the bytes its cases
-    may use on this machine: a case predicted past it is recorded ``skipped`` without running.
+    may use on this machine: a case predicted past it is recorded ``skipped`` without running. A case
+    ``oom`` in a worker that had run earlier cases runs once more in a fresh one: the pinned allocator
+    keeps a worker's heap, so the failure can be the worker's history (decode at N=65536, B=8: 4 GiB past
+    the address-space cap after N <= 32768 in the same worker; alone, ok) -- its second ``oom`` stands.
     The slot owns a temporary directory where its workers share each input set's float64 reference
     (`harness.measure.reference_cache`), removed when it closes.
     """
@@ -75,13 +78,22 @@ class WorkerSlot:
         skip = over_budget(case, self.budgets[case.device], measured) if case.device in self.budgets else None
         if skip and round_index == 0:
             return record_for(case, "skipped", skip).to_dict()
+        key = self._key(case)
+        reused = (self.key == key and self.worker is not None) or key in self.parked
         record = self._run(case, max_time_s, timeout_s, round_index, rounds)
+        if record["status"] == "oom" and reused:  # the worker's history may be why: once more, in a fresh one
+            record = self._run(case, max_time_s, timeout_s, round_index, rounds)
         if record.get("peak_mem_bytes") and (measured is None or case.seq_len > measured[0]):
             self.peaks[config] = (case.seq_len, record["peak_mem_bytes"])
         return record
 
+    @staticmethod
+    def _key(case: Case) -> tuple:
+        """The worker a case runs in: its variant, device, threads and allocator (the last two fixed at its start)."""
+        return case.variant, case.device, case.threads, case.allocator
+
     def _run(self, case: Case, max_time_s: float, timeout_s: float, round_index: int, rounds: int) -> dict:
-        key = (case.variant, case.device, case.threads, case.allocator)  # the last two are fixed at a worker's start
+        key = self._key(case)
         if self.key != key:
             self._put_away()
             self.worker, self.key = self.parked.pop(key, None), key
