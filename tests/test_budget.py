@@ -106,7 +106,7 @@ def test_a_worker_slot_skips_what_its_own_measurements_say_cannot_fit(tmp_path):
     assert "grown from 0.3 GiB measured at N=2048" in second["reason"], second["reason"]
 
 
-def test_an_oom_in_a_worker_that_ran_earlier_cases_is_taken_again_in_a_fresh_one(tmp_path):
+def test_an_oom_or_a_kill_in_a_worker_that_ran_earlier_cases_is_taken_again_in_a_fresh_one(tmp_path):
     from pathlib import Path
 
     from harness.run.executor import WorkerSlot
@@ -119,13 +119,15 @@ def test_an_oom_in_a_worker_that_ran_earlier_cases_is_taken_again_in_a_fresh_one
     slot = WorkerSlot([plugin], tmp_path / "worker.log", {"cpu": 8 * 2**30})
     try:
         measured = {(name, n): slot.measure(Case(name, n, heads=2, threads=1), 0.05, 120)
-                    for name in ("test-heap-history", "test-out-of-memory") for n in (64, 128)}  # fmt: skip
+                    for name in ("test-heap-history", "test-killed-history", "test-out-of-memory")
+                    for n in (64, 128)}  # fmt: skip
     finally:
         slot.close()
         for name in set(list_variants()) - before:
             unregister(name)
     status = {key: record["status"] for key, record in measured.items()}
     assert status[("test-heap-history", 64)] == status[("test-heap-history", 128)] == "ok", measured  # the second: fresh
+    assert status[("test-killed-history", 64)] == status[("test-killed-history", 128)] == "ok", measured
     assert status[("test-out-of-memory", 64)] == "ok" and status[("test-out-of-memory", 128)] == "oom"
 
 

@@ -40,6 +40,11 @@ def stamp(record: dict, node: str, started_at: str) -> dict:
     return record
 
 
+def _memory_death(record: dict) -> bool:
+    """Whether a worker failed for memory: ``oom``, or killed by SIGKILL (the kernel's OOM killer's signal)."""
+    return record["status"] == "oom" or (record["status"] == "crash" and "SIGKILL" in str(record.get("reason")))
+
+
 class WorkerSlot:
     """The live worker: kept while consecutive cases share (variant, device), replaced after any failure.
 
@@ -49,9 +54,10 @@ class WorkerSlot:
     a fifth of a quick sweep). Its rounds then differ in time, not in process; a parked worker
     idles, holding what its allocator kept. ``budgets`` maps a device to the bytes its cases
     may use on this machine: a case predicted past it is recorded ``skipped`` without running. A case
-    ``oom`` in a worker that had run earlier cases runs once more in a fresh one: the pinned allocator
-    keeps a worker's heap, so the failure can be the worker's history (decode at N=65536, B=8: 4 GiB past
-    the address-space cap after N <= 32768 in the same worker; alone, ok) -- its second ``oom`` stands.
+    ``oom``, or killed by SIGKILL, in a worker that had run earlier cases runs once more in a fresh one: the
+    pinned allocator keeps a worker's heap, so the failure can be the worker's history (decode at N=65536,
+    B=8: 4 GiB past the address-space cap after N <= 32768 in the same worker; a naive worker grown to 16 GB
+    over N = 1K..4K, taken by the kernel's OOM killer; alone, each ok). Its second failure stands.
     The slot owns a temporary directory where its workers share each input set's float64 reference
     (`harness.measure.reference_cache`), removed when it closes.
     """
@@ -81,7 +87,7 @@ class WorkerSlot:
         key = self._key(case)
         reused = (self.key == key and self.worker is not None) or key in self.parked
         record = self._run(case, max_time_s, timeout_s, round_index, rounds)
-        if record["status"] == "oom" and reused:  # the worker's history may be why: once more, in a fresh one
+        if reused and _memory_death(record):  # the worker's history may be why: once more, in a fresh one
             record = self._run(case, max_time_s, timeout_s, round_index, rounds)
         if record.get("peak_mem_bytes") and (measured is None or case.seq_len > measured[0]):
             self.peaks[config] = (case.seq_len, record["peak_mem_bytes"])

@@ -1,5 +1,8 @@
 """Out of memory, by a worker's history or always: the first is taken again in a fresh worker, the second stands."""
 
+import os
+import signal
+
 import torch
 
 from variants import register
@@ -22,4 +25,13 @@ def out_of_memory(q, k, v, *, causal=False, scale=None):
     """Out of memory from N=128 on, in any process."""
     if k.shape[2] >= 128:
         raise MemoryError(f"N={k.shape[2]}")
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale)
+
+
+@register("test-killed-history", family="test", exact=True, time="O(N^2 d)", memory="O(N^2)")
+def killed_history(q, k, v, *, causal=False, scale=None):
+    """Killed by SIGKILL, as the kernel's OOM killer kills, at a larger N in a worker that served a smaller one."""
+    _SERVED.add(k.shape[2])
+    if k.shape[2] > min(_SERVED):
+        os.kill(os.getpid(), signal.SIGKILL)
     return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale)
