@@ -24,6 +24,7 @@ from ..measure.complexity import declared_exponent  # noqa: E402
 
 DPI = 110
 COL_WRAP = 3  # panels per row: at the report's 1400 px, three stay legible
+TITLE_WIDTH = 44  # characters a panel title takes before it wraps (a third of the page, at 10 pt)
 FIGURE_WIDTH_IN = 13.5  # the page's width at DPI: figures are shown at full width, not scaled up
 EXPONENT_AXIS = (-0.5, 3.5)  # fitted exponents beyond these are drawn at the edge with their value
 
@@ -81,7 +82,15 @@ def _loglog(grid, ylabel: str, *, logy: bool = True) -> None:
             ax.set_yscale("log")
         ax.grid(True, which="major", alpha=0.3)
     grid.set_axis_labels("sequence length N", ylabel)
+    titles(grid)
+
+
+def titles(grid) -> None:
+    """Each panel titled with its configuration, wrapped: a long one ("cpu float32 decode causal-br paged:16
+    kv-lens:drawn · batch=8 · ...") would run into its neighbour's."""
     grid.set_titles("{col_name}")
+    for ax in grid.axes.flat:
+        ax.set_title(textwrap.fill(ax.get_title(), TITLE_WIDTH), fontsize=10)
 
 
 def _wrap(data: pd.DataFrame, column: str = "config") -> int:
@@ -178,7 +187,7 @@ def tradeoff_figure(ok: pd.DataFrame, colours: dict, path: Path) -> Path:
     )  # fmt: skip
     grid.set(xscale="log", yscale="log")
     grid.set_axis_labels("time per call (s)", "relative error vs float64")
-    grid.set_titles("{col_name}")
+    titles(grid)
     return _save(grid.figure, path)
 
 
