@@ -12,9 +12,11 @@ import pytest
 import torch
 from conftest import run_attnbench
 
+from harness.analyze.ragged import unequal_lengths_table
 from harness.measure.case import Case
 from harness.measure.case_work import case_bytes, case_flops
 from harness.measure.reference import reference_attention
+from harness.run.results import load_results
 from variants import Unsupported, get_variant, list_variants
 from variants.kv_lens import cache_lengths, dense
 from variants.masks import parse_mask
@@ -115,12 +117,15 @@ def test_the_work_counts_each_sequence_at_its_length():
 
 def test_a_sweep_of_unequal_caches_measures_each_against_float64(tmp_path):
     out = tmp_path / "run"
-    done = run_attnbench("sweep", "--variants", "naive,gather,chunked-query", "--mode", "decode", "--kv-lens", "drawn",
+    done = run_attnbench("sweep", "--variants", "naive,gather,chunked-query", "--mode", "decode", "--kv-lens", "equal,drawn",
                          "--kv-layout", "contiguous,paged:16", "--batch", "4", "--seq-lens", "256", "--heads", "4",
                          "--kv-heads", "2", "--rounds", "1", "--max-time", "0.05", "--out", str(out))  # fmt: skip
     assert done.returncode == 0, done.stderr
-    rows = pd.read_parquet(out / "results.parquet").set_index(["variant", "kv_layout"])
-    assert (rows["kv_lens"] == "drawn").all()
+    table = unequal_lengths_table(load_results(out))  # the report's: drawn against full, per layout
+    assert sorted(table["config"].str.contains("paged:16")) == [False, True], table
+    assert (table["work_left"] == table["work_left"].iloc[0]).all() and 0 < table["work_left"].iloc[0] < 1
+    rows = pd.read_parquet(out / "results.parquet")
+    rows = rows[rows["kv_lens"] == "drawn"].set_index(["variant", "kv_layout"])
     for key in [("naive", "contiguous"), ("gather", "paged:16")]:
         assert rows.loc[key, "status"] == "ok" and rows.loc[key, "rel_err"] < 1e-5, rows.loc[key, "reason"]
     assert rows.loc[("chunked-query", "contiguous"), "reason"] == "chunked-query does not read KV caches of unequal lengths"

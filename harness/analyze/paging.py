@@ -2,7 +2,7 @@
 
 For each decode configuration and N measured both ways, per page size P: the fastest variant reading the paged
 cache (``kv_layout`` "paged:P", `variants.paged`) over the fastest reading it contiguous. Pure pandas over
-results rows.
+results rows. `fastest_against` is the comparison itself, shared with `harness.analyze.ragged`.
 """
 
 from __future__ import annotations
@@ -14,21 +14,30 @@ from .tables import with_config
 COLUMNS = ["config", "seq_len", "kv_layout", "best_paged", "paged_s", "best_contiguous", "contiguous_s", "cost"]
 
 
+def fastest_against(frame: pd.DataFrame, column: str, baseline: str) -> pd.DataFrame:
+    """Decode rows, per configuration (its name leaving ``column`` out) and N: the fastest variant at each value
+    of ``column`` other than ``baseline`` beside the fastest at ``baseline``. Columns: config, seq_len, ``column``,
+    variant, time_median_s and flops, each of the last three suffixed ``_other`` and ``_base``; empty if none."""
+    if column not in frame:
+        return pd.DataFrame()
+    ok = frame[(frame["status"] == "ok") & (frame["mode"] == "decode")]
+    if ok.empty or (ok[column] == baseline).all():
+        return pd.DataFrame()
+    ok = with_config(ok.drop(columns=["config"], errors="ignore").assign(kept=ok[column], **{column: baseline}))
+    ok = ok.assign(**{column: ok["kept"]})
+    fastest = ok.loc[ok.groupby(["config", "seq_len", column])["time_median_s"].idxmin()]
+    keep = ["config", "seq_len", "variant", "time_median_s", "flops"]
+    base = fastest[fastest[column] == baseline][keep]
+    other = fastest[fastest[column] != baseline][[*keep, column]]
+    return other.merge(base, on=["config", "seq_len"], suffixes=("_other", "_base"))
+
+
 def paging_cost_table(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration, N and page size: the best paged time over the best contiguous time."""
-    if "kv_layout" not in frame:
+    both = fastest_against(frame, "kv_layout", "contiguous")
+    if both.empty:
         return pd.DataFrame(columns=COLUMNS)
-    ok = frame[(frame["status"] == "ok") & (frame["mode"] == "decode")]
-    if ok.empty or (ok["kv_layout"] == "contiguous").all():
-        return pd.DataFrame(columns=COLUMNS)
-    # The configuration leaves the layout out of its name: the layouts are compared within it.
-    ok = with_config(ok.drop(columns=["config"], errors="ignore").assign(layout=ok["kv_layout"], kv_layout="contiguous"))
-    ok = ok.assign(kv_layout=ok["layout"])
-    fastest = ok.loc[ok.groupby(["config", "seq_len", "kv_layout"])["time_median_s"].idxmin()]
-    contiguous = fastest[fastest["kv_layout"] == "contiguous"][["config", "seq_len", "variant", "time_median_s"]]
-    paged = fastest[fastest["kv_layout"] != "contiguous"][["config", "seq_len", "kv_layout", "variant", "time_median_s"]]
-    both = paged.merge(contiguous, on=["config", "seq_len"], suffixes=("_paged", "_contiguous"))
-    both = both.rename(columns={"variant_paged": "best_paged", "time_median_s_paged": "paged_s",
-                                "variant_contiguous": "best_contiguous", "time_median_s_contiguous": "contiguous_s"})  # fmt: skip
+    both = both.rename(columns={"variant_other": "best_paged", "time_median_s_other": "paged_s",
+                                "variant_base": "best_contiguous", "time_median_s_base": "contiguous_s"})  # fmt: skip
     both["cost"] = both["paged_s"] / both["contiguous_s"]
     return both[COLUMNS].sort_values(["config", "seq_len", "kv_layout"]).reset_index(drop=True)

@@ -12,28 +12,18 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .tables import with_config
+from .paging import fastest_against
 
 COLUMNS = ["config", "seq_len", "kv_lens", "best_unequal", "unequal_s", "best_equal", "equal_s", "unequal_cost", "work_left"]
 
 
 def unequal_lengths_table(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration, N and lengths spec: the best unequal time over the best equal time, and the ideal."""
-    if "kv_lens" not in frame:
+    both = fastest_against(frame, "kv_lens", "equal")
+    if both.empty:
         return pd.DataFrame(columns=COLUMNS)
-    ok = frame[(frame["status"] == "ok") & (frame["mode"] == "decode")]
-    if ok.empty or (ok["kv_lens"] == "equal").all():
-        return pd.DataFrame(columns=COLUMNS)
-    # The configuration leaves the lengths out of its name: they are compared within it.
-    ok = with_config(ok.drop(columns=["config"], errors="ignore").assign(lens=ok["kv_lens"], kv_lens="equal"))
-    ok = ok.assign(kv_lens=ok["lens"])
-    fastest = ok.loc[ok.groupby(["config", "seq_len", "kv_lens"])["time_median_s"].idxmin()]
-    keep = ["config", "seq_len", "variant", "time_median_s", "flops"]
-    equal = fastest[fastest["kv_lens"] == "equal"][keep]
-    unequal = fastest[fastest["kv_lens"] != "equal"][[*keep, "kv_lens"]]
-    both = unequal.merge(equal, on=["config", "seq_len"], suffixes=("_unequal", "_equal"))
-    both = both.rename(columns={"variant_unequal": "best_unequal", "time_median_s_unequal": "unequal_s",
-                                "variant_equal": "best_equal", "time_median_s_equal": "equal_s"})  # fmt: skip
+    both = both.rename(columns={"variant_other": "best_unequal", "time_median_s_other": "unequal_s",
+                                "variant_base": "best_equal", "time_median_s_base": "equal_s"})  # fmt: skip
     both["unequal_cost"] = both["unequal_s"] / both["equal_s"]
-    both["work_left"] = both["flops_unequal"] / both["flops_equal"]
+    both["work_left"] = both["flops_other"] / both["flops_base"]
     return both[COLUMNS].sort_values(["config", "seq_len", "kv_lens"]).reset_index(drop=True)
