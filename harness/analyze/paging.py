@@ -2,13 +2,15 @@
 
 For each decode configuration and N measured both ways, per page size P: the fastest variant reading the paged
 cache (``kv_layout`` "paged:P", `variants.paged`) over the fastest reading it contiguous. Pure pandas over
-results rows. `fastest_against` is the comparison itself, shared with `harness.analyze.ragged`.
+results rows. `fastest_against` is the comparison itself, shared with `harness.analyze.ragged`. Decoding is small work
+per call: on a GPU it is often launch-bound (`harness.analyze.launch`), and a launch-bound row is never the fastest.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
+from .launch import without_launch_bound
 from .tables import with_config
 
 COLUMNS = ["config", "seq_len", "kv_layout", "best_paged", "paged_s", "best_contiguous", "contiguous_s", "cost"]
@@ -17,10 +19,11 @@ COLUMNS = ["config", "seq_len", "kv_layout", "best_paged", "paged_s", "best_cont
 def fastest_against(frame: pd.DataFrame, column: str, baseline: str) -> pd.DataFrame:
     """Decode rows, per configuration (its name leaving ``column`` out) and N: the fastest variant at each value
     of ``column`` other than ``baseline`` beside the fastest at ``baseline``. Columns: config, seq_len, ``column``,
-    variant, time_median_s and flops, each of the last three suffixed ``_other`` and ``_base``; empty if none."""
+    variant, time_median_s and flops, each of the last three suffixed ``_other`` and ``_base``; empty if none.
+    Launch-bound rows are left out: their time is the host's launch rate, the same for any layout."""
     if column not in frame:
         return pd.DataFrame()
-    ok = frame[(frame["status"] == "ok") & (frame["mode"] == "decode")]
+    ok = without_launch_bound(frame[(frame["status"] == "ok") & (frame["mode"] == "decode")])
     if ok.empty or (ok[column] == baseline).all():
         return pd.DataFrame()
     ok = with_config(ok.drop(columns=["config"], errors="ignore").assign(kept=ok[column], **{column: baseline}))

@@ -7,7 +7,8 @@ dtype, mode, mask, batch, heads, head_dim) across sequence lengths. Every functi
 the table with or without its ``config`` label (`with_config`), so a caller
 making several tables labels it once. Declared complexity classes come from
 the records themselves, never from the registry: a plugin's run is analysed
-without the plugin.
+without the plugin. Launch-bound rows (`harness.analyze.launch`) time the host, not the kernel: the time fits,
+time crossovers and fastest per N leave them out; memory, measured apart, keeps them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ..measure.complexity import declared_exponent
 from ..measure.labels import config_label
 from ..measure.record import MEASURED
 from .fits import agrees, crossovers, fit_power_law, implausible
+from .launch import launch_bound, listed_warnings, without_launch_bound
 
 MIN_LEAD = 0.10  # a crossover counts when the curves end at least this far apart
 # device_name too: on a heterogeneous cluster the same "cuda" is several GPU models, each its own curve.
@@ -59,20 +61,22 @@ def _ok(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def fit_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per curve with >= 3 ok points: fitted time alpha and memory beta with 95% CIs."""
+    """One row per curve with >= 3 ok points not launch-bound: fitted time alpha and memory beta with 95% CIs."""
     ok = _ok(frame)
+    ok = ok.assign(launch_bound=launch_bound(ok))
     rows = []
     for (config, variant), curve in ok.groupby(["config", "variant"], sort=True):
         curve = curve.sort_values("seq_len")
-        ns = curve["seq_len"].tolist()
-        time_fit = fit_power_law(ns, curve["time_median_s"].tolist(), [list(s) for s in curve["time_samples_s"]])
+        timed = curve[~curve["launch_bound"]]  # a launch-bound time is the host's launch rate: it would bend alpha
+        time_fit = fit_power_law(timed["seq_len"].tolist(), timed["time_median_s"].tolist(),
+                                 [list(s) for s in timed["time_samples_s"]])  # fmt: skip
         mem = curve["peak_mem_bytes"].astype(float).tolist()
-        mem_fit = fit_power_law(ns, mem) if np.all(np.isfinite(mem)) else None
+        mem_fit = fit_power_law(curve["seq_len"].tolist(), mem) if np.all(np.isfinite(mem)) else None
         if time_fit is None:
             continue
         declared_time, declared_mem = curve["declared_time"].iloc[-1], curve["declared_memory"].iloc[-1]
         expected_time, expected_mem = declared_exponent(declared_time), declared_exponent(declared_mem)
-        in_fit = curve[curve["seq_len"].between(time_fit.n_lo, time_fit.n_hi)]
+        in_fit = timed[timed["seq_len"].between(time_fit.n_lo, time_fit.n_hi)]
         noisy_points = int(in_fit["noisy"].fillna(False).astype(bool).sum())
         why = implausible(time_fit, noisy_points)
         if not why and noisy_points:
@@ -110,11 +114,13 @@ def crossover_table(frame: pd.DataFrame) -> pd.DataFrame:
     A time crossover carries an interval in N (``crossover_n_low``, ``crossover_n_high``): where the curves
     drawn through the ends of the rows' 95 % intervals across rounds cross (a's low against b's high, a's
     high against b's low), together with N* itself; bounds that never cross stretch it to the grid's ends
-    (the order stays uncertain that far). Memory is deterministic: the interval is N*."""
+    (the order stays uncertain that far). Memory is deterministic: the interval is N*. Time curves leave out
+    launch-bound rows (a pair is compared at the N where both timed their kernels); memory curves keep them."""
     ok = _ok(frame)
     rows = []
-    for config, group in ok.groupby("config", sort=True):
+    for config, every in ok.groupby("config", sort=True):
         for metric, column in (("time", "time_median_s"), ("memory", "peak_mem_bytes")):
+            group = without_launch_bound(every) if metric == "time" else every
             wide = group.pivot_table(index="seq_len", columns="variant", values=column, aggfunc="first")
             low, high = (group.pivot_table(index="seq_len", columns="variant", values=bound, aggfunc="first")
                          if bound in group else pd.DataFrame() for bound in ("time_ci_low_s", "time_ci_high_s"))  # fmt: skip
@@ -162,8 +168,8 @@ def _crossover_interval(ns, a: str, b: str, low: pd.DataFrame, high: pd.DataFram
 
 
 def fastest_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per configuration and N: the fastest variant, and the fastest exact one."""
-    ok = _ok(frame)
+    """Per configuration and N: the fastest variant, and the fastest exact one (launch-bound rows never win)."""
+    ok = without_launch_bound(_ok(frame))
     rows = []
     for (config, n), group in ok.groupby(["config", "seq_len"], sort=True):
         best = group.loc[group["time_median_s"].idxmin()]
@@ -227,7 +233,7 @@ def compile_table(frame: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     labelled = with_config(frame)
     compiling = labelled[labelled["variant"].isin(labelled.loc[labelled["compile_s"].notna(), "variant"])]
-    recompiled = compiling["warnings"].map(lambda ws: any("torch.compile compiled" in w for w in _listed(ws)))
+    recompiled = compiling["warnings"].map(lambda ws: any("torch.compile compiled" in w for w in listed_warnings(ws)))
     rows = []
     for (config, variant), group in compiling.assign(recompiled=recompiled).groupby(["config", "variant"], sort=True):
         compiled = group.sort_values("seq_len")["compile_s"].dropna()
@@ -235,11 +241,6 @@ def compile_table(frame: pd.DataFrame) -> pd.DataFrame:
                      "compile_s_total": compiled.sum(), "compile_s_first": compiled.iloc[0] if len(compiled) else np.nan,
                      "recompiled_in_timing": int(group["recompiled"].sum())})  # fmt: skip
     return pd.DataFrame(rows, columns=columns)
-
-
-def _listed(value) -> list:
-    """A ``warnings`` cell as a list (a list, an array from parquet, or missing in older runs)."""
-    return [] if value is None or (isinstance(value, float) and np.isnan(value)) else list(value)
 
 
 def _beside_unmodified(frame: pd.DataFrame, dimension: str, values: list[str]) -> pd.DataFrame | None:

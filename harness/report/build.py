@@ -42,6 +42,7 @@ from ..run.results import ResultsError, load_run
 from .figure_plan import Omitted, make_figures
 from .headline import findings_sections
 from .human import for_people
+from .launch_marks import launch_bound_line
 from .text import markdown_table, markdown_text
 
 FIGURE_CAPTIONS = {
@@ -128,7 +129,7 @@ def quality_lines(frame: pd.DataFrame, envs: dict[str, dict]) -> list[str]:
         "left out of fits, crossovers and the fastest-per-N table), "
         f"{noisy} noisy (IQR/median over 10%; kept, and flagged in the fits), "
         f"{retaken} with preempted blocks discarded and re-taken."
-    ]
+    ] + [line for line in [launch_bound_line(frame)] if line]
     for run, env in envs.items():
         quiet = env.get("quiet_check") or {}
         verdict = f"busy: {quiet['busy']}" if quiet.get("busy") else "quiet" if quiet else "not run"
@@ -169,11 +170,13 @@ def _sections(tables: dict[str, pd.DataFrame], headline: pd.DataFrame, figures: 
         {"title": "Figures", "id": "figures", "figures": figure_list},
         {"title": "Complexity fits", "table": _html_table(headline),
          "note": "Log-log least squares over the largest points spanning >= 8x in N; 95% intervals from resampling "
-                 "the raw timing samples. 'agrees': within 0.3 of the declared class."},
+                 "the raw timing samples; launch-bound points left out of the time fit. 'agrees': within 0.3 of the "
+                 "declared class."},
         {"title": "Crossovers (all pairs)", "table": _html_table(tables["crossovers"]),
          "note": "The last N where one variant's curve crosses another's (interpolated in log space); "
-                 "'ahead beyond' is lower (faster, or smaller) past it."},
-        {"title": "Fastest variant per N", "table": _html_table(tables["fastest_per_n"])},
+                 "'ahead beyond' is lower (faster, or smaller) past it; time curves without their launch-bound points."},
+        {"title": "Fastest variant per N", "table": _html_table(tables["fastest_per_n"]),
+         "note": "Among the ok cases that are not launch-bound."},
         {"title": "Masked against dense", "table": _html_table(tables["mask_speedup"]),
          "note": "Time of the dense case (mask none) over the masked one, same variant and shape; 'ideal' is dense "
                  "over masked visible pairs (N/W for sliding:W): a kernel that skips hidden work gets near it."},

@@ -3,7 +3,8 @@
 Like ``torch.utils.benchmark.Compare``: each cell is the median time with its
 noise (IQR over median) and, beneath, the peak memory; the fastest measured
 cell of each column is marked, noisy and contended cells are flagged, and a
-case that did not run says why in a word. A variant that could not run any
+case that did not run says why in a word. A launch-bound cell (`harness.analyze.launch`: the GPU waited on the
+host's launches) is marked ‡ and never starred: its time is the host's, not the kernel's. A variant that could not run any
 case of a table (xformers on a CPU) is one line under it, not a row of dashes.
 Drawn with ``rich``; without a terminal the same tables print as plain text.
 """
@@ -17,13 +18,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ..analyze.launch import launch_bound
 from ..analyze.tables import with_config
 from ..measure.record import MEASURED
 
 SHORT = {"unsupported": "n/a", "skipped": "skip", "oom": "oom", "timeout": "timeout", "crash": "crash", "error": "error"}
 LEGEND = (
     "★ fastest in its column · ~ noisy (IQR/median > 10%) · ! contended (preempted past repair: no timing) · "
-    "±: half the 95% interval across rounds"
+    "±: half the 95% interval across rounds · ‡ launch-bound (the host's launch rate, not the kernel; never ★)"
 )
 
 
@@ -42,7 +44,7 @@ def bytes_text(value: float) -> str:
     return f"{value:.0f} B"
 
 
-def _cell(row: pd.Series, fastest: bool) -> Text:
+def _cell(row: pd.Series, fastest: bool, host_bound: bool = False) -> Text:
     status = row["status"]
     if status == "contended":  # the machine preempted every block: there is no timing to show
         return Text("contended !", style="bold red")
@@ -55,6 +57,8 @@ def _cell(row: pd.Series, fastest: bool) -> Text:
         text.append(f" ±{noise:.0%}", style="dim")
     if row.get("noisy"):
         text.append(" ~", style="yellow")
+    if host_bound:
+        text.append(" ‡", style="magenta")
     if fastest:
         text.append(" ★", style="bold green")
     if _number(row.get("peak_mem_bytes")):
@@ -84,7 +88,8 @@ def results_tables(frame: pd.DataFrame) -> list[tuple[Table, list[str]]]:
         table.add_column("variant", no_wrap=True)
         for n in seq_lens:
             table.add_column(f"N={n}", justify="right", no_wrap=True)
-        timed = group[group["status"] == "ok"]
+        host_bound = set(group.loc[launch_bound(group), "case_id"])
+        timed = group[(group["status"] == "ok") & ~group["case_id"].isin(host_bound)]  # a launch-bound time never wins
         best = timed.loc[timed.groupby("seq_len")["time_median_s"].idxmin()] if len(timed) else timed
         best_ids = set(best["case_id"])
         notes = []
@@ -93,7 +98,8 @@ def results_tables(frame: pd.DataFrame) -> list[tuple[Table, list[str]]]:
                 notes.append(f"{variant}: not run here: {rows['reason'].iloc[0]}")
                 continue
             by_n = {row["seq_len"]: row for _, row in rows.iterrows()}
-            cells = [_cell(by_n[n], by_n[n]["case_id"] in best_ids) if n in by_n else Text("") for n in seq_lens]
+            cells = [_cell(by_n[n], by_n[n]["case_id"] in best_ids, by_n[n]["case_id"] in host_bound) if n in by_n
+                     else Text("") for n in seq_lens]  # fmt: skip
             table.add_row(variant, *cells)
         out.append((table, notes))
     return out

@@ -30,6 +30,7 @@ from .figures import (
     time_figure,
     tradeoff_figure,
 )
+from .launch_marks import flagged
 
 
 def _positive(data: pd.DataFrame, column: str) -> pd.DataFrame:
@@ -40,7 +41,7 @@ def _positive(data: pd.DataFrame, column: str) -> pd.DataFrame:
 
 
 def _time_samples(ok: pd.DataFrame) -> pd.DataFrame:
-    samples = ok[["config", "variant", "seq_len", "time_samples_s"]].explode("time_samples_s")
+    samples = ok[["config", "variant", "seq_len", "time_samples_s", "launch_bound"]].explode("time_samples_s")
     return samples.assign(time_samples_s=pd.to_numeric(samples["time_samples_s"], errors="coerce"))
 
 
@@ -111,7 +112,7 @@ def make_figures(
     can hold) is left out with a sentence, and one that fails anyway is left out with the error, never a traceback.
     """
     out.mkdir(parents=True, exist_ok=True)
-    ok = with_config(frame[frame["status"] == "ok"])
+    ok = flagged(with_config(frame[frame["status"] == "ok"]))  # the figures of time draw launch-bound points hollow
     figures: dict[str, Path | Omitted] = {}
     colours = palette(frame)
     for name in [*NEEDS, "exponents"]:

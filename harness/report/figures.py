@@ -2,7 +2,8 @@
 
 Every figure facets by configuration (run, device, dtype, mode, causal) and
 colours by variant with one palette across all figures, so a variant keeps
-its colour everywhere. Axes are log-log where the quantity spans decades.
+its colour everywhere. Axes are log-log where the quantity spans decades. Figures of time against N draw
+launch-bound points hollow (`harness.report.launch_marks`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.ticker import NullFormatter, ScalarFormatter  # noqa: E402
 
 from ..measure.complexity import declared_exponent  # noqa: E402
+from .launch_marks import hollow_launch_bound  # noqa: E402
 
 DPI = 110
 COL_WRAP = 3  # panels per row: at the report's 1400 px, three stay legible
@@ -105,21 +107,24 @@ def _panel_size(panels: int) -> dict[str, float]:
     return {"height": height, "aspect": width / height}
 
 
-def _curves(data: pd.DataFrame, y: str, ylabel: str, colours: dict, **line) -> sns.FacetGrid:
-    """One log-log panel per configuration, one line per variant."""
+def _curves(data: pd.DataFrame, y: str, ylabel: str, colours: dict, *, hollow: bool = False, **line) -> sns.FacetGrid:
+    """One log-log panel per configuration, one line per variant; ``hollow``: a time, so its launch-bound points
+    (``data``'s ``launch_bound`` column) are drawn hollow -- memory and error are the kernel's either way."""
     grid = sns.relplot(
         data=data, x="seq_len", y=y, hue="variant", col="config", col_wrap=_wrap(data), kind="line",
         palette=colours, style="variant", markers=markers(colours), dashes=False, **_panel_size(data["config"].nunique()),
         **line,
     )  # fmt: skip
     _loglog(grid, ylabel)
+    if hollow:
+        hollow_launch_bound(grid, data, colours)
     return grid
 
 
 def time_figure(samples: pd.DataFrame, colours: dict, path: Path) -> Path:
     """Median time per call vs N, with the interquartile range of the raw samples as a band (one row a sample)."""
     ylabel = "time per call (s), median and IQR"
-    grid = _curves(samples, "time_samples_s", ylabel, colours, estimator="median", errorbar=("pi", 50))
+    grid = _curves(samples, "time_samples_s", ylabel, colours, hollow=True, estimator="median", errorbar=("pi", 50))
     return _save(grid.figure, path)
 
 
@@ -131,12 +136,14 @@ def memory_figure(ok: pd.DataFrame, colours: dict, path: Path) -> Path:
 
 def speedup_figure(ok: pd.DataFrame, colours: dict, baseline: str, path: Path) -> Path | None:
     """Baseline time / variant time vs N (above 1: faster than the baseline)."""
-    base = ok[ok["variant"] == baseline][["config", "seq_len", "time_median_s"]]
+    base = ok[ok["variant"] == baseline][[c for c in ("config", "seq_len", "time_median_s", "launch_bound") if c in ok]]
     if base.empty:
         return None
     data = ok.merge(base, on=["config", "seq_len"], suffixes=("", "_base"))
     data["speedup"] = data["time_median_s_base"] / data["time_median_s"]
-    grid = _curves(data, "speedup", f"speedup over {baseline}", colours)
+    if "launch_bound" in data:  # a ratio is only as good as its worse time: hollow when either side is launch-bound
+        data["launch_bound"] = data["launch_bound"] | data["launch_bound_base"]
+    grid = _curves(data, "speedup", f"speedup over {baseline}", colours, hollow=True)
     for ax in grid.axes.flat:
         ax.axhline(1.0, color="black", lw=0.8, ls="--")
     return _save(grid.figure, path)
@@ -144,7 +151,7 @@ def speedup_figure(ok: pd.DataFrame, colours: dict, baseline: str, path: Path) -
 
 def throughput_figure(ok: pd.DataFrame, colours: dict, ceilings: dict, path: Path) -> Path:
     """Achieved GFLOP/s vs N, with the machine's measured matmul ceiling per facet."""
-    grid = _curves(ok, "gflops_per_s", "achieved GFLOP/s", colours)
+    grid = _curves(ok, "gflops_per_s", "achieved GFLOP/s", colours, hollow=True)
     for config, ax in grid.axes_dict.items():
         row = ok[ok["config"] == config].iloc[0]
         ceiling = ceilings.get((row["run_id"], row["device"]), {}).get("matmul_gflops", {}).get(row["dtype"])
@@ -157,7 +164,7 @@ def throughput_figure(ok: pd.DataFrame, colours: dict, ceilings: dict, path: Pat
 
 def decode_figure(decode: pd.DataFrame, colours: dict, ceilings: dict, path: Path) -> Path:
     """Decode: achieved GB/s against KV length, under the machine's measured copy bandwidth (the roofline)."""
-    grid = _curves(decode, "gbytes_per_s", "achieved GB/s (q, K, V read, output written)", colours)
+    grid = _curves(decode, "gbytes_per_s", "achieved GB/s (q, K, V read, output written)", colours, hollow=True)
     for config, ax in grid.axes_dict.items():
         row = decode[decode["config"] == config].iloc[0]
         ceiling = ceilings.get((row["run_id"], row["device"]), {}).get("copy_gbps")

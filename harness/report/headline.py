@@ -21,6 +21,7 @@ from ..analyze.findings import (
 from ..analyze.implementations import implementation_table
 from ..analyze.layers import half_table, layer_share_table
 from .human import mark, significant
+from .launch_marks import launch_bound_finding
 
 
 def _n_range(lo: int, hi: int) -> str:
@@ -46,7 +47,7 @@ def _agreement(agree: int, judged: int) -> str:
 def fastest_table(frame: pd.DataFrame) -> pd.DataFrame:
     ranges = fastest_ranges(frame)
     approximations = [
-        "" if name is None else f"{name}: {_lead(lo, hi)}"
+        "" if pd.isna(name) else f"{name}: {_lead(lo, hi)}"  # None, or NaN once a column holds one
         for name, lo, hi in zip(ranges["approximation"], ranges["approx_speedup_min"], ranges["approx_speedup_max"])
     ]
     return pd.DataFrame(
@@ -147,17 +148,18 @@ def family_lines(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def findings_sections(frame: pd.DataFrame, fits: pd.DataFrame, crossovers: pd.DataFrame, baseline: str) -> list[dict]:
-    """The findings, most useful first."""
+    """The findings, most useful first; when some rows are launch-bound, first the list of what they leave out."""
     no_model = without_work_model(frame)
     errors_note = "Relative Frobenius error against exact float64 attention on the same inputs (median over configurations)."
     if no_model:
         errors_note += (f" No work model (FLOP count), so absent from the GFLOP/s figure: {', '.join(no_model)}"
                         " (declare flops= when registering).")  # fmt: skip
-    return [
+    host_bound = launch_bound_finding(frame)  # why some N are missing below: read before the findings it explains
+    return [*([host_bound] if host_bound else []),
         {"title": "Fastest exact variant per range of N", "table": fastest_table(frame),
          "note": "Per configuration, consecutive sequence lengths won by one exact variant (median time; contended "
-                 "cases left out); variants whose 95% intervals across rounds overlap tie (a ≈ b); its lead: the "
-                 "next exact variant's time over its own, smallest to largest; the "
+                 "and launch-bound cases left out); variants whose 95% intervals across rounds overlap tie (a ≈ b); "
+                 "its lead: the next exact variant's time over its own, smallest to largest; the "
                  "fastest approximation at the largest N, and its speedup over the fastest exact one (below 1×: "
                  "slower). Approximations' errors are below."},
         {"title": f"Crossovers against the baseline ({baseline})", "table": crossover_lines(crossovers, baseline),
@@ -168,7 +170,7 @@ def findings_sections(frame: pd.DataFrame, fits: pd.DataFrame, crossovers: pd.Da
          "table": class_table(fits[fits["scope"] == "attention"] if "scope" in fits else fits),
          "note": "Exponents of a log-log fit over the largest N (range over configurations; attention timed alone, "
                  "not inside a layer); agrees: within 0.3 of the declared class, in how many configurations (– : no "
-                 "verdict, e.g. too few or noisy points)."},
+                 "verdict, e.g. too few or noisy points); launch-bound points are left out of the time fit."},
         {"title": "Error of the approximations", "table": error_table(frame), "empty": "no approximate variant ran",
          "note": errors_note},
         {"title": "Transformers' attn_implementation per model", "table": implementation_table(frame),
