@@ -148,11 +148,13 @@ def test_graph_replays_time_the_kernels_without_the_launch_gaps():
         for _ in range(200):
             x.add_(1)
 
-    events = time_callable(many_tiny_kernels, "cuda", max_time_s=0.3)
+    events = time_callable(many_tiny_kernels, "cuda", max_time_s=0.3, replay_launch_bound=False)
     graph = time_callable(many_tiny_kernels, "cuda", graphs=True, max_time_s=0.3)
-    assert any(w.startswith("launch-bound") for w in events.warnings)
+    assert events.clock == "cuda_event" and any(w.startswith("launch-bound") for w in events.warnings)
     assert graph.clock == "cuda_graph" and not any(w.startswith("launch-bound") for w in graph.warnings)
     assert graph.median < events.median / 2  # 200 launches from Python against one graph launch
+    replayed = time_callable(many_tiny_kernels, "cuda", max_time_s=0.3)  # by default: re-timed as replays, and says so
+    assert replayed.clock == "cuda_graph" and replayed.warnings[0].startswith("timed as CUDA graph replays")
 
 
 @needs_cuda

@@ -14,9 +14,11 @@ Three settings keep the measurement honest:
 - ``fullgraph=True``: a graph break is an error (the row says why), never a
   silent fall back to eager PyTorch -- eager FlexAttention materializes the
   whole score matrix, so a fallback would time another algorithm.
-- ``dynamic=True``: sequence lengths are symbolic from the first compile, and
-  the mask's lengths enter as tensors, so one compiled kernel serves every N
-  (a sweep pays one compile per dtype and mask kind, not one per N).
+- ``dynamic=True`` (the default `compile_mode`): sequence lengths are symbolic
+  from the first compile, and the mask's lengths enter as tensors, so one
+  compiled kernel serves every N (a sweep pays one compile per dtype and mask
+  kind, not one per N). ``static`` and ``max-autotune-no-cudagraphs`` compile
+  each shape apart, the latter autotuned: what a tuned deployment runs.
 - the recompile limit is raised and hitting it fails instead of running eager,
   for the same reason.
 
@@ -27,7 +29,10 @@ timing recompiled (`harness.measure.compilation`).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
+from collections.abc import Iterator
 
 import torch
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
@@ -44,12 +49,39 @@ from .score_mods import NO_MOD, ScoreMod
 RECOMPILE_LIMIT = 64  # compiled graphs per function: dtypes x masks x grad modes of one long sweep
 
 
-@functools.cache
+# How the compiled variants compile (a case's ``compile_mode``, ``--compile-mode``): "default" is torch.compile's
+# default mode with dynamic shapes (one kernel for every N: a sweep pays one compile per dtype and mask kind);
+# "static" the default mode specialised to each shape (one compile per N, its constants folded in); and
+# "max-autotune-no-cudagraphs" static shapes with Inductor's autotuning of the Triton kernels' tiles, warps and
+# stages (what FlexAttention's authors benchmark; without CUDA graphs, which the harness's own --cuda-graphs
+# chooses). Autotuning costs minutes per shape on a GPU; it is kept in compile_s, apart from the samples.
+COMPILE_MODES = ("default", "static", "max-autotune-no-cudagraphs")
+_mode: contextvars.ContextVar[str] = contextvars.ContextVar("compile_mode", default="default")
+
+
+@contextlib.contextmanager
+def compile_mode(mode: str) -> Iterator[None]:
+    """Within: the compiled variants compile as ``mode`` (one of `COMPILE_MODES`)."""
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"unknown compile mode {mode!r}; known: {', '.join(COMPILE_MODES)}")
+    token = _mode.set(mode)
+    try:
+        yield
+    finally:
+        _mode.reset(token)
+
+
 def _compiled(fn):
-    """``fn`` under torch.compile with the settings above (one wrapper per function)."""
+    """``fn`` under torch.compile as the current `compile_mode` says (one wrapper per function and mode)."""
+    return _compiled_as(fn, _mode.get())
+
+
+@functools.cache
+def _compiled_as(fn, mode: str):
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
     torch._dynamo.config.fail_on_recompile_limit_hit = True
-    return torch.compile(fn, dynamic=True, fullgraph=True)
+    tuned = mode if mode not in ("default", "static") else None
+    return torch.compile(fn, dynamic=mode == "default", fullgraph=True, mode=tuned)
 
 
 @made_once(maxsize=8)

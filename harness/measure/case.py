@@ -44,6 +44,7 @@ class Case:
     the heap, `harness.measure.allocator`) or "system" (glibc's defaults, as a
     plain Python process has); a worker starts with it. ``cuda_graphs`` (CUDA
     only): time replays of the call's CUDA graph, without launch gaps.
+    ``compile_mode``: how a compiled variant compiles (`variants.compiled`).
 
     Every field is checked by the parser of the sweep field that fills it
     (`harness.measure.fields`); `to_dict` is its one serialization.
@@ -66,6 +67,7 @@ class Case:
     q_len: int | None = None
     allocator: str = "pinned"
     cuda_graphs: bool = False
+    compile_mode: str = "default"  # how a compiled variant compiles (variants.compiled.COMPILE_MODES)
     model: str | None = None  # the model whose shapes these are (`harness.measure.models`), as --model named it
     inputs: InputFamily = GAUSSIAN
     kv_layout: str = "contiguous"

@@ -2,52 +2,101 @@
 
 A CUDA event pair around each call, with the L2 cache flushed (a buffer
 twice its size zeroed) between calls and outside the events, and one
-synchronize per batch of calls; the host clock is never read without a
+synchronize per block of calls; the host clock is never read without a
 synchronize. Events time the device, which host preemption does not slow
-unless the GPU runs dry; host load is still recorded, and a call whose device
-time is no longer than the host's time to queue it (the GPU ran dry between
-kernels) gets a "launch-bound" warning on its row. Warm-up and the
+unless the GPU runs dry; host load is still recorded. Warm-up and the
 stopping rule are the CPU clock's (`harness.measure.sampling`).
 
-``graphs=True`` (``attnbench sweep --cuda-graphs``) captures the call once in
-a CUDA graph and times its replays: one launch per call, so the events time
-the kernels without the host's launch gaps (tritonbench's cudagraph mode).
-A call that cannot be captured (a host sync, a host-to-device copy, a fresh
-random generator) is timed with plain events instead, and its row says why.
+A call whose device time is no longer than the host's time to queue it (the
+GPU ran dry between kernels: small N, many small kernels) is launch-bound:
+its events measured the host's launch rate, not the kernels. Such a call is
+timed again as replays of its CUDA graph, one launch per call, and its row
+says so (timer ``cuda_graph``, and a warning naming both times); one that
+cannot be captured keeps its event timing and its "launch-bound" warning,
+and the analysis leaves it out of fits and findings (`harness.analyze.launch`).
+
+``graphs=True`` (``attnbench sweep --cuda-graphs``) times every call as
+replays of its CUDA graph (tritonbench's cudagraph mode). A call that cannot
+be captured (a host sync, a host-to-device copy, a fresh random generator)
+is timed with plain events instead, and its row says why.
+
+With NVML (``.[gpu]``), each block's energy, power and SM clock are read
+(`harness.measure.gpu_sensor`): a block whose clock sagged is dropped as
+throttled, and the measurement carries the kept blocks' mean power and clock.
 """
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Callable
+from dataclasses import replace
 from time import perf_counter  # bound before any plugin loads
 
 import torch
 
+from .gpu_sensor import THROTTLE_MARGIN, BlockMeter, Sensor, reading, sensor_for, throttled
 from .interference import Interference, load_average, read_steal, steal_share
 from .sampling import CAP_SAMPLES, MIN_TIME_S, TARGET_CI, Measurement, stop_rule, warm_up, with_warnings
 
 LAUNCH_BOUND = 1.2  # device time within this factor of the host's queueing time: the GPU waited for the host
+NVML = object()  # `time_cuda`'s default sensor: NVML's for the device, where it answers
 
 
 def time_cuda(
     fn: Callable[[], object],
     device: torch.device | str = "cuda",
     *,
+    graphs: bool = False,
+    replay_launch_bound: bool = True,
+    sensor: Sensor | None | object = NVML,
+    **caps,
+) -> Measurement:
+    """Time ``fn`` on a CUDA device with events, flushing L2 between calls; ``graphs``: replays of its CUDA graph;
+    a launch-bound call is timed again as graph replays unless ``replay_launch_bound`` is false (module
+    docstring). ``caps`` (``max_time_s``,
+    ``max_samples``, ``min_time_s``, ``cap_samples``, ``target_ci``, ``first_call_s``) as for
+    `harness.measure.timing.time_cpu` (a captured graph's first replay is never made by the caller, so it is
+    warmed up afresh). ``sensor``: what reads power and clocks (None: nothing)."""
+    device = torch.device(device)
+    sensor = sensor_for(device) if sensor is NVML else sensor
+    timed = _time_events(fn, device, graphs, sensor, **caps)
+    bound = launch_bound_warning(timed.samples, timed.enqueue) if timed.clock == "cuda_event" and not graphs else ()
+    if not bound or not replay_launch_bound:
+        return with_warnings(replace(timed.measurement, warnings=timed.measurement.warnings + bound))
+    replayed = _time_events(fn, device, True, sensor, **{**caps, "first_call_s": None})
+    if replayed.clock != "cuda_graph":  # not capturable: the events' time stands, with both reasons
+        return with_warnings(replace(timed.measurement, warnings=timed.measurement.warnings + bound + replayed.notes))
+    why = bound[0].removeprefix("launch-bound: ").split(";")[0]
+    note = (f"timed as CUDA graph replays: under events the call was launch-bound ({why}; the events read "
+            f"{statistics.median(timed.samples) * 1e6:.0f} us a call)",)  # fmt: skip
+    return with_warnings(replace(replayed.measurement, warnings=note + replayed.measurement.warnings))
+
+
+class _Timed:
+    """One timing loop's `Measurement` (warnings not yet added), and what decides a re-timing: its samples,
+    the host's queueing time per call, and why it could not be captured."""
+
+    def __init__(self, measurement: Measurement, enqueue: list[float], notes: tuple[str, ...]) -> None:
+        self.measurement, self.enqueue, self.notes = measurement, enqueue, notes
+        self.samples, self.clock = list(measurement.samples), measurement.clock
+
+
+def _time_events(
+    fn: Callable[[], object],
+    device: torch.device,
+    graphs: bool,
+    sensor: Sensor | None,
+    *,
     max_time_s: float = 5.0,
     max_samples: int = 1000,
     min_time_s: float = MIN_TIME_S,
-    graphs: bool = False,
     cap_samples: int = CAP_SAMPLES,
     target_ci: float = TARGET_CI,
     first_call_s: float | None = None,
-) -> Measurement:
-    """Time ``fn`` on a CUDA device with events, flushing L2 between calls; ``graphs``: replays of its CUDA graph.
-    ``cap_samples``, ``target_ci`` and ``first_call_s`` as for `harness.measure.timing.time_cpu` (a captured graph's first
-    replay is never made by the caller, so it is warmed up afresh)."""
-    device = torch.device(device)
+) -> _Timed:
     load, steal_before = load_average(), read_steal()
     clock, notes = "cuda_event", ()
+    meter = BlockMeter(sensor) if sensor is not None else None
     with torch.cuda.device(device):
         if graphs:
             fn, why_not = captured(fn, device)
@@ -61,14 +110,15 @@ def time_cuda(
             return perf_counter()
 
         per_call = warm_up(fn, synchronized, None if graphs else first_call_s)
-        # Calls per batch: about 50 ms of work between synchronizes, at least 1.
+        # Calls per block: about 50 ms of work between synchronizes, at least 1.
         batch = max(1, min(100, int(0.05 / max(per_call, 1e-6))))
 
-        samples: list[float] = []
+        blocks: list[list[float]] = []
         enqueue: list[float] = []  # host seconds to queue each call
         elapsed = 0.0
         while True:
             events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(batch)]
+            meter and meter.begin()
             for begin, end in events:
                 flush.zero_()  # evict the inputs from L2: every call starts cold, as in a real model
                 queued = perf_counter()
@@ -76,16 +126,25 @@ def time_cuda(
                 fn()
                 end.record()
                 enqueue.append(perf_counter() - queued)
+            meter and meter.during()  # the queued calls are running now
             torch.cuda.synchronize(device)
-            batch_samples = [begin.elapsed_time(end) * 1e-3 for begin, end in events]
-            samples.extend(batch_samples)
-            elapsed += sum(batch_samples)
+            meter and meter.end()
+            blocks.append([begin.elapsed_time(end) * 1e-3 for begin, end in events])
+            elapsed += sum(blocks[-1])
+            samples = [x for block in blocks for x in block]
             reason = stop_rule(samples, elapsed, max_time_s, max_samples, 0, min_time_s, cap_samples, target_ci)
             if reason:
                 break
-    interference = Interference(None, None, 0, load, steal_share(steal_before, read_steal()))
-    warnings = notes + (launch_bound_warning(samples, enqueue) if clock == "cuda_event" else ())
-    return with_warnings(Measurement(tuple(samples), 1, clock, reason, warnings, (), interference))
+    dropped = throttled(meter.blocks) if meter else [False] * len(blocks)
+    kept = tuple(x for block, out in zip(blocks, dropped, strict=True) if not out for x in block)
+    rejected = tuple(x for block, out in zip(blocks, dropped, strict=True) if out for x in block)
+    gpu = reading(meter.blocks, dropped) if meter else None
+    if gpu and gpu.throttled_blocks:
+        notes += (f"throttled: {gpu.throttled_blocks} of {len(blocks)} blocks ran with the SM clock more than "
+                  f"{THROTTLE_MARGIN:.0%} "
+                  f"below the median block's ({gpu.sm_clock_mhz:.0f} MHz) and were left out",)  # fmt: skip
+    interference = Interference(None, None, sum(dropped), load, steal_share(steal_before, read_steal()))
+    return _Timed(Measurement(kept, 1, clock, reason, notes, rejected, interference, gpu), enqueue, notes)
 
 
 def captured(fn: Callable[[], object], device: torch.device) -> tuple[Callable[[], object], str | None]:

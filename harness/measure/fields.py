@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from variants import DTYPES
+from variants.compiled import COMPILE_MODES
 from variants.masks import NONE
 from variants.score_mods import NO_MOD
 
@@ -138,6 +139,10 @@ FIELDS: tuple[Field, ...] = (
           case="allocator", workload=False),
     Field("cuda_graphs", p.boolean, False, "time CUDA cases as replays of a CUDA graph: the kernels without the "
           "host's launch gaps", case="cuda_graphs", workload=False, switch=True),
+    Field("compile_mode", p.one_of(COMPILE_MODES, "compile mode"), "default", "how the compiled variants (flex, "
+          "naive-compiled) compile: default (dynamic shapes, one compile for every N), static (one compile per shape) "
+          "or max-autotune-no-cudagraphs (per shape, Triton tiles autotuned: minutes a shape on a GPU)",
+          case="compile_mode", workload=False, in_grids=True),
     Field("timeout_s", p.number_in(0.0, 86400.0), 120.0, "seconds per case before its worker is killed",
           flag="--timeout", workload=False),
     Field("max_time_s", p.number_in(0.0, 3600.0), 1.0, "seconds per case for the timing loops' cap, shared by its "

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from variants import Unsupported, get_variant
+from variants.compiled import compile_mode
 from variants.masks import NONE, Mask
 
 from .accuracy import DEFAULT_MAX_ROWS, exact_rows, measure_accuracy
@@ -226,7 +227,7 @@ def measure_case(
     record = record_for(case)
     record.allocator, record.warnings = _use_allocator(case)
     try:
-        with thread_count(case.threads):
+        with thread_count(case.threads), compile_mode(case.compile_mode):
             w = SCOPES[case.scope](case) if case.scope in SCOPES else workload(case, make_inputs(case))
             timed, forward, inputs = w.timed, w.forward, w.inputs  # what the variant is handed
             pristine = tuple(t.clone() for t in inputs)
@@ -290,6 +291,9 @@ def _with_timing(record: Record, case: Case, timing, canary: float) -> Record:
     record.bytes_moved = case_bytes(case)
     record.gbytes_per_s = record.bytes_moved / s.median / 1e9 if s.median > 0 else None
     record.time_ci_low_s, record.time_ci_high_s, record.rounds = s.ci_low, s.ci_high, 1
+    if timing.gpu is not None and timing.gpu.power_w is not None:
+        record.power_w, record.sm_clock_mhz = timing.gpu.power_w, timing.gpu.sm_clock_mhz
+        record.energy_j = record.power_w * s.median
     record.round_medians_s, record.round_canary_s, record.round_samples = [s.median], [canary], [s.n]
     record.round_contended = record.round_disturbed = [timing.contended]
     return record

@@ -49,6 +49,7 @@ class Record:
     input_scale: float
     allocator: str | None = None  # "pinned" or "system" (harness.measure.allocator); None in runs from before it
     cuda_graphs: bool | None = None  # asked to time CUDA graph replays (``timer`` says whether it did); None: older runs
+    compile_mode: str = "default"  # how a compiled variant was compiled (variants.compiled.COMPILE_MODES)
     params: str = "{}"
     # outcome: "ok", "contended", "unsupported", "skipped", "oom", "timeout", "crash" or "error"
     status: str = "ok"
@@ -93,6 +94,11 @@ class Record:
     gflops_per_s: float | None = None
     bytes_moved: float | None = None  # the least traffic a kernel needs: q, k, v read once, the output written
     gbytes_per_s: float | None = None
+    # the GPU over the kept timed blocks, where NVML answers (harness.measure.gpu_sensor): mean power, median SM
+    # clock, and energy per call (that power times time_median_s)
+    power_w: float | None = None
+    sm_clock_mhz: float | None = None
+    energy_j: float | None = None
     visible_pairs: int | None = None  # query-key pairs the mask leaves visible (per batch and head): the work model's count
     padding_fraction: float | None = None  # a padding variant's share of padded tokens (variants.packed)
     gqa_method: str | None = None  # "grouped" (K, V read as they are) or "expanded" (repeated to H heads), when H_kv < H

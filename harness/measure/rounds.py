@@ -206,6 +206,8 @@ def summarize_rounds(record: dict, machine: Machine) -> dict:
     for rate, work in (("gflops_per_s", "flops"), ("gbytes_per_s", "bytes_moved")):
         if record.get(work) and center > 0:
             record[rate] = record[work] / center / 1e9
+    if record.get("power_w") is not None:
+        record["energy_j"] = record["power_w"] * center
     return record
 
 
@@ -219,6 +221,11 @@ def add_round(record: dict, timing: dict, machine: Machine) -> dict:
         n = len(record.get("round_medians_s") or []) + 1
         record.update(status=timing["status"], reason=f"round {n}: {timing['reason']}")
         return record
+    taken = len(record["round_medians_s"])
+    for reading in ("power_w", "sm_clock_mhz"):  # the GPU's, a mean over the rounds that read it
+        if timing.get(reading) is not None:
+            before = record.get(reading)
+            record[reading] = timing[reading] if before is None else (before * taken + timing[reading]) / (taken + 1)
     record["round_medians_s"] = list(record["round_medians_s"]) + list(timing["round_medians_s"])
     record["round_canary_s"] = list(record.get("round_canary_s") or []) + list(timing.get("round_canary_s") or [None])
     record["round_contended"] = list(record.get("round_contended") or []) + [timing["status"] == "contended"]

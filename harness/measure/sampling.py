@@ -15,8 +15,9 @@ statistics come from `harness.measure.stats`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from .gpu_sensor import GpuReading
 from .interference import Interference
 from .stats import Summary, summarize
 
@@ -26,7 +27,6 @@ WARMUP_SETTLED = 0.97  # warm once a call is no faster than 97% of the best befo
 MIN_SAMPLES = 6  # the fewest from which a 95% interval of the median can be formed
 CAP_SAMPLES = 5  # at a cap, the fewest clean samples a median is reported from
 ROUND_CAP_SAMPLES = 3  # the same for one of several rounds (harness.measure.rounds): 6 or more over a case
-ROUND_TARGET_CI = 0.05  # and the median's interval one of several rounds stops at
 ROUND_TARGET_CI = 0.05  # and the median's interval one of several rounds stops at
 MIN_TIME_S = 0.02
 TARGET_CI = 0.025  # stop once the median's 95% interval is within +-2.5%
@@ -52,6 +52,7 @@ class Measurement:
     warnings: tuple[str, ...] = field(default=())
     rejected: tuple[float, ...] = field(default=())
     interference: Interference | None = None
+    gpu: GpuReading | None = None  # power and SM clock over the kept blocks (CUDA, with NVML)
 
     @property
     def contended(self) -> bool:
@@ -164,6 +165,5 @@ def with_warnings(m: Measurement) -> Measurement:
             + (f", load average {i.load_avg:.1f}" if i.load_avg is not None else "")
             + ")"
         )
-        return Measurement(m.samples, m.block_size, m.clock, m.stop_reason, (warning,), m.rejected, i)
-    warnings = m.warnings + warn_if_noisy(m.summary)  # the clock's own (a launch-bound CUDA call), then noise
-    return Measurement(m.samples, m.block_size, m.clock, m.stop_reason, warnings, m.rejected, i)
+        return replace(m, warnings=(warning,))
+    return replace(m, warnings=m.warnings + warn_if_noisy(m.summary))  # the clock's own (launch-bound, ...), then noise

@@ -172,11 +172,12 @@ def time_callable(fn: Callable[[], object], device: torch.device | str = "cpu", 
     if graphs and not on_cuda:
         raise ValueError(f"graphs=True times CUDA graph replays; {device} is not a CUDA device")
     retake_faults = caps.pop("retake_faults", True)  # the CPU's page faults; CUDA's caching allocator has none
+    replay = caps.pop("replay_launch_bound", True)  # CUDA's: a launch-bound call timed again as graph replays
     paused = gc.isenabled()
     gc.disable()
     try:
         if on_cuda:
-            return time_cuda(fn, device, graphs=graphs, **caps)
+            return time_cuda(fn, device, graphs=graphs, replay_launch_bound=replay, **caps)
         return time_cpu(fn, retake_faults=retake_faults, **caps)
     finally:
         if paused:

@@ -41,7 +41,7 @@ def upgrade_sweep(stored: dict[str, Any]) -> dict[str, Any]:
 IMPLIED = {"heads_kv": "heads", "q_len": "seq_len"}
 # Dimensions added since, and the value every row recorded before them had.
 SINCE = {"score_mod": "none", "inputs": "gaussian", "model": None, "kv_layout": "contiguous", "kv_lens": "equal",
-         "scope": "attention", "layer": None}  # fmt: skip
+         "scope": "attention", "layer": None, "compile_mode": "default"}  # fmt: skip
 
 
 def upgrade_rows(frame: pd.DataFrame) -> pd.DataFrame:

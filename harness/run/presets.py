@@ -118,20 +118,7 @@ PRESETS: dict[str, Sweep] = {
             },
         ),  # fmt: skip
     ),
-    # The reference GPU sweep (results/reference-h200/): bf16, H=16, D=64, N = 1K..32K, forward and
-    # forward+backward, about 6 minutes on one H200. The compiled variants run forward only: each
-    # compile (dynamic in N) costs tens of seconds, their backward a second one.
-    "gpu": Sweep(
-        devices=("cuda",),
-        seq_lens=tuple(2**i for i in range(10, 16)),
-        heads=(16,),
-        dtypes=("bfloat16",),
-        max_time_s=0.1,
-        grids=(
-            {"modes": ("fwd", "fwd_bwd"), "variants": tuple(GPU_EAGER)},
-            {"modes": ("fwd",), "variants": ("flex", "naive-compiled")},
-        ),
-    ),
+    # "gpu", the reference GPU sweep: below, after its grids (GPU_GRIDS).
     # N up to 65536; cases predicted not to fit in memory are recorded as skipped.
     "full": Sweep(
         seq_lens=tuple(2**i for i in range(7, 17)),
@@ -179,3 +166,36 @@ PRESETS["models"] = Sweep(
         *_of_models(("vit-b-16",), batch=(1, 8, 64), scopes=("attention", "layer"), variants=("sdpa",)),
     ),
 )
+
+
+FA_HIDDEN, FA_TOKENS = 2048, 16384  # the FlashAttention papers' benchmark: hidden 2048, batch x N = 16K tokens
+FA_CORE = ("sdpa-cudnn", "sdpa-flash", "sdpa")
+LLAMA_3 = {"heads": (32,), "heads_kv": (8,), "head_dim": (128,)}  # Llama-3-8B's grouped-query attention
+# The reference GPU run's grids, on one H200 in about 8 minutes of a lent machine's window, first pass first:
+# - the FlashAttention papers' shapes (head dim 64 and 128 at hidden 2048, 16K tokens as batch x N), causal and
+#   not, forward and forward+backward: cuDNN and FA2 (sdpa's backends) beside their published figures; flex's
+#   forward and backward at head dim 64;
+# - flex as compiled by default (dynamic shapes) and autotuned per shape (max-autotune-no-cudagraphs) against
+#   the flash and cuDNN backends, B = 1, H = 16, D = 64 and 128, N = 4K..32K, forward (the autotuned last:
+#   minutes of compiling a shape);
+# - Llama-3-8B's GQA (32/8/128), causal, forward and backward; its decode over a batch of 8 caches, 1K..128K,
+#   read against the copy bandwidth; sliding-window and packed-document masks;
+# - the approximations and the materializing kernels at B = 1, H = 16, D = 64, for the complexity fits.
+GPU_GRIDS = (
+    *({"seq_lens": (n,), "batch": (FA_TOKENS // n,), "heads": (FA_HIDDEN // d,), "head_dim": (d,),
+       "masks": (NONE, CAUSAL), "modes": ("fwd", "fwd_bwd"), "variants": FA_CORE[:2] + (("flex",) if d == 64 else ())}
+      for d in (64, 128) for n in (4096, 16384)),
+    {"seq_lens": (4096, 8192, 16384, 32768), "heads": (16,), "head_dim": (64, 128), "variants": FA_CORE + ("flex",)},
+    {"seq_lens": (4096, 16384), "masks": (CAUSAL,), "modes": ("fwd", "fwd_bwd"), **LLAMA_3,
+     "variants": FA_CORE + ("sdpa-efficient", "flex")},
+    {"seq_lens": (1024, 8192, 32768, 131072), "batch": (8,), "masks": (CAUSAL,), "modes": ("decode",), **LLAMA_3,
+     "variants": ("sdpa", "sdpa-flash", "sdpa-efficient", "flex", "naive")},
+    {"seq_lens": (4096, 16384), "heads": (16,), "masks": (Mask("sliding", 1024), Mask("docs", 8)),
+     "variants": ("sdpa", "flex", "local", "sdpa-nested", "chunked-online")},
+    {"seq_lens": (2048, 8192, 32768), "heads": (16,), "variants": ("sdpa-math", "naive", "chunked-online",
+     "linear-elu", "performer-64", "nystrom-64", "linformer-256", "xformers")},
+    {"seq_lens": (4096, 8192, 16384, 32768), "heads": (16,), "head_dim": (64, 128), "variants": ("flex",),
+     "compile_mode": "max-autotune-no-cudagraphs"},
+)  # fmt: skip
+PRESETS["gpu"] = Sweep(devices=("cuda",), dtypes=("bfloat16",), max_time_s=0.3, timeout_s=600.0,
+                       grids=tuple(normalize_settings(grid, "the gpu preset") for grid in GPU_GRIDS))  # fmt: skip

@@ -172,14 +172,19 @@ def variants_for(sweep: Sweep, device: str) -> list[str]:
 
 
 def expand(sweep: Sweep) -> list[Case]:
-    """Every case of the sweep's grids (once each), grouped by device and variant, N ascending within a group."""
+    """Every case of the sweep's grids (once each), grouped by device, variant and compile mode, N ascending
+    within a group."""
     cases, seen = [], set()
     for case in (case for grid in sweep.subgrids() for case in _expand_grid(grid)):
         if case.case_id not in seen:  # "--variants sdpa,sdpa", "--batch 1,1" or two grids name a case twice
             seen.add(case.case_id)
             cases.append(case)
-    first = {key: i for i, key in reversed(list(enumerate((c.device, c.variant) for c in cases)))}
-    return sorted(cases, key=lambda c: first[(c.device, c.variant)])  # stable: each grid's order kept within a group
+
+    def group(case: Case) -> tuple:
+        return case.device, case.variant, case.compile_mode
+
+    first = {key: i for i, key in reversed(list(enumerate(group(c) for c in cases)))}
+    return sorted(cases, key=lambda c: first[group(c)])  # stable: each grid's order kept within a group
 
 
 # The grid axes a case varies over within one variant and device, N innermost (each curve's points in a row).
@@ -192,6 +197,8 @@ def _expand_grid(sweep: Sweep) -> Iterator[Case]:
     for device in sweep.devices:
         for variant in variants_for(sweep, device):
             scalars = {f.case: getattr(sweep, f.name) for f in SCALARS}
+            if get_variant(variant).family != "compiled":  # nothing compiles: one case, whatever the mode
+                scalars["compile_mode"] = "default"
             model = sweep.models[0].spec if len(sweep.models) == 1 else None  # a model's grid names it alone
             for values in itertools.product(*(getattr(sweep, f.name) or (None,) for f in AXES)):
                 case = dict(zip((f.case for f in AXES), values))

@@ -1,30 +1,71 @@
 #!/usr/bin/env bash
 # A lent GPU machine's session, in one call (its device time is short and each start costs minutes):
-#   1. the CUDA tests (the suite's cuda-parametrized cases and tests/test_cuda_path.py),
-#   2. the reference GPU sweep (the gpu preset) into results/reference-<gpu>/, resumable,
-#   3. the measurement core's self-check on CUDA (timer against triton's do_bench, memory, ceilings).
-# Runs under the machine's own python3 and torch; everything lands in $OUT (logs, the run folder as a tarball).
-# Usage: bash tests/gpu/session.sh [SWEEP_SECONDS]   (a second call with the run folder carried resumes it)
+#   1. what the machine is (GPU, driver, torch, NVML, xformers) and the CUDA tests, time-boxed;
+#   2. the reference GPU sweep (the gpu preset, harness/run/presets.py) until the deadline, resumable;
+#   3. the measurement core's self-check against triton's do_bench, if time is left.
+# Runs under the machine's own python3 and torch. Wheels in .carry/ (nvidia-ml-py, xformers; `run`'s carry)
+# are unpacked onto PYTHONPATH where the machine lacks them. Everything lands in $OUT: logs, and the run
+# folder as a tarball (also after a timeout: every finished round is in its cases.jsonl).
+# Usage: bash tests/gpu/session.sh [SECONDS]   (default 540: the whole script's budget; a second call resumes)
+#        bash tests/gpu/session.sh --dry-run  (no GPU: the same steps on the CPU at tiny shapes, a rehearsal)
 set -uo pipefail
 out="${OUT:-/tmp/gpu-session}"; mkdir -p "$out"
-export PYTHONPATH="$PWD" PYTHONUNBUFFERED=1
-sweep_s="${1:-170}"
-nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$out/gpu.txt"
-python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.version.cuda, torch.cuda.get_device_name())" | tee -a "$out/gpu.txt"
-# "NVIDIA H200" -> h200, "NVIDIA H100 80GB HBM3" -> h100-80gb-hbm3
-gpu="$(python3 -c "import torch; print(torch.cuda.get_device_name().lower().removeprefix('nvidia ').replace(' ', '-'))")"
-run="results/reference-$gpu"
+export PYTHONUNBUFFERED=1
+dry=0; budget=540
+case "${1:-}" in --dry-run) dry=1; budget=400 ;; "") ;; *) budget="$1" ;; esac
+deadline=$(( $(date +%s) + budget ))
+left() { echo $(( deadline - $(date +%s) )); }
+log() { echo "[session $(date +%T), $(left) s left] $*" | tee -a "$out/session.log"; }
+
+# Carried wheels: unpacked where the module is missing (a pure-python nvidia-ml-py; xformers built on torch's stable ABI).
+site=/tmp/attnbench-carry; mkdir -p "$site"
+for wheel in .carry/*.whl; do
+  [ -f "$wheel" ] || continue
+  module="$(basename "$wheel" | sed -e 's/^nvidia_ml_py.*/pynvml/' -e 's/^xformers.*/xformers/')"
+  python3 -c "import $module" 2>/dev/null || python3 -m zipfile -e "$wheel" "$site"
+done
+export PYTHONPATH="$PWD:$site"
+
+{
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit --format=csv
+  python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.version.cuda, torch.cuda.is_available() and torch.cuda.get_device_name())"
+  python3 -c "import pynvml; pynvml.nvmlInit(); print('nvml', pynvml.nvmlSystemGetDriverVersion())"
+  python3 -c "import xformers, xformers.ops; print('xformers', xformers.__version__)"
+  python3 -m xformers.info 2>&1 | grep -i "memory_efficient\|flash\|cutlass\|build" | head -12
+  git config core.fileMode false  # a copied tree may lose exec bits; content decides "-dirty"
+  git status --porcelain --untracked-files=no | head -5
+} > "$out/machine.txt" 2>&1
+cat "$out/machine.txt"
+
+if [ "$dry" = 1 ]; then
+  gpu=dry-run-cpu
+  shrink=(--device cpu --dtype float32 --seq-lens 256 --heads 2 --kv-heads 1 --head-dim 32 --batch 1 --max-time 0.05 --rounds 1)
+else
+  gpu="$(python3 -c "import torch; print(torch.cuda.get_device_name().lower().removeprefix('nvidia ').replace(' ', '-'))")"
+  shrink=()
+fi
+run="/tmp/attnbench-gpu/reference-$gpu"  # outside the tree: the tree stays as committed, its commit clean
 
 if [ ! -f "$run/cases.jsonl" ]; then
-  # Correctness on CUDA in parallel (xdist); the timer tests alone, so no other process shares the GPU.
-  timeout 150 python3 -m pytest -q -p no:cacheprovider -n 8 -k cuda tests/test_variants.py tests/test_layer.py \
-    tests/test_registry.py tests/test_memory.py tests/test_cli_errors.py 2>&1 | tee "$out/pytest-cuda.log" | tail -25
-  timeout 100 python3 -m pytest -q -p no:cacheprovider tests/test_cuda_path.py tests/test_timing.py -k "cuda or graph" 2>&1 \
-    | tee "$out/pytest-cuda-path.log" | tail -25
+  log "CUDA tests"
+  xdist=(); python3 -c "import xdist" 2>/dev/null && xdist=(-n 8)
+  timeout 60 python3 -m pytest -q -p no:cacheprovider tests/test_gpu_sensor.py tests/test_cuda_path.py \
+    tests/test_timing.py -k "cuda or graph or nvml or clock or launch" 2>&1 | tee "$out/pytest-cuda-path.log" | tail -15
+  timeout 60 python3 -m pytest -q -p no:cacheprovider "${xdist[@]}" -k cuda tests/test_variants.py tests/test_kv_lens.py \
+    tests/test_memory.py 2>&1 | tee "$out/pytest-cuda.log" | tail -15
 fi
 
 resume=(); [ -f "$run/sweep.json" ] && resume=(--resume)
-timeout "$sweep_s" python3 -m harness.cli sweep --preset gpu --out "$run" "${resume[@]}" 2>&1 | tee "$out/sweep.log" | tail -40
-tar czf "$out/run.tar.gz" "$run"
+sweep_s=$(( $(left) - 40 ))
+log "sweep for up to $sweep_s s into $run"
+timeout -s TERM "$sweep_s" python3 -m harness.cli sweep --preset gpu --out "$run" "${resume[@]}" "${shrink[@]}" \
+  > "$out/sweep.log" 2>&1
+log "sweep exit $? ($(grep -c . "$run/cases.jsonl" 2>/dev/null) records)"
+tail -25 "$out/sweep.log"
+tar czf "$out/run.tar.gz" -C "$(dirname "$run")" "$(basename "$run")"
 
-timeout 70 python3 -m harness.verify.selfcheck --device cuda 2>&1 | tee "$out/selfcheck.log" | tail -40
+if [ "$(left)" -gt 45 ] && [ "$dry" = 0 ]; then
+  log "self-check"
+  timeout $(( $(left) - 10 )) python3 -m harness.bench.selfcheck --device cuda 2>&1 | tee "$out/selfcheck.log" | tail -30
+fi
+log "done"
