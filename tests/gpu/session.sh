@@ -4,8 +4,9 @@
 #   2. the reference GPU sweep (the gpu preset, harness/run/presets.py) until the deadline, resumable;
 #   3. the measurement core's self-check against triton's do_bench, if time is left.
 # Runs under the machine's own python3 and torch. Wheels in .carry/ (nvidia-ml-py, xformers; `run`'s carry)
-# are unpacked onto PYTHONPATH where the machine lacks them. Everything lands in $OUT: logs, and the run
-# folder as a tarball (also after a timeout: every finished round is in its cases.jsonl).
+# are unpacked onto PYTHONPATH where the machine lacks them. Everything lands in $OUT (six files: `run` returns
+# eight): the logs, and the run folder as a tarball refreshed every 20 s, so a call cut short still returns
+# every finished round (each is a line of its cases.jsonl).
 # Usage: bash tests/gpu/session.sh [SECONDS]   (default 540: the whole script's budget; a second call resumes)
 #        bash tests/gpu/session.sh --dry-run  (no GPU: the same steps on the CPU at tiny shapes, a rehearsal)
 set -uo pipefail
@@ -50,22 +51,24 @@ if [ ! -f "$run/cases.jsonl" ]; then
   log "CUDA tests"
   xdist=(); python3 -c "import xdist" 2>/dev/null && xdist=(-n 8)
   timeout 60 python3 -m pytest -q -p no:cacheprovider tests/test_gpu_sensor.py tests/test_cuda_path.py \
-    tests/test_timing.py -k "cuda or graph or nvml or clock or launch" 2>&1 | tee "$out/pytest-cuda-path.log" | tail -15
+    tests/test_timing.py -k "cuda or graph or nvml or clock or launch" 2>&1 | tee "$out/pytest.log" | tail -15
   timeout 60 python3 -m pytest -q -p no:cacheprovider "${xdist[@]}" -k cuda tests/test_variants.py tests/test_kv_lens.py \
-    tests/test_memory.py 2>&1 | tee "$out/pytest-cuda.log" | tail -15
+    tests/test_memory.py 2>&1 | tee -a "$out/pytest.log" | tail -15
 fi
 
 resume=(); [ -f "$run/sweep.json" ] && resume=(--resume)
 sweep_s=$(( $(left) - 40 ))
 log "sweep for up to $sweep_s s into $run"
+snapshot() { tar czf "$out/run.tar.part" -C "$(dirname "$run")" "$(basename "$run")" 2>/dev/null && mv "$out/run.tar.part" "$out/run.tar.gz"; }
+( while sleep 20; do snapshot; done ) & snapshots=$!
 timeout -s TERM "$sweep_s" python3 -m harness.cli sweep --preset gpu --out "$run" "${resume[@]}" "${shrink[@]}" \
   > "$out/sweep.log" 2>&1
 log "sweep exit $? ($(grep -c . "$run/cases.jsonl" 2>/dev/null) records)"
+kill "$snapshots"; wait "$snapshots" 2>/dev/null; snapshot
 tail -25 "$out/sweep.log"
-tar czf "$out/run.tar.gz" -C "$(dirname "$run")" "$(basename "$run")"
 
 if [ "$(left)" -gt 45 ] && [ "$dry" = 0 ]; then
   log "self-check"
-  timeout $(( $(left) - 10 )) python3 -m harness.bench.selfcheck --device cuda 2>&1 | tee "$out/selfcheck.log" | tail -30
+  timeout $(( $(left) - 10 )) python3 -m harness.bench.selfcheck --device cuda 2>&1 | tee -a "$out/pytest.log" | tail -30
 fi
 log "done"
