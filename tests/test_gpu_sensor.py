@@ -1,79 +1,88 @@
-"""The GPU's power and clocks over timed blocks (harness.measure.gpu_sensor), and what the rows make of them.
+"""The GPU's clock over timed blocks (harness.measure.gpu_sensor) and its energy per call (harness.measure.energy).
 
-The CPU tests drive `BlockMeter` with a scripted sensor (a device whose counters are written out by hand);
-the CUDA ones time real kernels with a scripted sensor whose clock sags in one block, and with NVML's."""
+The CPU tests drive them with a scripted sensor (a device whose counter and clocks are written out by
+hand, the counter ticking as NVML's does); the CUDA ones time real kernels with a scripted sensor whose clock
+sags in one block, and read NVML's where it answers."""
 
 from __future__ import annotations
+
+import math
+from time import perf_counter
 
 import pytest
 import torch
 
-from harness.measure.gpu_sensor import Block, BlockMeter, reading, throttled
-from harness.measure.rounds import Machine, add_round
+from harness.measure.energy import energy_per_call
+from harness.measure.gpu_sensor import BlockMeter, reading, throttled
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
 class Scripted:
-    """A sensor whose readings are given: an energy counter rising by ``watts`` per wall second, and the SM
-    clock of each block in turn (one value per `during` call)."""
+    """A sensor whose readings are given: the energy counter of a device drawing ``watts`` that ticks every
+    ``tick_s`` (0: continuously), and the SM clock of each block in turn."""
 
-    def __init__(self, clocks: list[float], watts: float = 500.0, counter: bool = True) -> None:
-        from time import perf_counter
-
-        self.clocks, self.watts, self.counter, self.now = list(clocks), watts, counter, perf_counter
+    def __init__(self, clocks: list[float] = (), watts: float = 500.0, tick_s: float = 0.0) -> None:
+        self.clocks, self.watts, self.tick_s = list(clocks), watts, tick_s
         self.t0 = perf_counter()
 
     def energy_j(self) -> float | None:
-        return (self.now() - self.t0) * self.watts if self.counter else None
-
-    def power_w(self) -> float | None:
-        return self.watts
+        elapsed = perf_counter() - self.t0
+        if self.tick_s:
+            elapsed = math.floor(elapsed / self.tick_s) * self.tick_s  # the counter as of its last tick
+        return elapsed * self.watts
 
     def sm_clock_mhz(self) -> float | None:
         return self.clocks.pop(0) if self.clocks else 1980.0
 
 
 def test_a_block_whose_clock_sagged_is_throttled_and_the_rest_are_not():
-    blocks = [Block(0.05, 25.0, 500.0, c) for c in (1980, 1965, 1500, 1980, 1790)]
-    assert throttled(blocks) == [False, False, True, False, False]  # 1790 is within 10 % of the 1965 median
-    assert throttled([Block(0.05, None, None, None)] * 3) == [False] * 3  # no clocks: nothing to judge
+    clocks = [1980, 1965, 1500, 1980, 1790]
+    assert throttled(clocks) == [False, False, True, False, False]  # 1790 is within 10 % of the 1965 median
+    assert throttled([None] * 3) == [False] * 3  # no clocks: nothing to judge
+    got = reading(clocks, throttled(clocks))
+    assert got.sm_clock_mhz == pytest.approx((1965 + 1980) / 2) and got.throttled_blocks == 1
 
 
-def test_power_is_the_kept_blocks_energy_over_their_time():
-    blocks = [Block(0.05, 30.0, 999.0, 1980), Block(0.05, 20.0, 999.0, 1980), Block(0.10, 90.0, 999.0, 1200)]
-    got = reading(blocks, throttled(blocks))
-    assert got.power_w == pytest.approx(500.0)  # (30 + 20) J over 0.1 s; the throttled block's 900 W left out
-    assert got.sm_clock_mhz == 1980 and got.throttled_blocks == 1
-    without_counter = [Block(0.05, None, 400.0, 1980), Block(0.05, None, 600.0, 1980)]
-    assert reading(without_counter, [False, False]).power_w == pytest.approx(500.0)  # the readings' mean instead
+def test_the_meter_reads_the_clock_during_each_block():
+    meter = BlockMeter(Scripted([1980, 1200]))
+    meter.during()
+    meter.during()
+    assert meter.clocks == [1980, 1200]
 
 
-def test_the_meter_reads_the_sensor_around_each_block():
-    sensor = Scripted([1980, 1200], watts=300.0)
-    meter = BlockMeter(sensor)
-    for _ in range(2):
-        meter.begin()
-        sum(range(100_000))  # some wall time for the counter to rise over
-        meter.during()
-        meter.end()
-    first, second = meter.blocks
-    assert first.clock_mhz == 1980 and second.clock_mhz == 1200 and first.watts == 300.0
-    assert first.joules == pytest.approx(first.seconds * 300.0, rel=0.05)
+def _busy(seconds: float):
+    """A call that takes ``seconds`` of wall time: a stand-in for a kernel the counter sees."""
+
+    def call():
+        end = perf_counter() + seconds
+        while perf_counter() < end:
+            pass
+
+    return call
 
 
-def test_rounds_average_the_power_and_energy_follows_the_time():
-    def timing(median: float, power: float) -> dict:
-        return {"status": "ok", "round_medians_s": [median], "time_samples_s": [median] * 6, "round_canary_s": [None],
-                "power_w": power, "sm_clock_mhz": 1980.0, "warnings": []}  # fmt: skip
+@pytest.mark.parametrize("tick_s", [0.0, 0.1])
+def test_energy_is_read_between_two_ticks_of_the_counter(tick_s):
+    # 500 W and 1 ms a call: 0.5 J a call. A counter that ticks every 100 ms, read across one 50-ms block,
+    # says 0 W or 1000 W; between two of its ticks the window holds whole tick periods.
+    energy = energy_per_call(_busy(1e-3), lambda: None, Scripted(watts=500.0, tick_s=tick_s), 1e-3, window_s=0.3)
+    assert energy.watts == pytest.approx(500.0, rel=0.1)
+    assert energy.joules_per_call == pytest.approx(0.5, rel=0.1)
+    assert energy.window_s >= 0.3 and energy.calls >= 250
 
-    record = {"variant": "sdpa", "device": "cuda", "threads": 1, "round_medians_s": [], "time_samples_s": [],
-              "round_canary_s": [], "status": "ok"}  # fmt: skip
-    machine = Machine({}, 0.0, 0)
-    for median, power in ((1e-3, 400.0), (1e-3, 600.0)):
-        record = add_round(record, timing(median, power), machine)
-    assert record["power_w"] == pytest.approx(500.0)
-    assert record["energy_j"] == pytest.approx(500.0 * record["time_median_s"])
+
+def test_no_counter_or_one_that_never_ticks_gives_no_energy():
+    class Frozen(Scripted):
+        def energy_j(self):
+            return 42.0
+
+    class Absent(Scripted):
+        def energy_j(self):
+            return None
+
+    assert energy_per_call(_busy(1e-4), lambda: None, Frozen(), 1e-4, max_wait_s=0.05) is None
+    assert energy_per_call(_busy(1e-4), lambda: None, Absent(), 1e-4) is None
 
 
 @needs_cuda
@@ -83,20 +92,20 @@ def test_cuda_blocks_run_at_a_sagging_clock_are_left_out():
     x = torch.randn(2048, 2048, device="cuda")
     m = time_cuda(lambda: x @ x, sensor=Scripted([1980, 1980, 900] + [1980] * 200), max_time_s=0.3, min_time_s=0.2)
     assert m.gpu.throttled_blocks == 1 and m.interference.discarded == 1 and m.rejected
-    assert any(w.startswith("throttled: 1 of") for w in m.warnings)
-    assert m.gpu.power_w == pytest.approx(500.0, rel=0.05)
+    assert any(w.startswith("throttled: 1 of") for w in m.warnings) and m.gpu.sm_clock_mhz == 1980
 
 
 @needs_cuda
-def test_cuda_rows_carry_nvml_power_where_it_answers():
-    from harness.measure.cuda_timing import time_cuda
+def test_cuda_energy_per_call_through_nvml_where_it_answers():
+    from harness.measure.energy import case_energy
     from harness.measure.gpu_sensor import sensor_for
 
     if sensor_for(torch.device("cuda")) is None:
         pytest.skip("NVML (nvidia-ml-py) does not answer here")
-    x = torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16)
-    m = time_cuda(lambda: x @ x, max_time_s=0.3)
-    assert 20.0 < m.gpu.power_w < 2000.0 and 100.0 < m.gpu.sm_clock_mhz < 4000.0
+    x = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    energy = case_energy(lambda: x @ x, "cuda", 2e-3)
+    assert energy is not None and 50.0 < energy.watts < 1500.0  # a matmul-bound H100/H200 draws ~400-700 W
+    assert energy.joules_per_call == pytest.approx(energy.watts * energy.window_s / energy.calls)
 
 
 @needs_cuda
@@ -114,3 +123,15 @@ def test_a_launch_bound_call_is_timed_again_as_graph_replays():
     m = time_cuda(many_small_kernels, sensor=None, max_time_s=0.2)
     assert m.clock == "cuda_graph"
     assert m.warnings[0].startswith("timed as CUDA graph replays: under events the call was launch-bound")
+
+
+def test_energy_is_asked_for_cuda_cases_only():
+    from harness.measure.case import Case
+    from harness.measure.parsers import SweepError
+    from harness.run.sweep import build_sweep
+
+    with pytest.raises(ValueError, match="Case.energy is true only on a CUDA device"):
+        Case("sdpa", 64, energy=True)
+    with pytest.raises(SweepError, match="--energy reads a GPU's energy counter; this sweep's devices are cpu"):
+        build_sweep(energy=True)
+    assert Case("sdpa", 64, threads=1).case_id == Case("sdpa", 64, threads=1, energy=False).case_id  # off: older ids

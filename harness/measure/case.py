@@ -67,6 +67,7 @@ class Case:
     q_len: int | None = None
     allocator: str = "pinned"
     cuda_graphs: bool = False
+    energy: bool = False  # CUDA only: measure energy per call (harness.measure.energy)
     compile_mode: str = "default"  # how a compiled variant compiles (variants.compiled.COMPILE_MODES)
     model: str | None = None  # the model whose shapes these are (`harness.measure.models`), as --model named it
     inputs: InputFamily = GAUSSIAN
@@ -100,8 +101,9 @@ class Case:
         self._check_scope()
         if self.heads_kv is not None and self.heads % self.heads_kv:
             raise ValueError(f"Case.heads_kv must divide heads={self.heads}, got {self.heads_kv}")
-        if self.cuda_graphs and not self.device.startswith("cuda"):
-            raise ValueError(f"Case.cuda_graphs is true only on a CUDA device, got true on {self.device}")
+        for flag in ("cuda_graphs", "energy"):
+            if getattr(self, flag) and not self.device.startswith("cuda"):
+                raise ValueError(f"Case.{flag} is true only on a CUDA device, got true on {self.device}")
 
     def _check_kv_lens(self) -> None:
         """Unequal cache lengths: a decode case's, that fit its batch and N (`variants.kv_lens`)."""

@@ -20,9 +20,9 @@ replays of its CUDA graph (tritonbench's cudagraph mode). A call that cannot
 be captured (a host sync, a host-to-device copy, a fresh random generator)
 is timed with plain events instead, and its row says why.
 
-With NVML (``.[gpu]``), each block's energy, power and SM clock are read
-(`harness.measure.gpu_sensor`): a block whose clock sagged is dropped as
-throttled, and the measurement carries the kept blocks' mean power and clock.
+With NVML (``.[gpu]``), each block's SM clock is read (`harness.measure.gpu_sensor`):
+a block whose clock sagged is dropped as throttled, and the measurement
+carries the kept blocks' median clock.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def time_cuda(
     docstring). ``caps`` (``max_time_s``,
     ``max_samples``, ``min_time_s``, ``cap_samples``, ``target_ci``, ``first_call_s``) as for
     `harness.measure.timing.time_cpu` (a captured graph's first replay is never made by the caller, so it is
-    warmed up afresh). ``sensor``: what reads power and clocks (None: nothing)."""
+    warmed up afresh). ``sensor``: what reads the clock (None: nothing)."""
     device = torch.device(device)
     sensor = sensor_for(device) if sensor is NVML else sensor
     timed = _time_events(fn, device, graphs, sensor, **caps)
@@ -118,7 +118,6 @@ def _time_events(
         elapsed = 0.0
         while True:
             events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(batch)]
-            meter and meter.begin()
             for begin, end in events:
                 flush.zero_()  # evict the inputs from L2: every call starts cold, as in a real model
                 queued = perf_counter()
@@ -126,19 +125,19 @@ def _time_events(
                 fn()
                 end.record()
                 enqueue.append(perf_counter() - queued)
-            meter and meter.during()  # the queued calls are running now
+            if meter:
+                meter.during()  # the queued calls are running now
             torch.cuda.synchronize(device)
-            meter and meter.end()
             blocks.append([begin.elapsed_time(end) * 1e-3 for begin, end in events])
             elapsed += sum(blocks[-1])
             samples = [x for block in blocks for x in block]
             reason = stop_rule(samples, elapsed, max_time_s, max_samples, 0, min_time_s, cap_samples, target_ci)
             if reason:
                 break
-    dropped = throttled(meter.blocks) if meter else [False] * len(blocks)
+    dropped = throttled(meter.clocks) if meter else [False] * len(blocks)
     kept = tuple(x for block, out in zip(blocks, dropped, strict=True) if not out for x in block)
     rejected = tuple(x for block, out in zip(blocks, dropped, strict=True) if out for x in block)
-    gpu = reading(meter.blocks, dropped) if meter else None
+    gpu = reading(meter.clocks, dropped) if meter else None
     if gpu and gpu.throttled_blocks:
         notes += (f"throttled: {gpu.throttled_blocks} of {len(blocks)} blocks ran with the SM clock more than "
                   f"{THROTTLE_MARGIN:.0%} "

@@ -26,7 +26,11 @@ def _version(dist: str) -> str | None:
 
 
 def git_commit(root: Path = PROJECT_ROOT) -> str | None:
-    """The project's commit, with '-dirty' when the work tree has uncommitted changes."""
+    """The project's commit, with '-dirty' when the work tree has uncommitted changes; ``ATTNBENCH_GIT_COMMIT``
+    where set: a copy of the tree sent without its history (a lent GPU machine's, whose ``.git`` may be an
+    older one) names the commit it was sent from (tests/gpu/session.sh)."""
+    if os.environ.get("ATTNBENCH_GIT_COMMIT"):
+        return os.environ["ATTNBENCH_GIT_COMMIT"]
     try:
         head = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True

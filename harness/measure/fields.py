@@ -139,6 +139,9 @@ FIELDS: tuple[Field, ...] = (
           case="allocator", workload=False),
     Field("cuda_graphs", p.boolean, False, "time CUDA cases as replays of a CUDA graph: the kernels without the "
           "host's launch gaps", case="cuda_graphs", workload=False, switch=True),
+    Field("energy", p.boolean, False, "measure CUDA cases' energy per call and power (NVML, nvidia-ml-py): a window "
+          "of at least 0.5 s of back-to-back calls each, between two ticks of the energy counter", case="energy",
+          workload=False, switch=True, in_grids=True),
     Field("compile_mode", p.one_of(COMPILE_MODES, "compile mode"), "default", "how the compiled variants (flex, "
           "naive-compiled) compile: default (dynamic shapes, one compile for every N), static (one compile per shape) "
           "or max-autotune-no-cudagraphs (per shape, Triton tiles autotuned: minutes a shape on a GPU)",

@@ -4,7 +4,7 @@ The passes, in order, each separate so none disturbs another:
 1. one untimed call, whose output is checked against float64 (accuracy);
 2. timing (`harness.measure.timing`); a variant that compiled in its first
    calls has their wall time as ``compile_s``, never part of the samples;
-3. peak memory (`harness.measure.memory`), never during timing: the profiler costs time.
+3. energy (CUDA, ``--energy``: `harness.measure.energy`) and peak memory (`harness.measure.memory`), never during timing.
 A failure in any pass is data: a record with a status and a reason.
 """
 
@@ -30,6 +30,7 @@ from .case_work import case_bytes, case_flops, declared_classes
 from .compilation import compiled_graphs, recompile_warning
 from .contract import aliases_input, input_damage, non_finite, too_wrong, unlike
 from .device import device_name
+from .energy import case_energy, gpu_columns
 from .fidelity import measure_fidelity
 from .layer_scope import layer_workload
 from .memory import peak_memory
@@ -163,9 +164,8 @@ def _after_timing(w: Workload, out: torch.Tensor, pristine, case: Case, whole: b
 def _use_allocator(case: Case) -> tuple[str, list[str]]:
     """Pin malloc when the case asks; (the allocator this process has, a warning when it is not the one asked).
 
-    A pinned process cannot unpin itself: a "system" case measured in such a
-    process (in-process, not by a sweep's worker) says so on its row.
-    """
+    A pinned process cannot unpin itself: a "system" case measured in such a process (in-process, not by a
+    sweep's worker) says so on its row."""
     if case.allocator == "pinned":
         pin_allocator()
     actual = allocator_state()
@@ -199,13 +199,12 @@ def measure_case(
     rounds: int = 1,
     references: str | Path | None = None,
 ) -> Record:
-    """Measure ``case`` (accuracy, time, peak memory) and return its record, one round of it
-    (`harness.measure.rounds`: the time, and the canary's beside it); never raises for a failing
-    variant: unsupported cases, allocation failures and errors become statuses. ``timing_only``: a
-    later round, which checks the output and times it, without accuracy or memory. ``rounds``: how many
-    rounds the case is measured in; each of several asks less of its timing (`harness.measure.sampling.per_round`).
-    ``references``: a directory where the variants of one input set share its float64 reference
-    (`harness.measure.reference_cache`); None computes it here.
+    """Measure ``case`` (accuracy, time, peak memory) and return its record, one round of it (`harness.measure.rounds`:
+    the time, and the canary's beside it); never raises for a failing variant: unsupported cases, allocation failures
+    and errors become statuses. ``timing_only``: a later round, which checks the output and times it, without accuracy,
+    energy or memory. ``rounds``: how many rounds the case is measured in; each of several asks less of its timing
+    (`harness.measure.sampling.per_round`). ``references``: a directory where the variants of one input set share its
+    float64 reference (`harness.measure.reference_cache`); None computes it here.
 
     Garbage is never ``ok``; these are ``error`` rows saying which: a
     non-finite output, an output that is one of the inputs, inputs changed by
@@ -253,6 +252,7 @@ def measure_case(
                                    first_call_s=first_call, retake_faults=record.allocator == "pinned")  # fmt: skip
             recompiled = compiled_graphs() - graphs
             canary = canary_time(case.device)
+            energy = case_energy(timed, case.device, timing.median) if case.energy and not timing_only else None
             mem, dishonest = _after_timing(w, out, pristine, case, not timing_only, memory)
             if dishonest:
                 return record_for(case, "error", f"{case.variant}: {dishonest}")
@@ -268,12 +268,13 @@ def measure_case(
     if acc is not None:
         record.rel_err, record.max_abs_err, record.cosine, record.err_rows = acc.rel_err, acc.max_abs_err, acc.cosine, acc.rows
         record.attn_entropy = acc.entropy
-    return _with_timing(record, case, timing, canary)
+    return _with_timing(record, case, timing, canary, energy)
 
 
-def _with_timing(record: Record, case: Case, timing, canary: float) -> Record:
-    """``record`` with one round's time (``timing``, a `Measurement`), its interference and work rates, and
-    the canary's time beside it; ``contended`` when the machine disturbed the timing past repair."""
+def _with_timing(record: Record, case: Case, timing, canary: float, energy=None) -> Record:
+    """``record`` with one round's time (``timing``, a `Measurement`), its interference and work rates, the
+    canary's time beside it and the GPU's readings (``energy``: an `Energy`); ``contended`` when the machine
+    disturbed the timing past repair."""
     s = timing.summary
     record.time_median_s, record.time_iqr_s = s.median, s.iqr
     record.time_p20_s, record.time_p80_s, record.time_min_s, record.time_mean_s = s.p20, s.p80, s.min, s.mean
@@ -291,9 +292,8 @@ def _with_timing(record: Record, case: Case, timing, canary: float) -> Record:
     record.bytes_moved = case_bytes(case)
     record.gbytes_per_s = record.bytes_moved / s.median / 1e9 if s.median > 0 else None
     record.time_ci_low_s, record.time_ci_high_s, record.rounds = s.ci_low, s.ci_high, 1
-    if timing.gpu is not None and timing.gpu.power_w is not None:
-        record.power_w, record.sm_clock_mhz = timing.gpu.power_w, timing.gpu.sm_clock_mhz
-        record.energy_j = record.power_w * s.median
+    for column, value in gpu_columns(timing.gpu, energy).items():
+        setattr(record, column, value)
     record.round_medians_s, record.round_canary_s, record.round_samples = [s.median], [canary], [s.n]
     record.round_contended = record.round_disturbed = [timing.contended]
     return record

@@ -49,6 +49,7 @@ class Record:
     input_scale: float
     allocator: str | None = None  # "pinned" or "system" (harness.measure.allocator); None in runs from before it
     cuda_graphs: bool | None = None  # asked to time CUDA graph replays (``timer`` says whether it did); None: older runs
+    energy: bool | None = None  # asked to measure energy per call (power_w, energy_j); None: older runs
     compile_mode: str = "default"  # how a compiled variant was compiled (variants.compiled.COMPILE_MODES)
     params: str = "{}"
     # outcome: "ok", "contended", "unsupported", "skipped", "oom", "timeout", "crash" or "error"
@@ -94,8 +95,8 @@ class Record:
     gflops_per_s: float | None = None
     bytes_moved: float | None = None  # the least traffic a kernel needs: q, k, v read once, the output written
     gbytes_per_s: float | None = None
-    # the GPU over the kept timed blocks, where NVML answers (harness.measure.gpu_sensor): mean power, median SM
-    # clock, and energy per call (that power times time_median_s)
+    # the GPU, where NVML answers: the timed blocks' median SM clock (harness.measure.gpu_sensor); with --energy,
+    # the mean power and energy per call over a window of back-to-back calls (harness.measure.energy)
     power_w: float | None = None
     sm_clock_mhz: float | None = None
     energy_j: float | None = None

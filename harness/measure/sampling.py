@@ -52,7 +52,7 @@ class Measurement:
     warnings: tuple[str, ...] = field(default=())
     rejected: tuple[float, ...] = field(default=())
     interference: Interference | None = None
-    gpu: GpuReading | None = None  # power and SM clock over the kept blocks (CUDA, with NVML)
+    gpu: GpuReading | None = None  # the SM clock over the kept blocks (CUDA, with NVML)
 
     @property
     def contended(self) -> bool:

@@ -174,7 +174,7 @@ LLAMA_3 = {"heads": (32,), "heads_kv": (8,), "head_dim": (128,)}  # Llama-3-8B's
 # The reference GPU run's grids, on one H200 in about 8 minutes of a lent machine's window, first pass first:
 # - the FlashAttention papers' shapes (head dim 64 and 128 at hidden 2048, 16K tokens as batch x N), causal and
 #   not, forward and forward+backward: cuDNN and FA2 (sdpa's backends) beside their published figures; flex's
-#   forward and backward at head dim 64;
+#   forward and backward at head dim 64; energy per call (NVML) on these and the next grid's rows;
 # - flex as compiled by default (dynamic shapes) and autotuned per shape (max-autotune-no-cudagraphs) against
 #   the flash and cuDNN backends, B = 1, H = 16, D = 64 and 128, N = 4K..32K, forward (the autotuned last:
 #   minutes of compiling a shape);
@@ -183,9 +183,11 @@ LLAMA_3 = {"heads": (32,), "heads_kv": (8,), "head_dim": (128,)}  # Llama-3-8B's
 # - the approximations and the materializing kernels at B = 1, H = 16, D = 64, for the complexity fits.
 GPU_GRIDS = (
     *({"seq_lens": (n,), "batch": (FA_TOKENS // n,), "heads": (FA_HIDDEN // d,), "head_dim": (d,),
-       "masks": (NONE, CAUSAL), "modes": ("fwd", "fwd_bwd"), "variants": FA_CORE[:2] + (("flex",) if d == 64 else ())}
+       "masks": (NONE, CAUSAL), "modes": ("fwd", "fwd_bwd"), "variants": FA_CORE[:2] + (("flex",) if d == 64 else ()),
+       "energy": True}
       for d in (64, 128) for n in (4096, 16384)),
-    {"seq_lens": (4096, 8192, 16384, 32768), "heads": (16,), "head_dim": (64, 128), "variants": FA_CORE + ("flex",)},
+    {"seq_lens": (4096, 8192, 16384, 32768), "heads": (16,), "head_dim": (64, 128), "variants": FA_CORE + ("flex",),
+     "energy": True},
     {"seq_lens": (4096, 16384), "masks": (CAUSAL,), "modes": ("fwd", "fwd_bwd"), **LLAMA_3,
      "variants": FA_CORE + ("sdpa-efficient", "flex")},
     {"seq_lens": (1024, 8192, 32768, 131072), "batch": (8,), "masks": (CAUSAL,), "modes": ("decode",), **LLAMA_3,

@@ -90,8 +90,9 @@ def check_combinations(sweep: Sweep) -> Sweep:
         for h in sweep.heads:
             if h % h_kv:
                 raise SweepError(f"--kv-heads {h_kv} does not divide --heads {h}: each query head reads one key head")
-    if sweep.cuda_graphs and not any(device.startswith("cuda") for device in sweep.devices):
-        raise SweepError(f"--cuda-graphs times CUDA graph replays; this sweep's devices are {', '.join(sweep.devices)}")
+    for flag, does in (("cuda_graphs", "times CUDA graph replays"), ("energy", "reads a GPU's energy counter")):
+        if getattr(sweep, flag) and not any(device.startswith("cuda") for device in sweep.devices):
+            raise SweepError(f"{BY_NAME[flag].option} {does}; this sweep's devices are {', '.join(sweep.devices)}")
     if sweep.timeout_s < MIN_TIMEOUT_S:
         raise SweepError(f"--timeout {sweep.timeout_s:g}: at least {MIN_TIMEOUT_S:g} s (a case's worker starts, "
                          "checks its first call against float64 and times it within it)")  # fmt: skip
@@ -190,7 +191,7 @@ def expand(sweep: Sweep) -> list[Case]:
 # The grid axes a case varies over within one variant and device, N innermost (each curve's points in a row).
 AXES = [f for f in CASE_FIELDS if f.grid and f.name not in ("variants", "devices", "seq_lens")] + [BY_NAME["seq_lens"]]
 # The sweep-wide values every case takes as they are.
-SCALARS = [f for f in CASE_FIELDS if not f.grid and f.name not in ("q_len", "cuda_graphs")]
+SCALARS = [f for f in CASE_FIELDS if not f.grid and f.name not in ("q_len", "cuda_graphs", "energy")]
 
 
 def _expand_grid(sweep: Sweep) -> Iterator[Case]:
@@ -207,4 +208,5 @@ def _expand_grid(sweep: Sweep) -> Iterator[Case]:
                     continue
                 case["mask"] = _decoding(case["mask"], case["mode"])
                 yield Case(variant=variant, device=device, **case, **scalars, q_len=sweep.q_len, model=model,
-                           cuda_graphs=sweep.cuda_graphs and device.startswith("cuda"))  # fmt: skip
+                           cuda_graphs=sweep.cuda_graphs and device.startswith("cuda"),
+                           energy=sweep.energy and device.startswith("cuda"))  # fmt: skip

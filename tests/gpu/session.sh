@@ -8,6 +8,8 @@
 # eight): the logs, and the run folder as a tarball refreshed every 20 s, so a call cut short still returns
 # every finished round (each is a line of its cases.jsonl).
 # Usage: bash tests/gpu/session.sh [SECONDS]   (default 540: the whole script's budget; a second call resumes)
+#        Before the call, on the machine that sends the tree: `git describe --always --dirty --abbrev=40 >
+#        .carry/commit` (the copy's .git may be older than its files; env.json then names the commit sent).
 #        bash tests/gpu/session.sh --dry-run  (no GPU: the same steps on the CPU at tiny shapes, a rehearsal)
 set -uo pipefail
 out="${OUT:-/tmp/gpu-session}"; mkdir -p "$out"
@@ -26,6 +28,7 @@ for wheel in .carry/*.whl; do
   python3 -c "import $module" 2>/dev/null || python3 -m zipfile -e "$wheel" "$site"
 done
 export PYTHONPATH="$PWD:$site"
+[ -s .carry/commit ] && export ATTNBENCH_GIT_COMMIT="$(cat .carry/commit)"
 
 {
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit --format=csv
