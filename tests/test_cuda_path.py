@@ -190,3 +190,12 @@ def test_the_driver_version_is_read_from_the_kernel_module(tmp_path, monkeypatch
     monkeypatch.setattr(gpu, "DRIVER_FILE", tmp_path / "absent")
     monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi either: nothing to report, not a guess
     assert gpu.driver_version() is None
+
+
+@needs_cuda
+def test_a_call_that_copies_from_pageable_memory_is_never_called_launch_bound():
+    from harness.measure.timing import time_callable
+
+    host = torch.ones(4096)  # pageable: each copy makes the host wait for the stream
+    m = time_callable(lambda: host.to("cuda") * 2, "cuda", max_time_s=0.1)
+    assert m.clock == "cuda_event" and not any(w.startswith("launch-bound") for w in m.warnings), m.warnings

@@ -59,6 +59,16 @@ def test_the_predicate_reads_lists_arrays_joined_strings_and_spares_graph_replay
     assert not launch_bound(pd.DataFrame({"variant": ["a"]})).any()  # a run from before the warning
 
 
+def test_a_call_that_copies_from_pageable_memory_is_host_synchronizing_not_launch_bound():
+    # Its graph capture failed on the copy (torch's words): the host waited for the device on every call, so its
+    # queueing time held the device's and the launch-bound test read nothing (the H200 run's decode and masked sdpa).
+    copy = ("no CUDA graph (RuntimeError: Cannot copy between CPU and CUDA tensors during CUDA graph capture unless "
+            "the CPU tensor is pinned.); timed with events, launch gaps included")  # fmt: skip
+    frame = pd.DataFrame({"warnings": [[BOUND, copy], f"{BOUND}; {copy}", [BOUND, "no CUDA graph (other)"]],
+                          "timer": ["cuda_event"] * 3})  # fmt: skip
+    assert launch_bound(frame).tolist() == [False, False, True]
+
+
 def test_a_launch_bound_row_never_wins():
     # b at 128 reads 10x faster than a: its launches, not its kernel.
     times = {"a": (True, {128: 1.0, 256: 2.0}), "b": (True, {128: 0.1, 256: 3.0}), "x": (False, {128: 0.05, 256: 9.0})}

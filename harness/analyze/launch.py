@@ -5,7 +5,10 @@ device time per call is no longer than the host's time to queue it: the GPU sat 
 events timed the launches. Such a row stays in the results and in every table with its warning, but it says
 nothing about the kernel, so the time fits, the time crossovers and the fastest-variant findings leave it out
 (two names for one kernel read 2x apart at small N; a naive kernel reads slower at 1K than at 2K). A row timed
-as CUDA graph replays (timer "cuda_graph") has no launch gaps between its kernels and is never launch-bound.
+as CUDA graph replays (timer "cuda_graph") has no launch gaps between its kernels and is never launch-bound; nor is
+one whose graph capture failed on a copy from pageable host memory (`cuda_timing.HOST_COPY`): such a call makes the
+host wait for the device, so its queueing time holds the device's and the test does not apply (runs from before
+the timer said "host-synchronizing" carry both warnings).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import re
 
 import numpy as np
 import pandas as pd
+
+from ..measure.cuda_timing import HOST_COPY
 
 PREFIX = "launch-bound"  # how the timer's warning begins (cuda_timing.launch_bound_warning)
 # A CSV keeps a row's warnings joined with "; " -- and the warning itself holds "; " -- so a joined cell is read
@@ -30,8 +35,9 @@ def _warns_launch_bound(value) -> bool:
     """Whether one ``warnings`` cell holds a launch-bound entry: a list or array (JSONL, parquet), a string
     joined with "; " (CSV), or nothing."""
     if isinstance(value, str):
-        return bool(_JOINED.search(value))
-    return any(str(entry).startswith(PREFIX) for entry in listed_warnings(value))
+        return bool(_JOINED.search(value)) and HOST_COPY not in value
+    entries = [str(entry) for entry in listed_warnings(value)]
+    return any(e.startswith(PREFIX) for e in entries) and not any(HOST_COPY in e for e in entries)
 
 
 def launch_bound(table: pd.DataFrame) -> pd.Series:

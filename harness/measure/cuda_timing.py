@@ -13,7 +13,10 @@ its events measured the host's launch rate, not the kernels. Such a call is
 timed again as replays of its CUDA graph, one launch per call, and its row
 says so (timer ``cuda_graph``, and a warning naming both times); one that
 cannot be captured keeps its event timing and its "launch-bound" warning,
-and the analysis leaves it out of fits and findings (`harness.analyze.launch`).
+and the analysis leaves it out of fits and findings (`harness.analyze.launch`)
+-- unless capture failed on a copy from pageable host memory: such a call
+makes the host wait for the device, so its queueing time is no test of
+launches ("host-synchronizing": kept, timed with events).
 
 ``graphs=True`` (``attnbench sweep --cuda-graphs``) times every call as
 replays of its CUDA graph (tritonbench's cudagraph mode). A call that cannot
@@ -39,6 +42,10 @@ from .interference import Interference, load_average, read_steal, steal_share
 from .sampling import CAP_SAMPLES, MIN_TIME_S, TARGET_CI, Measurement, stop_rule, warm_up, with_warnings
 
 LAUNCH_BOUND = 1.2  # device time within this factor of the host's queueing time: the GPU waited for the host
+# torch's refusal to capture a copy from pageable host memory. Such a copy makes the host wait for the stream
+# (CUDA's rule for pageable-to-device copies), so the host's time to queue the call holds the device's own:
+# the launch-bound test cannot tell, and the events time the call as its user meets it.
+HOST_COPY = "Cannot copy between CPU and CUDA tensors"
 NVML = object()  # `time_cuda`'s default sensor: NVML's for the device, where it answers
 
 
@@ -64,6 +71,10 @@ def time_cuda(
     if not bound or not replay_launch_bound:
         return with_warnings(replace(timed.measurement, warnings=timed.measurement.warnings + bound))
     replayed = _time_events(fn, device, True, sensor, **{**caps, "first_call_s": None})
+    if replayed.clock != "cuda_graph" and any(HOST_COPY in note for note in replayed.notes):
+        waits = ("host-synchronizing: each call copies from pageable host memory, so the host waits for the device "
+                 "and the launch-bound test does not apply; timed with events, as a caller meets it",)  # fmt: skip
+        return with_warnings(replace(timed.measurement, warnings=timed.measurement.warnings + waits))
     if replayed.clock != "cuda_graph":  # not capturable: the events' time stands, with both reasons
         return with_warnings(replace(timed.measurement, warnings=timed.measurement.warnings + bound + replayed.notes))
     why = bound[0].removeprefix("launch-bound: ").split(";")[0]
