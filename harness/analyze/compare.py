@@ -1,7 +1,8 @@
 """Regression comparison of two runs, case by case, with an interval for each change.
 
-Cases are joined on ``case_id`` (the hash of everything that defines a case),
-so only like is compared with like. For time, each side's uncertainty is its
+Cases are joined on ``case_id`` (the hash of everything that defines a case, the compile mode included),
+so only like is compared with like: a variant in a non-default compile mode, named as a curve of its own
+(`harness.run.compile_modes`), meets the same curve of the other run. For time, each side's uncertainty is its
 row's spread between rounds (`harness.measure.rounds`: ``time_log_se``, a run's
 own variance included, with ``time_log_dof`` degrees of freedom), and the change
 new/base gets a 95 % interval from Welch's t (the two runs may be noisy to
@@ -32,9 +33,10 @@ import pandas as pd
 
 from ..measure.rounds import t975
 from ..measure.stats import summarize
+from ..run.compile_modes import by_compile_mode
 
 METRICS = {"time": "time_median_s", "memory": "peak_mem_bytes"}
-KEY = ["case_id", "variant", "device", "dtype", "mode", "mask", "score_mod", "heads_kv", "q_len", "seq_len"]
+KEY = ["case_id", "variant", "compile_mode", "device", "dtype", "mode", "mask", "score_mod", "heads_kv", "q_len", "seq_len"]
 TIME_COLUMNS = ["time_unadjusted_s", "canary_ref_s", "time_log_se", "time_log_dof", "time_ci_low_s",
                 "time_ci_high_s", "time_samples_s"]  # fmt: skip
 
@@ -95,6 +97,7 @@ def compare_runs(
     if not threshold > 0:
         raise ValueError(f"threshold must be positive, got {threshold!r}")
     value = METRICS[metric]
+    base, new = by_compile_mode(base), by_compile_mode(new)  # as loaded: a tuned curve keeps its name (and id)
     extra = TIME_COLUMNS if metric == "time" else []
     columns = KEY + ["status", value] + extra
     joined = base.reindex(columns=columns).merge(

@@ -212,7 +212,8 @@ def _sections(tables: dict[str, pd.DataFrame], headline: pd.DataFrame, figures: 
         {"title": "Compilation (torch.compile)", "table": _html_table(tables["compilation"], "no variant compiled"),
          "note": "compile: wall time of a case's untimed first calls that ran torch.compile (compilation plus one "
                  "call), never part of its timed samples; a later N served by the same dynamic-shape graph compiles "
-                 "nothing. A recompile while timing is a warning on that row."},
+                 "nothing. A recompile while timing is a warning on that row. A curve named with a compile mode "
+                 "(flex (max-autotune)) compiled in that mode, per shape: see Compile modes under Findings."},
         {"title": "Environment and measured ceilings", "table": _html_table(tables["environment"])},
         {"title": "All fit details (local slopes: dlog t / dlog N between neighbouring N)",
          "table": _html_table(tables["complexity_fits"])},

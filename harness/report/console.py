@@ -21,6 +21,7 @@ from rich.text import Text
 from ..analyze.launch import launch_bound
 from ..analyze.tables import with_config
 from ..measure.record import MEASURED
+from ..run.compile_modes import by_compile_mode
 
 SHORT = {"unsupported": "n/a", "skipped": "skip", "oom": "oom", "timeout": "timeout", "crash": "crash", "error": "error"}
 LEGEND = (
@@ -81,7 +82,7 @@ def _number(value) -> bool:
 def results_tables(frame: pd.DataFrame) -> list[tuple[Table, list[str]]]:
     """One (table, lines under it) per configuration: the variants that ran as rows, N as columns."""
     out = []
-    labelled = with_config(frame)
+    labelled = with_config(by_compile_mode(frame))  # a tuned flex is a row of its own, as loaded
     for config, group in labelled.groupby("config", sort=True):
         seq_lens = sorted(group["seq_len"].unique())
         table = Table(title=str(config), title_justify="left", show_lines=False, header_style="bold")

@@ -20,6 +20,7 @@ from ..analyze.findings import (
 )
 from ..analyze.implementations import implementation_table
 from ..analyze.layers import half_table, layer_share_table
+from .compile_notes import compile_mode_finding
 from .human import mark, significant
 from .launch_marks import launch_bound_finding
 
@@ -148,14 +149,16 @@ def family_lines(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def findings_sections(frame: pd.DataFrame, fits: pd.DataFrame, crossovers: pd.DataFrame, baseline: str) -> list[dict]:
-    """The findings, most useful first; when some rows are launch-bound, first the list of what they leave out."""
+    """The findings, most useful first; when some rows are launch-bound, first the list of what they leave out,
+    and when some curves are in a non-default compile mode, what their names mean."""
     no_model = without_work_model(frame)
     errors_note = "Relative Frobenius error against exact float64 attention on the same inputs (median over configurations)."
     if no_model:
         errors_note += (f" No work model (FLOP count), so absent from the GFLOP/s figure: {', '.join(no_model)}"
                         " (declare flops= when registering).")  # fmt: skip
     host_bound = launch_bound_finding(frame)  # why some N are missing below: read before the findings it explains
-    return [*([host_bound] if host_bound else []),
+    modes = compile_mode_finding(frame)  # what the names of curves in another compile mode mean, likewise
+    return [*([host_bound] if host_bound else []), *([modes] if modes else []),
         {"title": "Fastest exact variant per range of N", "table": fastest_table(frame),
          "note": "Per configuration, consecutive sequence lengths won by one exact variant (median time; contended "
                  "and launch-bound cases left out); variants whose 95% intervals across rounds overlap tie (a ≈ b); "

@@ -33,6 +33,7 @@ import pandas as pd
 from ..measure.plausible import impossible
 from ..measure.record import COLUMNS
 from ..measure.rounds import summarize_run
+from .compile_modes import by_compile_mode
 from .damaged import distrust_damaged, storable
 from .files import replacing
 from .legacy import upgrade_rows
@@ -195,12 +196,17 @@ def consolidate(run_dir: Path) -> pd.DataFrame:
 
 
 def load_results(path: str | Path) -> pd.DataFrame:
-    """The results table of a run directory (or of a parquet, CSV or JSONL file)."""
-    path = Path(path)
+    """The results table of a run directory (or of a parquet, CSV or JSONL file), as analysis reads it: a compiled
+    variant in a non-default compile mode named as a curve of its own (`harness.run.compile_modes`)."""
+    return by_compile_mode(_read_results(Path(path)))
+
+
+def _read_results(path: Path) -> pd.DataFrame:
+    """The results table of a run directory or results file, its variants as stored."""
     if path.is_dir():
         for name in (PARQUET_FILE, CASES_FILE, CSV_FILE):
             if (path / name).is_file():
-                return load_results(path / name)
+                return _read_results(path / name)
         raise ResultsError(f"{path} holds no results ({PARQUET_FILE}, {CASES_FILE} or {CSV_FILE})")
     if not path.exists():
         raise ResultsError(f"{path}: no such file or directory")
@@ -237,7 +243,8 @@ def load_env(path: str | Path) -> dict:
 
 
 def load_run(run_dir: str | Path) -> tuple[pd.DataFrame, dict, dict]:
-    """(results table, env.json, attention maps) of a finished run; `ResultsError` saying why not."""
+    """(results table, env.json, attention maps) of a finished run; `ResultsError` saying why not. The table as
+    analysis reads it, as `load_results` gives it."""
     run_dir = Path(run_dir)
     if not run_dir.exists():
         raise ResultsError(f"{run_dir}: no such directory")
@@ -259,4 +266,4 @@ def load_run(run_dir: str | Path) -> tuple[pd.DataFrame, dict, dict]:
         ) from None
     if frame.empty:
         raise ResultsError(f"{parquet} has no rows")
-    return with_all_columns(frame), read_json(run_dir / ENV_FILE), read_json(run_dir / MAPS_FILE)
+    return by_compile_mode(with_all_columns(frame)), read_json(run_dir / ENV_FILE), read_json(run_dir / MAPS_FILE)
