@@ -20,6 +20,7 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
+from ..analyze.energy import energy_table
 from ..analyze.families import ERROR_LIMIT, RECALL_LIMIT, breaking_points, family_table
 from ..analyze.layers import layer_share_table
 from ..analyze.packing import packing_table
@@ -202,6 +203,9 @@ def _sections(tables: dict[str, pd.DataFrame], headline: pd.DataFrame, figures: 
                  "same batch with every cache full. 'ideal (work left)': the work left (each sequence's pairs at its own length "
                  "over the full batch's), what reading each cache to its own length alone would take; a padded "
                  "batch that computes every slot and masks stays near 1, or above it (the mask is work too)."},
+        {"title": "Energy per call", "table": _html_table(tables["energy"], "no case measured with --energy"),
+         "note": "CUDA cases run with --energy: the mean power over a window of back-to-back calls between two ticks "
+                 "of NVML's energy counter (at least 0.5 s, the L2 warm), the joules per call, and TFLOP/s per watt."},
         {"title": "Approximations across input families", "table": _html_table(tables["breaking_points"],
          "no approximation ran on more than one input family"),
          "note": f"Per approximation and N: the highest exact-attention entropy (nats) at which its error exceeds "
@@ -257,6 +261,7 @@ def build_report(run_dirs: list[str | Path], out: str | Path, *, baseline: str |
         "breaking_points": breaking_points(frame),
         "paging_cost": paging_cost_table(frame),
         "unequal_lengths": unequal_lengths_table(frame),
+        "energy": energy_table(frame),
         "layer_share": layer_share_table(frame),
         "failures": failure_table(frame),
         "compilation": compile_table(frame),

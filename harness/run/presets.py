@@ -177,7 +177,7 @@ LLAMA_3 = {"heads": (32,), "heads_kv": (8,), "head_dim": (128,)}  # Llama-3-8B's
 #   forward and backward at head dim 64; energy per call (NVML) on these and the next grid's rows;
 # - flex as compiled by default (dynamic shapes) and autotuned per shape (max-autotune-no-cudagraphs) against
 #   the flash and cuDNN backends, B = 1, H = 16, D = 64 and 128, N = 4K..32K, forward (the autotuned last:
-#   minutes of compiling a shape);
+#   4 to 15 s of compiling a shape on the H200);
 # - Llama-3-8B's GQA (32/8/128), causal, forward and backward; its decode over a batch of 8 caches, 1K..128K,
 #   read against the copy bandwidth; sliding-window and packed-document masks;
 # - the approximations and the materializing kernels at B = 1, H = 16, D = 64, for the complexity fits.
