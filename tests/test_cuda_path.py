@@ -199,3 +199,23 @@ def test_a_call_that_copies_from_pageable_memory_is_never_called_launch_bound():
     host = torch.ones(4096)  # pageable: each copy makes the host wait for the stream
     m = time_callable(lambda: host.to("cuda") * 2, "cuda", max_time_s=0.1)
     assert m.clock == "cuda_event" and not any(w.startswith("launch-bound") for w in m.warnings), m.warnings
+
+
+@needs_cuda
+@pytest.mark.parametrize(("variant", "mode", "mask"), [("sdpa", "decode", "causal"), ("naive", "decode", "causal"),
+                                                       ("sdpa", "fwd", "sliding:256"), ("sdpa", "fwd", "docs:4")])  # fmt: skip
+def test_masked_calls_make_no_host_copy_so_a_graph_holds_them(variant, mode, mask):
+    # The H200 run's first pass: each of these copied a mask's rows from the host every call (host-synchronizing).
+    case = Case(variant, 1024, device="cuda", dtype="bfloat16", mode=mode, mask=mask, heads=4, cuda_graphs=True)
+    record = measure_case(case, max_time_s=0.1)
+    assert record.status == "ok" and record.timer == "cuda_graph", (record.reason, record.warnings)
+
+
+def test_the_empty_rows_of_a_mask_are_decided_on_the_host_once():
+    from variants.common import _empty_rows
+    from variants.masks import Mask
+
+    assert _empty_rows(Mask("causal-br"), 1, 1024, torch.device("cpu")) is None  # decode: every query sees keys
+    empty = _empty_rows(Mask("causal-br"), 4, 2, torch.device("cpu"))  # 4 queries, 2 keys: the first two see none
+    assert empty.tolist() == [True, True, False, False]
+    assert _empty_rows(Mask("causal-br"), 4, 2, torch.device("cpu")) is empty  # made once

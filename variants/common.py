@@ -87,5 +87,15 @@ def zero_empty_rows(out: torch.Tensor, mask: Mask, n_q: int, n_kv: int) -> torch
     """``out`` (B, H, N_q, E) with the rows of queries that see no key set to zero (NaN from 0/0 otherwise)."""
     if not mask.hides_rows:
         return out
-    empty = (mask.row_counts(n_q, n_kv) == 0).to(out.device)  # (N_q,)
-    return out.masked_fill(empty[:, None], 0.0) if bool(empty.any()) else out
+    empty = _empty_rows(mask, n_q, n_kv, out.device)
+    return out if empty is None else out.masked_fill(empty[:, None], 0.0)
+
+
+@made_once(maxsize=8)
+def _empty_rows(mask: Mask, n_q: int, n_kv: int, device: torch.device) -> torch.Tensor | None:
+    """The queries that see no key, (N_q,) bool on ``device``, or None when there are none: decided from the shape
+    on the host, once. Per call, the copy to the device (and the device-to-host ``any``) made the host wait for the
+    device every call: on the H200, sdpa decode and sdpa under a sliding or document mask read "host-synchronizing"
+    and no CUDA graph could hold them."""
+    empty = mask.row_counts(n_q, n_kv) == 0
+    return empty.to(device) if bool(empty.any()) else None

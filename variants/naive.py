@@ -35,7 +35,7 @@ def naive(q, k, v, *, mask: Mask, scale: float | None = None, score_mod: ScoreMo
     scores = torch.einsum("bhid,bhjd->bhij", rows, k) * softmax_scale(q, scale)  # (B, H_kv, N_q·G, N_kv)
     scores = score_mod.apply_folded(scores, torch.arange(n_q * groups, device=q.device), n_q, n_kv, H)
     if mask.kind != "none" or kv_lens is not None:
-        hide(scores, mask, row_positions(n_q, groups), n_q, n_kv, kv_lens=kv_lens)
+        hide(scores, mask, row_positions(n_q, groups, q.device), n_q, n_kv, kv_lens=kv_lens)  # on the device: no copy
     probs = torch.softmax(scores, dim=-1)  # (B, H_kv, N_q·G, N_kv); a row with no visible key is NaN
     if mask.hides_rows:
         probs = probs.nan_to_num(0.0)  # that row's output is zeros
