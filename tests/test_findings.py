@@ -117,3 +117,18 @@ def test_tables_for_people_have_words_units_and_marks():
                                    "matmul float32 (GFLOP/s)"]  # fmt: skip
     assert shown.iloc[0].tolist() == ["a", "1.23", "✗", "–", "12%", "1,234", "812"]
     assert [significant(v) for v in (0.5, 12.34, 0.0001234, 0.0, math.inf)] == ["0.500", "12.3", "1.23e-04", "0", "inf"]
+
+
+def test_a_variant_declaring_other_classes_in_decode_gets_a_row_for_each():
+    # The H200 run: sdpa's forward fit (1.99 against O(N^2 d)) and its decode fit (0.56 against O(N d)) shared one
+    # row, "0.56 … 1.99, declared O(N d)".
+    fits = pd.DataFrame(
+        [["fwd", "sdpa", 1.99, "O(N^2 d)", True, 1.0, "O(N)", True],
+         ["decode", "sdpa", 0.56, "O(N d)", False, 1.0, "O(N)", True]],
+        columns=["config", "variant", "time_alpha", "declared_time", "time_agrees", "mem_beta", "declared_memory",
+                 "mem_agrees"],
+    )  # fmt: skip
+    verdicts = findings.class_verdicts(fits).set_index("declared_time")
+    assert len(verdicts) == 2 and set(verdicts["variant"]) == {"sdpa"}
+    assert verdicts.loc["O(N^2 d)", ["time_alpha_min", "time_agree"]].tolist() == [1.99, 1]
+    assert verdicts.loc["O(N d)", ["time_alpha_max", "time_agree", "time_judged"]].tolist() == [0.56, 0, 1]

@@ -110,12 +110,15 @@ def baseline_crossovers(crossovers: pd.DataFrame, baseline: str) -> pd.DataFrame
 
 
 def class_verdicts(fits: pd.DataFrame) -> pd.DataFrame:
-    """Per variant (rows of `harness.analyze.tables.fit_table`): the range of its fitted time and memory
-    exponents over its configurations, its declared classes, and in how many configurations each agrees."""
+    """Per variant and declared classes (rows of `harness.analyze.tables.fit_table`): the range of its fitted time
+    and memory exponents over its configurations, and in how many configurations each agrees. A variant declares
+    other classes for other modes (decode reads O(N d) where a forward pass is O(N^2 d)): each is a row of its own,
+    so no range mixes a decode fit with a forward one."""
     columns = ["variant", "configs", "time_alpha_min", "time_alpha_max", "declared_time", "time_agree", "time_judged",
                "mem_beta_min", "mem_beta_max", "declared_memory", "mem_agree", "mem_judged"]  # fmt: skip
     rows = []
-    for variant, group in fits.groupby("variant", sort=True) if len(fits) else []:
+    keys = ["variant", "declared_time", "declared_memory"]
+    for (variant, *_), group in fits.groupby(keys, sort=True, dropna=False) if len(fits) else []:
         time_judged = group["time_agrees"].dropna().astype(bool)
         mem_judged = group["mem_agrees"].dropna().astype(bool)
         rows.append(
