@@ -194,7 +194,7 @@ GPU_GRIDS = (
      "variants": ("sdpa", "sdpa-flash", "sdpa-efficient", "flex", "naive")},
     {"seq_lens": (4096, 16384), "heads": (16,), "masks": (Mask("sliding", 1024), Mask("docs", 8)),
      "variants": ("sdpa", "flex", "local", "sdpa-nested", "chunked-online")},
-    {"seq_lens": (2048, 8192, 32768), "heads": (16,), "variants": ("sdpa-math", "naive", "chunked-online",
+    {"seq_lens": (4096, 8192, 32768), "heads": (16,), "variants": ("sdpa-math", "naive", "chunked-online",
      "linear-elu", "performer-64", "nystrom-64", "linformer-256", "xformers")},
     {"seq_lens": (4096, 8192, 16384, 32768), "heads": (16,), "head_dim": (64, 128), "variants": ("flex",),
      "compile_mode": "max-autotune-no-cudagraphs"},

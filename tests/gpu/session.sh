@@ -53,8 +53,12 @@ run="/tmp/attnbench-gpu/reference-$gpu"  # outside the tree: the tree stays as c
 if [ ! -f "$run/cases.jsonl" ]; then
   log "CUDA tests"
   xdist=(); python3 -c "import xdist" 2>/dev/null && xdist=(-n 8)
-  timeout 60 python3 -m pytest -q -p no:cacheprovider tests/test_gpu_sensor.py tests/test_cuda_path.py \
-    tests/test_timing.py -k "cuda or graph or nvml or clock or launch" 2>&1 | tee "$out/pytest.log" | tail -15
+  # The new CUDA paths first, in a box of their own: on 2026-11-30 a box that also held the whole of
+  # test_cuda_path.py (a CUDA sweep with its calibration) ran out at 60 s before printing anything.
+  timeout 45 python3 -m pytest -q -p no:cacheprovider tests/test_gpu_sensor.py tests/test_cuda_path.py \
+    -k "nvml or clock or launch or graph or host_copy or pageable or energy" 2>&1 | tee "$out/pytest.log" | tail -15
+  timeout 60 python3 -m pytest -q -p no:cacheprovider tests/test_cuda_path.py tests/test_timing.py \
+    -k "cuda and not (nvml or clock or launch or graph or host_copy or pageable or energy)" 2>&1 | tee -a "$out/pytest.log" | tail -15
   timeout 60 python3 -m pytest -q -p no:cacheprovider "${xdist[@]}" -k cuda tests/test_variants.py tests/test_kv_lens.py \
     tests/test_memory.py 2>&1 | tee -a "$out/pytest.log" | tail -15
 fi
