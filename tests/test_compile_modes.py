@@ -124,3 +124,10 @@ def test_show_prints_the_tuned_curve_as_a_row_of_its_own(run):
     print_results(pd.read_parquet(run / PARQUET_FILE), Console(file=out, width=250, color_system=None))
     rows = [line.split("│")[1].strip() for line in out.getvalue().splitlines() if line.count("│") > 2]
     assert sorted(r for r in rows if r.startswith(("flex", "sdpa"))) == ["flex", "flex (max-autotune)", "sdpa"]
+
+
+def test_only_the_variants_compiled_here_follow_the_mode():
+    from harness.run.sweep import build_sweep, expand
+
+    cases = expand(build_sweep(variants=["flex", "hf-flex", "sdpa"], seq_lens=[128], compile_mode="static"))
+    assert {c.variant: c.compile_mode for c in cases} == {"flex": "static", "hf-flex": "default", "sdpa": "default"}

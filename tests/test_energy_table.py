@@ -11,20 +11,20 @@ from harness.analyze.energy import energy_table
 
 def _row(variant: str, n: int, status: str = "ok", **measured) -> dict:
     return {"variant": variant, "seq_len": n, "status": status, "device": "cuda", "dtype": "bfloat16", "mode": "fwd",
-            "mask": "none", "batch": 1, "heads": 16, "head_dim": 64, "gflops_per_s": 490_000.0, **measured}  # fmt: skip
+            "mask": "none", "batch": 1, "heads": 16, "head_dim": 64, "flops": 1.1e12, **measured}  # fmt: skip
 
 
-def test_tflops_per_watt_is_the_rate_over_the_power_and_rows_without_energy_are_left_out():
+def test_tflops_per_watt_is_the_flops_over_the_joules_and_rows_without_energy_are_left_out():
     frame = pd.DataFrame([
         _row("sdpa", 16384, power_w=700.0, energy_j=1.6),
-        _row("sdpa-flash", 16384, power_w=600.0, energy_j=2.2, gflops_per_s=306_000.0),
+        _row("sdpa-flash", 16384, power_w=600.0, energy_j=2.2),
         _row("flex", 16384),  # timed, no --energy
         _row("naive", 16384, status="oom", power_w=650.0, energy_j=9.0),  # no timing: no row
     ])  # fmt: skip
     table = energy_table(frame).set_index("variant")
     assert list(table.index) == ["sdpa", "sdpa-flash"]
-    assert table.loc["sdpa", "tflops_per_watt"] == pytest.approx(0.7)  # 490 TFLOP/s over 700 W
-    assert table.loc["sdpa-flash", "tflops_per_watt"] == pytest.approx(0.51)
+    assert table.loc["sdpa", "tflops_per_watt"] == pytest.approx(1.1 / 1.6)  # 1.1 TFLOP in 1.6 J
+    assert table.loc["sdpa-flash", "tflops_per_watt"] == pytest.approx(0.5)
     assert table.loc["sdpa", "energy_j"] == 1.6
 
 

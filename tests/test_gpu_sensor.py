@@ -62,14 +62,16 @@ def _busy(seconds: float):
     return call
 
 
-@pytest.mark.parametrize("tick_s", [0.0, 0.1])
-def test_energy_is_read_between_two_ticks_of_the_counter(tick_s):
+@pytest.mark.parametrize(("tick_s", "window_s"), [(0.0, 0.3), (0.1, 0.3), (0.1, 0.35), (0.07, 0.3)])
+def test_energy_is_read_between_two_ticks_of_the_counter(tick_s, window_s):
     # 500 W and 1 ms a call: 0.5 J a call. A counter that ticks every 100 ms, read across one 50-ms block,
-    # says 0 W or 1000 W; between two of its ticks the window holds whole tick periods.
-    energy = energy_per_call(_busy(1e-3), lambda: None, Scripted(watts=500.0, tick_s=tick_s), 1e-3, window_s=0.3)
-    assert energy.watts == pytest.approx(500.0, rel=0.1)
-    assert energy.joules_per_call == pytest.approx(0.5, rel=0.1)
-    assert energy.window_s >= 0.3 and energy.calls >= 250
+    # says 0 W or 1000 W; between two of its ticks the window holds whole tick periods, whether or not the
+    # window's length is a multiple of the tick's.
+    sensor = Scripted(watts=500.0, tick_s=tick_s)
+    energy = energy_per_call(_busy(1e-3), lambda: None, sensor, 1e-3, window_s=window_s)
+    assert energy.watts == pytest.approx(500.0, rel=0.05)
+    assert energy.joules_per_call == pytest.approx(0.5, rel=0.05)
+    assert energy.window_s >= window_s and energy.calls >= 0.8 * window_s / 1e-3
 
 
 def test_no_counter_or_one_that_never_ticks_gives_no_energy():
@@ -81,8 +83,13 @@ def test_no_counter_or_one_that_never_ticks_gives_no_energy():
         def energy_j(self):
             return None
 
+    class Vanishing(Scripted):  # answers, then stops (a driver reset): no reading, and no exception
+        def energy_j(self):
+            return super().energy_j() if perf_counter() - self.t0 < 0.05 else None
+
     assert energy_per_call(_busy(1e-4), lambda: None, Frozen(), 1e-4, max_wait_s=0.05) is None
     assert energy_per_call(_busy(1e-4), lambda: None, Absent(), 1e-4) is None
+    assert energy_per_call(_busy(1e-4), lambda: None, Vanishing(), 1e-4, window_s=0.2) is None
 
 
 @needs_cuda

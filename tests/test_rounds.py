@@ -160,3 +160,15 @@ def test_a_row_faster_than_its_machine_can_be_is_an_error_left_out_of_the_findin
     assert frame.loc["cheat", "status"] == "error"
     assert frame.loc["cheat", "reason"].startswith("impossible: 1000000 GFLOP/s is 14286x the 70 GFLOP/s")
     assert "cheat" not in set(fastest_ranges(frame.reset_index())["fastest"])
+
+
+def test_a_round_timed_by_another_clock_is_left_out():
+    # A call near the launch-bound line: replayed as a CUDA graph in round 1, timed with events in round 2.
+    first = {**one_round(1e-4, None), "device": "cuda", "timer": "cuda_graph"}
+    second = {**one_round(3e-4, None), "device": "cuda", "timer": "cuda_event"}
+    record = add_round(first, second, Machine())
+    assert record["round_medians_s"] == [1e-4] and record["time_median_s"] == 1e-4
+    assert record["warnings"] == ["a round timed by cuda_event (the row's: cuda_graph) was left out"]
+    assert add_round(record, {**second}, Machine())["warnings"] == record["warnings"]  # said once
+    same = add_round({**first}, {**one_round(1.01e-4, None), "device": "cuda", "timer": "cuda_graph"}, Machine())
+    assert len(same["round_medians_s"]) == 2  # the same clock: folded in

@@ -46,7 +46,7 @@ from .paged import PageTable, refuse_gradients
 from .registry import ALL_MASKS, ALL_SCORE_MODS, Unsupported, register
 from .score_mods import NO_MOD, ScoreMod
 
-RECOMPILE_LIMIT = 64  # compiled graphs per function: dtypes x masks x grad modes of one long sweep
+RECOMPILE_LIMIT = 64  # compiled graphs per function: dtypes x masks x grad modes of one long sweep (per shape: 8x)
 
 
 # How the compiled variants compile (a case's ``compile_mode``, ``--compile-mode``): "default" is torch.compile's
@@ -56,6 +56,7 @@ RECOMPILE_LIMIT = 64  # compiled graphs per function: dtypes x masks x grad mode
 # stages (what FlexAttention's authors benchmark; without CUDA graphs, which the harness's own --cuda-graphs
 # chooses). Autotuning cost 4-15 s a shape on an H200 (flex forward); it is kept in compile_s, apart from the samples.
 COMPILE_MODES = ("default", "static", "max-autotune-no-cudagraphs")
+FOLLOW_MODE = ("flex", "naive-compiled")  # compiled by `_compiled` (hf-flex compiles through Transformers' own)
 _mode: contextvars.ContextVar[str] = contextvars.ContextVar("compile_mode", default="default")
 
 
@@ -78,7 +79,9 @@ def _compiled(fn):
 
 @functools.cache
 def _compiled_as(fn, mode: str):
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+    # Per-shape modes compile once per N as well: a long-lived worker may hold a sweep's every shape.
+    limit = RECOMPILE_LIMIT if mode == "default" else 8 * RECOMPILE_LIMIT
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, limit)
     torch._dynamo.config.fail_on_recompile_limit_hit = True
     tuned = mode if mode not in ("default", "static") else None
     return torch.compile(fn, dynamic=mode == "default", fullgraph=True, mode=tuned)

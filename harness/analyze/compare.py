@@ -54,7 +54,9 @@ def log_time(row: dict, side: str, adjusted: bool) -> tuple[float, float, float]
         time = row[f"time_unadjusted_s_{side}"]
     if not _number(time) or time <= 0:
         return None
-    value = math.log(time / canary) if adjusted and _number(canary) and canary > 0 else math.log(time)
+    other = row.get(f"canary_ref_s_{'new' if side == 'base' else 'base'}")
+    both = _number(canary) and canary > 0 and _number(other) and other > 0  # one side alone: not comparable units
+    value = math.log(time / canary) if adjusted and both else math.log(time)
     se, dof = row.get(f"time_log_se_{side}"), row.get(f"time_log_dof_{side}")
     if _number(se) and _number(dof) and dof > 0:
         return value, se, dof

@@ -66,36 +66,40 @@ def time_cuda(
     warmed up afresh). ``sensor``: what reads the clock (None: nothing)."""
     device = torch.device(device)
     sensor = sensor_for(device) if sensor is NVML else sensor
-    timed = _time_events(fn, device, graphs, sensor, **caps)
-    bound = launch_bound_warning(timed.samples, timed.enqueue) if timed.clock == "cuda_event" and not graphs else ()
-    if not bound or not replay_launch_bound:
+    clock, notes = "cuda_event", ()
+    if graphs:
+        fn, why_not = captured(fn, device)
+        clock, notes = ("cuda_event", (why_not,)) if why_not else ("cuda_graph", ())
+    timed = _time_events(fn, device, clock, notes, sensor, **({**caps, "first_call_s": None} if graphs else caps))
+    bound = launch_bound_warning(timed.samples, timed.enqueue) if clock == "cuda_event" else ()
+    if not bound or graphs or not replay_launch_bound:  # asked for graphs and got none: the events' time, flagged
         return with_warnings(replace(timed.measurement, warnings=timed.measurement.warnings + bound))
-    replayed = _time_events(fn, device, True, sensor, **{**caps, "first_call_s": None})
-    if replayed.clock != "cuda_graph" and any(HOST_COPY in note for note in replayed.notes):
+    replay, why_not = captured(fn, device)
+    if why_not and HOST_COPY in why_not:
         waits = ("host-synchronizing: each call copies from pageable host memory, so the host waits for the device "
                  "and the launch-bound test does not apply; timed with events, as a caller meets it",)  # fmt: skip
         return with_warnings(replace(timed.measurement, warnings=timed.measurement.warnings + waits))
-    if replayed.clock != "cuda_graph":  # not capturable: the events' time stands, with both reasons
-        return with_warnings(replace(timed.measurement, warnings=timed.measurement.warnings + bound + replayed.notes))
-    why = bound[0].removeprefix("launch-bound: ").split(";")[0]
-    note = (f"timed as CUDA graph replays: under events the call was launch-bound ({why}; the events read "
-            f"{statistics.median(timed.samples) * 1e6:.0f} us a call)",)  # fmt: skip
+    if why_not:  # not capturable: the events' time stands, with both reasons
+        return with_warnings(replace(timed.measurement, warnings=timed.measurement.warnings + bound + (why_not,)))
+    replayed = _time_events(replay, device, "cuda_graph", (), sensor, **{**caps, "first_call_s": None})
+    note = (f"timed as CUDA graph replays: under events the call was launch-bound "
+            f"({bound[0].removeprefix('launch-bound: ').split(';')[0]})",)  # fmt: skip
     return with_warnings(replace(replayed.measurement, warnings=note + replayed.measurement.warnings))
 
 
 class _Timed:
-    """One timing loop's `Measurement` (warnings not yet added), and what decides a re-timing: its samples,
-    the host's queueing time per call, and why it could not be captured."""
+    """One timing loop's `Measurement` (warnings not yet added), and what decides a re-timing: its samples and
+    the host's queueing time per call."""
 
-    def __init__(self, measurement: Measurement, enqueue: list[float], notes: tuple[str, ...]) -> None:
-        self.measurement, self.enqueue, self.notes = measurement, enqueue, notes
-        self.samples, self.clock = list(measurement.samples), measurement.clock
+    def __init__(self, measurement: Measurement, enqueue: list[float]) -> None:
+        self.measurement, self.enqueue, self.samples = measurement, enqueue, list(measurement.samples)
 
 
 def _time_events(
     fn: Callable[[], object],
     device: torch.device,
-    graphs: bool,
+    clock: str,
+    notes: tuple[str, ...],
     sensor: Sensor | None,
     *,
     max_time_s: float = 5.0,
@@ -106,12 +110,8 @@ def _time_events(
     first_call_s: float | None = None,
 ) -> _Timed:
     load, steal_before = load_average(), read_steal()
-    clock, notes = "cuda_event", ()
     meter = BlockMeter(sensor) if sensor is not None else None
     with torch.cuda.device(device):
-        if graphs:
-            fn, why_not = captured(fn, device)
-            clock, notes = ("cuda_event", (why_not,)) if why_not else ("cuda_graph", ())
         props = torch.cuda.get_device_properties(device)
         l2_bytes = getattr(props, "L2_cache_size", 0) or 64 * 2**20
         flush = torch.empty(2 * l2_bytes, dtype=torch.uint8, device=device)
@@ -120,7 +120,7 @@ def _time_events(
             torch.cuda.synchronize(device)  # the host clock needs the work finished
             return perf_counter()
 
-        per_call = warm_up(fn, synchronized, None if graphs else first_call_s)
+        per_call = warm_up(fn, synchronized, first_call_s)
         # Calls per block: about 50 ms of work between synchronizes, at least 1.
         batch = max(1, min(100, int(0.05 / max(per_call, 1e-6))))
 
@@ -151,10 +151,10 @@ def _time_events(
     gpu = reading(meter.clocks, dropped) if meter else None
     if gpu and gpu.throttled_blocks:
         notes += (f"throttled: {gpu.throttled_blocks} of {len(blocks)} blocks ran with the SM clock more than "
-                  f"{THROTTLE_MARGIN:.0%} "
-                  f"below the median block's ({gpu.sm_clock_mhz:.0f} MHz) and were left out",)  # fmt: skip
+                  f"{THROTTLE_MARGIN:.0%} below the median block's and were left out (the kept blocks' median: "
+                  f"{gpu.sm_clock_mhz:.0f} MHz)",)  # fmt: skip
     interference = Interference(None, None, sum(dropped), load, steal_share(steal_before, read_steal()))
-    return _Timed(Measurement(kept, 1, clock, reason, notes, rejected, interference, gpu), enqueue, notes)
+    return _Timed(Measurement(kept, 1, clock, reason, notes, rejected, interference, gpu), enqueue)
 
 
 def captured(fn: Callable[[], object], device: torch.device) -> tuple[Callable[[], object], str | None]:

@@ -55,20 +55,19 @@ def energy_per_call(
         return sensor.energy_j()
 
     before = sensor.energy_j()
-    if before is None:
-        return None
     waited = perf_counter()
     while (first := block()) == before:  # under load until the counter ticks: the window opens on a tick
-        if perf_counter() - waited > max_wait_s:
+        if before is None or perf_counter() - waited > max_wait_s:
             return None
-    opened, calls = perf_counter(), 0
+    opened, calls, last = perf_counter(), 0, first
     while True:
         reading, calls = block(), calls + per_block
         now = perf_counter()
-        if reading != first and now - opened >= window_s:  # the first tick past the window closes it
+        if first is None or reading is None or now - opened > window_s + max_wait_s:
+            return None  # the counter stopped answering, or stopped ticking
+        if reading != last and now - opened >= window_s:  # a tick in this very block, past the window: it closes
             break
-        if now - opened > window_s + max_wait_s:
-            return None
+        last = reading
     joules, seconds = reading - first, now - opened
     if joules <= 0:
         return None

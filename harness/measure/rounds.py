@@ -228,6 +228,11 @@ def add_round(record: dict, timing: dict, machine: Machine) -> dict:
         n = len(record.get("round_medians_s") or []) + 1
         record.update(status=timing["status"], reason=f"round {n}: {timing['reason']}")
         return record
+    if timing.get("timer") and record.get("timer") and timing["timer"] != record["timer"]:  # a call near the
+        # launch-bound line, replayed as a graph in one round and not another: two clocks, not one time
+        note = f"a round timed by {timing['timer']} (the row's: {record['timer']}) was left out"
+        record["warnings"] = list(record.get("warnings") or []) + ([note] if note not in (record.get("warnings") or []) else [])
+        return record
     record["round_medians_s"] = list(record["round_medians_s"]) + list(timing["round_medians_s"])
     record["round_canary_s"] = list(record.get("round_canary_s") or []) + list(timing.get("round_canary_s") or [None])
     record["round_contended"] = list(record.get("round_contended") or []) + [timing["status"] == "contended"]

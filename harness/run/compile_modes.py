@@ -1,9 +1,9 @@
 """A compiled variant run in a compile mode other than the default is a curve of its own when results are read.
 
-A row's ``compile_mode`` (`harness.measure.case.Case`) says how a compiled variant (flex, naive-compiled,
-hf-flex) was compiled. The results files keep the variant's registered name ("flex") and the mode beside it; the
-table a reader loads (`harness.run.results.load_results`, `load_run`: every analysis, report, ``show``,
-``compare`` and ``export`` path goes through one of them) names such a row's variant after both, "flex
+A row's ``compile_mode`` (`harness.measure.case.Case`) says how a compiled variant (flex, naive-compiled:
+`variants.compiled.FOLLOW_MODE`) was compiled. The results files keep the variant's registered name ("flex")
+and the mode beside it; the table a reader loads (`harness.run.results.load_results`, `load_run`: every
+analysis, report, ``show``, ``compare`` and ``export`` path goes through one of them) names such a row's variant after both, "flex
 (max-autotune)", so that every table and figure that groups by variant draws it apart from the default's curve
 at the same shapes. The case id is untouched: it already tells the modes apart.
 """

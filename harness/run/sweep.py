@@ -33,6 +33,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 from variants import get_variant, list_variants
+from variants.compiled import FOLLOW_MODE
 from variants.kv_lens import KVLensError, cache_lengths
 from variants.kv_lens import refusal as kv_lens_refusal
 from variants.masks import CAUSAL, PACKED, Mask, MaskError
@@ -198,7 +199,7 @@ def _expand_grid(sweep: Sweep) -> Iterator[Case]:
     for device in sweep.devices:
         for variant in variants_for(sweep, device):
             scalars = {f.case: getattr(sweep, f.name) for f in SCALARS}
-            if get_variant(variant).family != "compiled":  # nothing compiles: one case, whatever the mode
+            if variant not in FOLLOW_MODE:  # nothing compiles here as the mode says: one case, whatever the mode
                 scalars["compile_mode"] = "default"
             model = sweep.models[0].spec if len(sweep.models) == 1 else None  # a model's grid names it alone
             for values in itertools.product(*(getattr(sweep, f.name) or (None,) for f in AXES)):

@@ -64,9 +64,11 @@ if [ ! -f "$run/cases.jsonl" ]; then
 fi
 
 resume=(); [ -f "$run/sweep.json" ] && resume=(--resume)
-sweep_s=$(( $(left) - 40 ))
+sweep_s=$(( $(left) - 40 )); [ "$sweep_s" -ge 30 ] || sweep_s=30  # timeout 0 would mean no limit
 log "sweep for up to $sweep_s s into $run"
-snapshot() { tar czf "$out/run.tar.part" -C "$(dirname "$run")" "$(basename "$run")" 2>/dev/null && mv "$out/run.tar.part" "$out/run.tar.gz"; }
+snapshot() {  # a name of its own per snapshot: the last one never writes over a loop's unfinished one
+  local part="$out/run.tar.part.$BASHPID"
+  tar czf "$part" -C "$(dirname "$run")" "$(basename "$run")" 2>/dev/null && mv "$part" "$out/run.tar.gz"; }
 ( while sleep 20; do snapshot; done ) & snapshots=$!
 timeout -s TERM "$sweep_s" python3 -m harness.cli sweep --preset gpu --out "$run" "${resume[@]}" "${shrink[@]}" \
   > "$out/sweep.log" 2>&1
