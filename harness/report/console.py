@@ -26,7 +26,7 @@ from ..run.compile_modes import by_compile_mode
 SHORT = {"unsupported": "n/a", "skipped": "skip", "oom": "oom", "timeout": "timeout", "crash": "crash", "error": "error"}
 LEGEND = (
     "★ fastest in its column · ~ noisy (IQR/median > 10%) · ! contended (preempted past repair: no timing) · "
-    "±: half the 95% interval across rounds · ‡ launch-bound (the host's launch rate, not the kernel; never ★)"
+    "±: half the 95% interval across rounds · ‡ launch-bound (the host's launch rate, not the kernel; never the fastest)"
 )
 
 
