@@ -189,11 +189,14 @@ def _online_forward(q, k, v, mask: Mask, scale: float, block: int, score_mod: Sc
     if pages is None:
         kf = k.to(dt).reshape(B * H_kv, n_kv, D)  # (BH_kv, N_kv, D)
         vf = v.to(dt).reshape(B * H_kv, n_kv, E)  # (BH_kv, N_kv, E)
+    else:  # each block's keys are gathered into these, reused: one allocation per call, not two per block
+        k_buffer = torch.empty(B * H_kv * block * D, dtype=k.dtype, device=k.device)
+        v_buffer = torch.empty(B * H_kv * block * E, dtype=v.dtype, device=v.device)
 
     def keys(k0: int, k1: int) -> tuple[torch.Tensor, torch.Tensor]:  # (BH_kv, b, D), (BH_kv, b, E)
         if pages is None:
             return kf[:, k0:k1], vf[:, k0:k1]  # views
-        kb, vb = pages.gather(k, k0, k1), pages.gather(v, k0, k1)  # (B, H_kv, b, ·): this block's pages only
+        kb, vb = pages.gather(k, k0, k1, k_buffer), pages.gather(v, k0, k1, v_buffer)  # (B, H_kv, b, ·): its pages only
         return kb.to(dt).reshape(B * H_kv, k1 - k0, D), vb.to(dt).reshape(B * H_kv, k1 - k0, E)
 
     acc = torch.zeros(B * H_kv, R, E, dtype=dt, device=q.device)  # running numerator

@@ -48,16 +48,35 @@ class PageTable:
         """(B, stop - start) int64: the pool position of each sequence's logical keys start..stop-1."""
         return self.positions[:, start:stop]
 
-    def gather(self, pool: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+    @functools.cached_property
+    def _flat_rows(self) -> dict[tuple[int, int], torch.Tensor]:
+        return {}
+
+    def flat_rows(self, heads: int, pool_tokens: int) -> torch.Tensor:
+        """(B, heads, n_kv) int64: each sequence's every key's row in a pool (1, heads, pool_tokens, D) viewed as
+        (heads·pool_tokens, D). Computed once per pool shape, as `positions` is: a server keeps its table."""
+        key = (heads, pool_tokens)
+        if key not in self._flat_rows:
+            offsets = torch.arange(heads, device=self.block_table.device)[:, None] * pool_tokens  # each head's start
+            self._flat_rows[key] = (self.positions[:, None, :] + offsets).contiguous()
+        return self._flat_rows[key]
+
+    def gather(self, pool: torch.Tensor, start: int = 0, stop: int | None = None, out: torch.Tensor | None = None):
         """The logical keys start..stop-1 of every sequence, (B, H_kv, stop - start, D), copied out of ``pool``
-        (1, H_kv, pages·P, D). O(B·H_kv·(stop - start)·D).
+        (1, H_kv, pages·P, D), into ``out`` (a buffer of at least B·H_kv·(stop - start)·D elements, reused across
+        calls) where given. O(B·H_kv·(stop - start)·D).
 
         One index per token: gathering whole pages instead (one index per page, then a trim) measured 1.05x
-        faster at P = 16 and 0.5-0.86x at P = 256 on a 2-core CPU (8 sequences of 8K keys, H_kv = 8, D = 128)."""
+        faster at P = 16 and 0.5-0.86x at P = 256 on a 2-core CPU (8 sequences of 8K keys, H_kv = 8, D = 128).
+        A reused buffer and the index computed once measured 1.31x faster than a fresh tensor and index per
+        128-key block there (chunked-online at P = 16: 84.7 against 64.8 ms, 1.83x and 1.40x naive's contiguous)."""
         _, H_kv, T, D = pool.shape
-        heads = torch.arange(H_kv, device=pool.device)[:, None] * T  # each head's offset in the flat pool
-        index = self.token_index(start, self.n_kv if stop is None else stop)[:, None, :] + heads  # (B, H_kv, b)
-        return pool.view(H_kv * T, D).index_select(0, index.flatten()).view(*index.shape, D)  # one gather, contiguous
+        index = self.flat_rows(H_kv, T)[:, :, start : self.n_kv if stop is None else stop]  # (B, H_kv, b)
+        rows = pool.view(H_kv * T, D)
+        if out is None:
+            return rows.index_select(0, index.flatten()).view(*index.shape, D)  # one gather, contiguous
+        target = out.view(-1)[: index.numel() * D].view(index.numel(), D)
+        return torch.index_select(rows, 0, index.flatten(), out=target).view(*index.shape, D)
 
     @property
     def bytes(self) -> int:
