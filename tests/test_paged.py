@@ -90,3 +90,14 @@ def test_a_paged_decode_sweep_reads_pages_and_records_the_layout(tmp_path):
                               ("sdpa", "contiguous")}  # fmt: skip
     assert (ran["rel_err"] < 1e-5).all()  # held to float64 on the contiguous cache, refilled pages followed
     assert frame.loc[("sdpa", "paged:16"), "status"] == "unsupported"
+
+
+def test_a_gather_into_a_reused_buffer_is_the_gather():
+    from variants.paged import page
+
+    k = torch.randn(2, 3, 10, 4)
+    pool, _, table = page(k, k.clone(), 4, seed=1)
+    buffer = torch.full((2 * 3 * 8 * 4,), float("nan"))  # room for 8 keys a sequence; 5 are asked for
+    got = table.gather(pool, 3, 8, out=buffer)
+    assert torch.equal(got, table.gather(pool, 3, 8)) and torch.equal(got, k[:, :, 3:8])
+    assert got.data_ptr() == buffer.data_ptr()  # written where it was asked, not into a fresh tensor
