@@ -142,3 +142,8 @@ def test_energy_is_asked_for_cuda_cases_only():
     with pytest.raises(SweepError, match="--energy reads a GPU's energy counter; this sweep's devices are cpu"):
         build_sweep(energy=True)
     assert Case("sdpa", 64, threads=1).case_id == Case("sdpa", 64, threads=1, energy=False).case_id  # off: older ids
+    # A GPU preset rehearsed on the CPU (tests/gpu/session.sh --dry-run): its grids' energy is for CUDA cases only.
+    from harness.run.sweep import expand
+
+    rehearsal = expand(build_sweep(preset="gpu", devices=["cpu"], seq_lens=[64], dtypes=["float32"]))
+    assert rehearsal and not any(case.energy for case in rehearsal)

@@ -82,6 +82,11 @@ def build_sweep(preset: str | None = None, config: str | Path | None = None, **o
         raise SweepError("--layer shapes the layer of --scope layer or model; this sweep times attention alone")
     for grid in sweep.subgrids():
         check_combinations(grid)
+    # What was asked of the whole sweep, not a preset's grid: `--preset gpu --device cpu` (a rehearsal) runs its
+    # grids that ask for energy or graphs without them (`_expand_grid` gives those to CUDA cases only).
+    for flag, does in (("cuda_graphs", "times CUDA graph replays"), ("energy", "reads a GPU's energy counter")):
+        if getattr(sweep, flag) and not any(device.startswith("cuda") for device in sweep.devices):
+            raise SweepError(f"{BY_NAME[flag].option} {does}; this sweep's devices are {', '.join(sweep.devices)}")
     return sweep
 
 
@@ -91,9 +96,6 @@ def check_combinations(sweep: Sweep) -> Sweep:
         for h in sweep.heads:
             if h % h_kv:
                 raise SweepError(f"--kv-heads {h_kv} does not divide --heads {h}: each query head reads one key head")
-    for flag, does in (("cuda_graphs", "times CUDA graph replays"), ("energy", "reads a GPU's energy counter")):
-        if getattr(sweep, flag) and not any(device.startswith("cuda") for device in sweep.devices):
-            raise SweepError(f"{BY_NAME[flag].option} {does}; this sweep's devices are {', '.join(sweep.devices)}")
     if sweep.timeout_s < MIN_TIMEOUT_S:
         raise SweepError(f"--timeout {sweep.timeout_s:g}: at least {MIN_TIMEOUT_S:g} s (a case's worker starts, "
                          "checks its first call against float64 and times it within it)")  # fmt: skip

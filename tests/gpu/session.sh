@@ -68,7 +68,8 @@ sweep_s=$(( $(left) - 40 )); [ "$sweep_s" -ge 30 ] || sweep_s=30  # timeout 0 wo
 log "sweep for up to $sweep_s s into $run"
 snapshot() {  # a name of its own per snapshot: the last one never writes over a loop's unfinished one
   local part="$out/run.tar.part.$BASHPID"
-  tar czf "$part" -C "$(dirname "$run")" "$(basename "$run")" 2>/dev/null && mv "$part" "$out/run.tar.gz"; }
+  [ -d "$run" ] || return 0
+  if tar czf "$part" -C "$(dirname "$run")" "$(basename "$run")" 2>/dev/null; then mv "$part" "$out/run.tar.gz"; else rm -f "$part"; fi; }
 ( while sleep 20; do snapshot; done ) & snapshots=$!
 timeout -s TERM "$sweep_s" python3 -m harness.cli sweep --preset gpu --out "$run" "${resume[@]}" "${shrink[@]}" \
   > "$out/sweep.log" 2>&1
