@@ -98,6 +98,7 @@ def test_a_gather_into_a_reused_buffer_is_the_gather():
     k = torch.randn(2, 3, 10, 4)
     pool, _, table = page(k, k.clone(), 4, seed=1)
     buffer = torch.full((2 * 3 * 8 * 4,), float("nan"))  # room for 8 keys a sequence; 5 are asked for
-    got = table.gather(pool, 3, 8, out=buffer)
-    assert torch.equal(got, table.gather(pool, 3, 8)) and torch.equal(got, k[:, :, 3:8])
-    assert got.data_ptr() == buffer.data_ptr()  # written where it was asked, not into a fresh tensor
+    for start, stop in ((3, 8), (4, 8), (0, 8)):  # a cut page (one index a token), whole pages (one a page)
+        got = table.gather(pool, start, stop, out=buffer)
+        assert torch.equal(got, table.gather(pool, start, stop)) and torch.equal(got, k[:, :, start:stop])
+        assert got.data_ptr() == buffer.data_ptr()  # written where it was asked, not into a fresh tensor

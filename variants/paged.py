@@ -52,13 +52,15 @@ class PageTable:
     def _flat_rows(self) -> dict[tuple[int, int], torch.Tensor]:
         return {}
 
-    def flat_rows(self, heads: int, pool_tokens: int) -> torch.Tensor:
-        """(B, heads, n_kv) int64: each sequence's every key's row in a pool (1, heads, pool_tokens, D) viewed as
-        (heads·pool_tokens, D). Computed once per pool shape, as `positions` is: a server keeps its table."""
-        key = (heads, pool_tokens)
+    def flat_rows(self, heads: int, rows: int, per_page: bool = False) -> torch.Tensor:
+        """(B, heads, n_kv) int64: each sequence's every key's row in a pool (1, heads, T, D) viewed as
+        (heads·T, D), ``rows`` = T. Computed once per pool shape, as `positions` is: a server keeps its table.
+        ``per_page``: (1, heads, 1), each head's first row in the pool viewed a page a row (heads·T/P, P·D),
+        ``rows`` = T/P, to add to page ids."""
+        key = (heads, rows, per_page)
         if key not in self._flat_rows:
-            offsets = torch.arange(heads, device=self.block_table.device)[:, None] * pool_tokens  # each head's start
-            self._flat_rows[key] = (self.positions[:, None, :] + offsets).contiguous()
+            offsets = torch.arange(heads, device=self.block_table.device)[:, None] * rows  # each head's first row
+            self._flat_rows[key] = offsets[None] if per_page else (self.positions[:, None, :] + offsets).contiguous()
         return self._flat_rows[key]
 
     def gather(self, pool: torch.Tensor, start: int = 0, stop: int | None = None, out: torch.Tensor | None = None):
@@ -69,9 +71,18 @@ class PageTable:
         One index per token: gathering whole pages instead (one index per page, then a trim) measured 1.05x
         faster at P = 16 and 0.5-0.86x at P = 256 on a 2-core CPU (8 sequences of 8K keys, H_kv = 8, D = 128).
         A reused buffer and the index computed once measured 1.31x faster than a fresh tensor and index per
-        128-key block there (chunked-online at P = 16: 84.7 against 64.8 ms, 1.83x and 1.40x naive's contiguous)."""
+        128-key block there (chunked-online at P = 16: 84.7 against 64.8 ms, 1.83x and 1.40x naive's contiguous);
+        into a buffer, a run of whole pages is gathered a page a row, which needs no trim (1.12x faster again).
+        """
         _, H_kv, T, D = pool.shape
-        index = self.flat_rows(H_kv, T)[:, :, start : self.n_kv if stop is None else stop]  # (B, H_kv, b)
+        stop = self.n_kv if stop is None else stop
+        P = self.page_size
+        if out is not None and start % P == 0 and (stop - start) % P == 0:  # whole pages: one index per page
+            pages = self.block_table[:, None, start // P : stop // P] + self.flat_rows(H_kv, T // P, per_page=True)
+            target = out.view(-1)[: pages.numel() * P * D].view(pages.numel(), P * D)
+            torch.index_select(pool.view(H_kv * T // P, P * D), 0, pages.flatten(), out=target)
+            return target.view(pages.shape[0], H_kv, stop - start, D)
+        index = self.flat_rows(H_kv, T)[:, :, start:stop]  # (B, H_kv, b)
         rows = pool.view(H_kv * T, D)
         if out is None:
             return rows.index_select(0, index.flatten()).view(*index.shape, D)  # one gather, contiguous
