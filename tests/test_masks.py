@@ -149,3 +149,16 @@ def test_all_variants_means_those_serving_one_of_the_grids_masks():
     banded = {c.variant for c in expand(build_sweep(seq_lens="64", masks="sliding:8", threads="1"))}
     assert "local" not in dense and "naive" in dense  # local serves sliding windows only
     assert {"local", "naive", "chunked-online"} <= banded and "linear-elu" not in banded
+
+
+def test_sdpa_is_handed_no_mask_where_the_mask_hides_nothing():
+    # Decode's one query under causal-br sees every key: passing a dense mask only shut out the flash and cuDNN
+    # backends (which take none). Two queries at the end of four keys do hide a pair: the mask goes.
+    from variants.masks import Mask
+    from variants.sdpa import _arguments
+
+    q1, q2, k = torch.zeros(1, 2, 1, 8), torch.zeros(1, 2, 2, 8), torch.zeros(1, 2, 4, 8)
+    assert _arguments(q1, k, Mask("causal-br"))["attn_mask"] is None
+    assert _arguments(q1, k, Mask("sliding", 2))["attn_mask"] is not None  # one query, two of four keys
+    dense = _arguments(q2, k, Mask("causal-br"))["attn_mask"]
+    assert dense.tolist() == [[True, True, True, False], [True, True, True, True]]

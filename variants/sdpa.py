@@ -54,8 +54,16 @@ def _arguments(q, k, mask: Mask, score_mod: ScoreMod = NO_MOD, kv_lens: torch.Te
         if mask.kind != "none":
             bias = bias.masked_fill(~mask.dense(n_q, n_kv, device=q.device), float("-inf"))
         return {"attn_mask": bias[None], "is_causal": False, "enable_gqa": grouped}  # (1, H, N_q, N_kv): 4-D, as flash wants
-    dense = None if mask.kind in ("none", "causal") else mask.dense(n_q, n_kv, device=q.device)
+    dense = None if mask.kind in ("none", "causal") or _hides_nothing(mask, n_q, n_kv) else mask.dense(n_q, n_kv, device=q.device)
     return {"attn_mask": dense, "is_causal": mask.kind == "causal", "enable_gqa": grouped}
+
+
+@functools.lru_cache(maxsize=64)
+def _hides_nothing(mask: Mask, n_q: int, n_kv: int) -> bool:
+    """Whether ``mask`` leaves every query every key at these lengths (decode's one query under causal-br): then
+    no mask is passed, as a server's decode step passes none, and the flash and cuDNN backends, which take no
+    explicit mask, can serve it (on the H200 sdpa-flash refused every decode case for the mask alone)."""
+    return mask.visible_pairs(n_q, n_kv) == n_q * n_kv
 
 
 def chosen_backend(q, k, v, *, mask: Mask = NONE, scale: float | None = None, score_mod: ScoreMod = NO_MOD,
