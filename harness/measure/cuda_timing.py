@@ -68,13 +68,13 @@ def time_cuda(
     sensor = sensor_for(device) if sensor is NVML else sensor
     clock, notes = "cuda_event", ()
     if graphs:
-        fn, why_not = captured(fn, device)
+        fn, why_not = _captured_on(fn, device)
         clock, notes = ("cuda_event", (why_not,)) if why_not else ("cuda_graph", ())
     timed = _time_events(fn, device, clock, notes, sensor, **({**caps, "first_call_s": None} if graphs else caps))
     bound = launch_bound_warning(timed.samples, timed.enqueue) if clock == "cuda_event" else ()
     if not bound or graphs or not replay_launch_bound:  # asked for graphs and got none: the events' time, flagged
         return with_warnings(replace(timed.measurement, warnings=timed.measurement.warnings + bound))
-    replay, why_not = captured(fn, device)
+    replay, why_not = _captured_on(fn, device)
     if why_not and HOST_COPY in why_not:
         waits = ("host-synchronizing: each call copies from pageable host memory, so the host waits for the device "
                  "and the launch-bound test does not apply; timed with events, as a caller meets it",)  # fmt: skip
@@ -155,6 +155,12 @@ def _time_events(
                   f"{gpu.sm_clock_mhz:.0f} MHz)",)  # fmt: skip
     interference = Interference(None, None, sum(dropped), load, steal_share(steal_before, read_steal()))
     return _Timed(Measurement(kept, 1, clock, reason, notes, rejected, interference, gpu), enqueue)
+
+
+def _captured_on(fn: Callable[[], object], device: torch.device) -> tuple[Callable[[], object], str | None]:
+    """`captured`, with ``device`` current: a graph is captured on the current device (cuda:1's case on cuda:1)."""
+    with torch.cuda.device(device):
+        return captured(fn, device)
 
 
 def captured(fn: Callable[[], object], device: torch.device) -> tuple[Callable[[], object], str | None]:
