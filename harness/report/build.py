@@ -129,7 +129,7 @@ def quality_lines(frame: pd.DataFrame, envs: dict[str, dict]) -> list[str]:
         f"{len(measured)} cases timed: {contended} contended (the machine preempted their blocks until the cap; "
         "left out of fits, crossovers and the fastest-per-N table), "
         f"{noisy} noisy (IQR/median over 10%; kept, and flagged in the fits), "
-        f"{retaken} with preempted blocks discarded and re-taken."
+        f"{retaken} with blocks discarded (preempted on a CPU, and re-taken; run at a throttled SM clock on a GPU)."
     ] + [line for line in [launch_bound_line(frame)] if line]
     for run, env in envs.items():
         quiet = env.get("quiet_check") or {}

@@ -80,7 +80,7 @@ COLUMNS: dict[str, tuple[str, Callable[[Any], str]]] = {
     "n_range": ("N measured", str),
     "iqr_over_median": ("IQR / median", _percent),
     "runqueue_wait": ("run-queue wait", _percent),
-    "discarded_blocks": ("blocks re-taken", _integer),
+    "discarded_blocks": ("blocks discarded", _integer),
     "load_avg": ("load average", _number(2)),
     "cases": ("cases", _integer),
     "compiled_cases": ("cases that compiled", _integer),
