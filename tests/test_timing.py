@@ -108,7 +108,7 @@ def test_blocks_that_fault_new_pages_in_are_warm_up_and_retaken():
     assert max(m.samples) < 0.003 * 1.5  # neither faulting call is among them
     fn, kept = _growing(2)
     plain = time_cpu(fn, first_call_s=0.2, max_time_s=0.2, retake_faults=False)  # the system allocator's steady state
-    assert max(plain.samples) > 0.003 * 1.5 and plain.interference.discarded == 0
+    assert max(plain.samples) > 0.003 * 1.5 and plain.interference.discarded == len(plain.rejected)  # preempted only
 
 
 def test_a_call_that_always_faults_is_retaken_a_bounded_number_of_times():
