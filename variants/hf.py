@@ -58,7 +58,11 @@ def _blind_rows_zeroed(out: torch.Tensor, visible: torch.Tensor | None) -> torch
     return out.masked_fill(~visible.any(-1)[:, None], 0.0)
 
 
-@register("hf-sdpa", family="hf", exact=True, time="O(N^2 d)", memory="O(N)", masks=MASKS, gqa=True, requires="transformers")
+# Transformers' wrappers of kernels the registry has already (sdpa, naive) run where named: the models preset compares
+# them at their models' shapes. In "--variants all" they cost the quick preset a fifth of its time (an import of
+# Transformers in every round's fresh worker, 2.3 s a round) for rows that repeat sdpa's and naive's.
+@register("hf-sdpa", family="hf", exact=True, time="O(N^2 d)", memory="O(N)", masks=MASKS, gqa=True,
+          requires="transformers", in_all=False)  # fmt: skip
 def hf_sdpa(q, k, v, *, mask: Mask, scale: float | None = None) -> torch.Tensor:
     """Transformers' ``sdpa_attention_forward``. q: (B, H, N_q, D); k, v: (B, H_kv, N_kv, D|D_v) -> (B, H, N_q, D_v)."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
@@ -75,7 +79,7 @@ def hf_sdpa(q, k, v, *, mask: Mask, scale: float | None = None) -> torch.Tensor:
 
 
 @register("hf-eager", family="hf", exact=True, time="O(N^2 d)", memory="O(N^2)", masks=MASKS, gqa=True,
-          score_mods=("none", "softcap"), requires="transformers")  # fmt: skip
+          score_mods=("none", "softcap"), requires="transformers", in_all=False)  # fmt: skip
 def hf_eager(q, k, v, *, mask: Mask, scale: float | None = None, score_mod: ScoreMod = NO_MOD) -> torch.Tensor:
     """Transformers' ``eager_attention_forward``: Llama's, or under a soft cap Gemma 2's (which caps the scores
     before the mask). Shapes as `hf_sdpa`'s."""

@@ -99,7 +99,7 @@ class VariantSpec:
     ragged: bool = False  # reads caches of unequal lengths in one batch (kv_lens=, variants.kv_lens)
     reference: Mask | None = None  # an approximation's exact counterpart (see above)
     tolerance: float | None = None  # the relative error against it that `attnbench check` allows
-    in_all: bool = True  # runs in "--variants all"; False: only where named (a second copy of a costly compile)
+    in_all: bool = True  # runs in "--variants all"; False: only where named (a second copy of a kernel already there)
     takes_mask: bool = False  # the function takes mask= (set by register from its signature)
     doc: str = ""
 
