@@ -103,7 +103,7 @@ def test_cross_attention_runs_forward_and_backward_at_a_fixed_query_count(tmp_pa
                          "--max-time", "0.02", "--out", str(tmp_path / "run"))  # fmt: skip
     assert done.returncode == 0, done.stderr
     frame = pd.read_parquet(tmp_path / "run" / "results.parquet")
-    assert (frame["q_len"] == 48).all() and (frame["status"] == "ok").all() and (frame["rel_err"] < 1e-5).all()
+    assert (frame["q_len"] == 48).all() and frame["status"].isin(["ok", "contended"]).all() and (frame["rel_err"] < 1e-5).all()
     assert set(frame["declared_time"]) == {"O(N d)"}  # fitted against N_kv at fixed N_q
 
 

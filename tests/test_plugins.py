@@ -44,7 +44,7 @@ def test_plugin_file_is_listed_checked_and_swept(tmp_path):
     assert sweep.returncode == 0, sweep.stderr
     frame = pd.read_parquet(out / "results.parquet")
     mine = frame[frame["variant"] == "test-plugin-attn"]
-    assert (mine["status"] == "ok").all() and mine["rel_err"].max() < 1e-5  # measured against float64 like any other
+    assert mine["status"].isin(["ok", "contended"]).all() and mine["rel_err"].max() < 1e-5  # against float64 like any other
     fits = pd.read_csv(tmp_path / "report" / "run" / "tables" / "complexity_fits.csv")
     assert "test-plugin-attn" in set(fits["variant"])
     maps = json.loads((out / "attention_maps.json").read_text())
@@ -130,7 +130,8 @@ def test_a_plugin_changes_nothing_for_other_variants(tmp_path):
     rows = pd.read_parquet(out / "results.parquet").set_index(["variant", "mode"])
     own = rows.loc[("test-meddler", "fwd_bwd")]  # grad mode off breaks its own backward, and only its own
     assert own["status"] == "error" and "does not require grad" in own["reason"]
-    assert (rows.drop(index=[("test-meddler", "fwd_bwd")])["status"] == "ok").all(), rows[["status", "reason"]]
+    others = rows.drop(index=[("test-meddler", "fwd_bwd")])["status"]  # measured (a VM slowing mid-run may contend one)
+    assert others.isin(["ok", "contended"]).all(), rows[["status", "reason"]]
     # the same kernel as sdpa: within a few x of it, not 100x faster as its patched clock would read
     ratio = rows.loc[("test-meddler", "fwd"), "time_median_s"] / rows.loc[("sdpa", "fwd"), "time_median_s"]
     assert 0.2 < ratio < 5, ratio

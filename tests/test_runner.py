@@ -76,7 +76,7 @@ def test_a_sweep_killed_between_rounds_resumes_losing_and_repeating_no_round(tmp
     grid = expand(build_sweep(variants=("naive", "sdpa", "chunked-query"), seq_lens=(32, 64, 128, 256), heads=(2,)))
     table = load_results(killed)
     assert sorted(table["case_id"]) == sorted(case.case_id for case in grid)
-    assert list(table.columns[: len(COLUMNS)]) == COLUMNS and (table["status"] == "ok").all()
+    assert list(table.columns[: len(COLUMNS)]) == COLUMNS and table["status"].isin(["ok", "contended"]).all()  # measured
     assert (table["rounds"] >= 2).all() and (table["time_ci_low_s"] < table["time_ci_high_s"]).all()
     assert (table["canary_ref_s"] > 0).all()
 
